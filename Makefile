@@ -1,0 +1,25 @@
+# The two everyday commands: `make run` and `make test`.
+.PHONY: run up down status test lint
+
+VENV := .venv/.installed
+
+$(VENV): pyproject.toml scripts/install
+	scripts/install
+
+run: $(VENV)  ## start every tenant locally and print their URLs; Ctrl-C stops
+	.venv/bin/python scripts/dev run
+
+up: $(VENV)  ## the same, in the background
+	.venv/bin/python scripts/dev up
+
+down:  ## stop what `make up` started
+	scripts/dev down
+
+status:
+	scripts/dev status
+
+test: $(VENV)  ## the whole suite against a private PostgreSQL it starts itself
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)
+	.venv/bin/ruff check service scripts tests

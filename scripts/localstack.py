@@ -1,0 +1,291 @@
+"""A private PostgreSQL cluster and one gunicorn per tenant, for local runs and the test suite.
+
+Everything lives under one folder (`.local/dev` for `scripts/dev`, `.local/test` for pytest):
+the cluster's data, its socket, generated secrets, logs and pid files. Only the standard
+library and psycopg are used, so the venv's python can run it before anything else exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANTS_DIR = ROOT / "tenants"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+GUNICORN_CONF = ROOT / "service" / "gunicorn.conf.py"
+SUPERUSER = "postgres"
+IS_ROOT = os.geteuid() == 0
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines (comments and blank lines ignored)."""
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip()
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    settings: dict[str, str]
+    local_port: int | None
+
+
+def discover_tenants() -> list[Tenant]:
+    """Every folder of tenants/ with a tenant.env, in name order."""
+    tenants = []
+    for env_file in sorted(TENANTS_DIR.glob("*/tenant.env")):
+        local = read_env_file(env_file.parent / "local.env")
+        port = local.get("LOCAL_PORT")
+        tenants.append(Tenant(env_file.parent.name, read_env_file(env_file), int(port) if port else None))
+    return tenants
+
+
+def postgres_bin_dir() -> Path:
+    """The newest installed PostgreSQL server binaries; installs Debian's package when missing."""
+    for attempt in range(2):
+        found = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+            key=lambda path: int(re.sub(r"\D", "", path.parent.parent.name) or 0),
+        )
+        if found:
+            return found[-1].parent
+        initdb = shutil.which("initdb")
+        if initdb:
+            return Path(initdb).resolve().parent
+        if attempt == 0 and IS_ROOT and shutil.which("apt-get"):
+            print("PostgreSQL server not found; installing it with apt-get", file=sys.stderr)
+            apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "update", "-q"], check=True, env=apt_env)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-q", "postgresql", "postgresql-contrib"],
+                check=True, env=apt_env,
+            )
+    sys.exit("PostgreSQL server binaries (initdb, pg_ctl) not found: install the postgresql package")
+
+
+def cluster_directory(preferred: Path) -> Path:
+    """The preferred folder, unless the postgres user cannot reach it or its socket path is too long.
+
+    Then a folder under /tmp named after the preferred one, so each checkout keeps its own.
+    """
+    socket_path_length = len(str(preferred / "socket" / ".s.PGSQL.65535"))
+    reachable = True
+    if IS_ROOT:
+        ancestor = preferred
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        probe = ["runuser", "-u", "postgres", "--", "test", "-x", str(ancestor)]
+        reachable = subprocess.run(probe, check=False, cwd="/").returncode == 0
+    if reachable and socket_path_length < 100:
+        return preferred
+    digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:12]  # noqa: S324 - a name, not security
+    return Path(tempfile.gettempdir()) / f"finance-pg-{digest}"
+
+
+def _as_db_owner(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--", *command] if IS_ROOT else command
+
+
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster in a folder of its own, listening on 127.0.0.1 and a private socket."""
+
+    directory: Path
+    port: int
+    bin_dir: Path = field(default_factory=postgres_bin_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.directory / "socket"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "postgresql.log"
+
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = _as_db_owner([str(self.bin_dir / tool), *args])
+        return subprocess.run(command, check=check, capture_output=True, text=True, cwd="/")
+
+    def initialize(self) -> None:
+        """Create the cluster once: local socket trusted, TCP with passwords only."""
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        for path in (self.directory, self.data_dir, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        if IS_ROOT:
+            shutil.chown(self.directory, "postgres", "postgres")
+            shutil.chown(self.data_dir, "postgres", "postgres")
+            shutil.chown(self.socket_dir, "postgres", "postgres")
+        self.socket_dir.chmod(0o700)
+        self._pg(
+            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8", "--locale=C.UTF-8",
+            "--auth-local=trust", "--auth-host=scram-sha-256",
+        )
+
+    def is_running(self) -> bool:
+        return self._pg("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
+
+    def start(self) -> None:
+        self.initialize()
+        if self.is_running():
+            return
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.socket_dir}"
+            " -c fsync=on -c max_connections=200"
+        )
+        self._pg(
+            "pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.log_file), "-w", "-t", "60", "start"
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.is_running():
+            self._pg("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        """Connect as the superuser through the private socket."""
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname, autocommit=True
+        )
+
+    def ensure_database(self, name: str, password: str) -> str:
+        """Create (or update) a role and a database it owns that no other role may connect to."""
+        role = f"{name}_app"
+        with self.connect() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+                )
+            )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{name}"
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log_file: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-20:])
+            raise RuntimeError(f"{url} exited with code {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready within {timeout:.0f} s; see {log_file}")
+
+
+@dataclass
+class Server:
+    """One running gunicorn of a tenant."""
+
+    tenant: str
+    url: str
+    process: subprocess.Popen
+    env: dict[str, str]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Stack:
+    """A cluster plus each tenant's database, secrets, migrations and gunicorn."""
+
+    directory: Path
+    pg_port: int
+
+    def __post_init__(self) -> None:
+        self.cluster = Cluster(cluster_directory(self.directory / "postgresql"), self.pg_port)
+
+    def secrets_for(self, tenant: str) -> dict[str, str]:
+        """The tenant's generated database password and signing key, created on first use."""
+        path = self.directory / "secrets" / f"{tenant}.env"
+        values = read_env_file(path)
+        if not values:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            values = {"DB_PASSWORD": secrets.token_urlsafe(24), "JWT_SECRET": secrets.token_urlsafe(48)}
+            path.touch(mode=0o600)
+            path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        return values
+
+    def prepare(self, tenant: Tenant) -> dict[str, str]:
+        """Create the tenant's database and role, migrate it, and return the app's environment."""
+        tenant_secrets = self.secrets_for(tenant.name)
+        database_url = self.cluster.ensure_database(tenant.name, tenant_secrets["DB_PASSWORD"])
+        env = {
+            **os.environ,
+            **tenant.settings,
+            "TENANT_ID": tenant.name,
+            "DATABASE_URL": database_url,
+            "JWT_SECRET": tenant_secrets["JWT_SECRET"],
+            "PYTHONUNBUFFERED": "1",
+        }
+        subprocess.run(
+            [str(VENV_PYTHON), "-m", "service", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
+        )
+        return env
+
+    def start_server(self, tenant: str, env: dict[str, str], port: int, *, detach: bool = False) -> Server:
+        """Start gunicorn with the production config on 127.0.0.1:port and wait until it is ready."""
+        env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
+        log_dir = self.directory / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = log_dir / f"{tenant}-{port}.log"
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [str(VENV_PYTHON), "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process, log_file)
+        except RuntimeError:
+            Server(tenant, url, process, env).stop()
+            raise
+        return Server(tenant, url, process, env)

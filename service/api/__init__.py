@@ -1,0 +1,33 @@
+"""The flask-restx Api: every namespace assembled, every error in the JSON envelope."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_restx import Api
+
+from ..errors import response_for
+from . import analytics, auth, categories, health, transactions
+from .docs import AUTHORIZATIONS
+
+NAMESPACES = (auth.ns, transactions.ns, analytics.ns, categories.ns, health.ns)
+
+
+class JsonApi(Api):
+    """An Api whose errors, raised or routing ones, all use the service's envelope."""
+
+    def handle_error(self, e):
+        return response_for(e)
+
+
+def init_app(app: Flask) -> None:
+    api = JsonApi(
+        app,
+        title="Personal finance API",
+        version="1.0",
+        description="Income, expenses and analytics for the people of one tenant.",
+        doc="/docs",
+        authorizations=AUTHORIZATIONS,
+        catch_all_404s=True,
+    )
+    for namespace in NAMESPACES:
+        api.add_namespace(namespace)

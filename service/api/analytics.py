@@ -1,0 +1,50 @@
+"""Totals and breakdowns of the logged-in user's income and expense."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import g
+from flask_restx import Namespace
+
+from .. import db
+from ..periods import day_bounds, resolve_period
+from ..schemas import AnalyticsQuery, AnalyticsSummary
+from ..store import analytics
+from .common import UserResource, load_query, settings
+from .docs import authenticated, error_model, model, query_params
+
+ns = Namespace("analytics", path="/", description="Totals over a period, by category, month or day")
+
+
+@ns.route("/analytics")
+@authenticated(ns)
+class Analytics(UserResource):
+    @ns.doc(params=query_params(AnalyticsQuery))
+    @ns.response(200, "Totals for the period", model(ns, AnalyticsSummary))
+    @ns.response(400, "Unknown period, bad dates or group_by", error_model(ns))
+    def get(self):
+        """Sum income and expense over a calendar period of the tenant's time zone, or from/to."""
+        query = load_query(AnalyticsQuery())
+        tz = settings().timezone
+        if "from_" in query:
+            period, first, last = "custom", query["from_"], query["to"]
+        else:
+            period = query.get("period", "current_month")
+            first, last = resolve_period(period, datetime.now(tz).date())
+        start, end = day_bounds(first, last, tz)
+        with db.connection() as conn:
+            summary = analytics.summarize(
+                conn, user_id=g.user_id, start=start, end=end, tz=tz.key,
+                group_by=query.get("group_by"),
+            )
+        return AnalyticsSummary().dump(
+            {
+                **summary,
+                "period": period,
+                "from_": first,
+                "to": last,
+                "currency": settings().currency,
+                "group_by": query.get("group_by"),
+            }
+        )

@@ -1,0 +1,75 @@
+"""Register an account and log in for a token."""
+
+from __future__ import annotations
+
+from flask_restx import Namespace, Resource
+
+from .. import db
+from ..errors import ApiError
+from ..schemas import Credentials, TokenPublic, UserPublic
+from ..security import hash_password, issue_token, verify_password
+from ..store import login_failures, users
+from .common import load_body, settings
+from .docs import error_model, model
+
+ns = Namespace("auth", path="/", description="Accounts and tokens")
+credentials_model = model(ns, Credentials, for_input=True)
+error = error_model(ns)
+
+
+@ns.route("/register")
+class Register(Resource):
+    @ns.expect(credentials_model)
+    @ns.response(201, "Account created", model(ns, UserPublic))
+    @ns.response(400, "Invalid username or password", error)
+    @ns.response(409, "Username already taken", error)
+    def post(self):
+        """Create an account; usernames are unique whatever their letter case."""
+        data = load_body(Credentials())
+        username = data["username"].strip()
+        password_hash = hash_password(data["password"])
+        with db.connection() as conn:
+            try:
+                user = users.create_user(conn, username=username, password_hash=password_hash)
+            except users.UsernameTaken as exc:
+                raise ApiError(409, "username_taken", "This username is already taken.") from exc
+        return UserPublic().dump(user), 201
+
+
+@ns.route("/login")
+class Login(Resource):
+    @ns.expect(credentials_model)
+    @ns.response(200, "Logged in", model(ns, TokenPublic))
+    @ns.response(400, "Malformed credentials", error)
+    @ns.response(401, "Unknown username or wrong password", error)
+    @ns.response(429, "Too many failed attempts for this username; see Retry-After", error)
+    def post(self):
+        """Exchange a username and password for a bearer token."""
+        data = load_body(Credentials())
+        username, config = data["username"].strip(), settings()
+        with db.connection() as conn:
+            locked_for = login_failures.locked_for(conn, username=username)
+            user = None if locked_for else users.find_user_by_username(conn, username)
+        if locked_for:
+            raise ApiError(
+                429, "too_many_attempts",
+                "Too many failed logins for this username; try again later.",
+                headers={"Retry-After": str(locked_for)},
+            )
+        # The password is checked outside any database transaction: it is slow on purpose.
+        if not verify_password(user["password_hash"] if user else None, data["password"]):
+            with db.connection() as conn:
+                login_failures.record_failure(
+                    conn,
+                    username=username,
+                    max_failures=config.login_max_failures,
+                    window=config.login_failure_window_seconds,
+                    lockout=config.login_lockout_seconds,
+                )
+            raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
+        with db.connection() as conn:
+            login_failures.clear_failures(conn, username=username)
+        issued = issue_token(config, user["id"])
+        return TokenPublic().dump(
+            {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
+        )

@@ -1,0 +1,250 @@
+"""Transactions: create (idempotently), list, read, update, delete, export and import as CSV."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import date
+
+from flask import Response, g, request, stream_with_context
+from flask_restx import Namespace
+
+from .. import csvio, db
+from ..errors import ApiError
+from ..periods import instant_bounds
+from ..schemas import (
+    Cursor,
+    ImportResult,
+    TransactionCreate,
+    TransactionFilters,
+    TransactionListQuery,
+    TransactionPage,
+    TransactionPublic,
+    TransactionUpdate,
+)
+from ..store import idempotency, transactions
+from .common import UserResource, load_body, load_query, settings
+from .docs import authenticated, error_model, model, query_params
+
+ns = Namespace("transactions", path="/", description="Income and expense records of the logged-in user")
+error = error_model(ns)
+transaction_model = model(ns, TransactionPublic)
+create_model = model(ns, TransactionCreate, for_input=True)
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _public(row: dict) -> dict:
+    return TransactionPublic().dump({**row, "currency": settings().currency})
+
+
+def _filters(query: dict) -> dict:
+    """Turn validated filter parameters into store filters with instant bounds."""
+    start, end = instant_bounds(query.pop("from_", None), query.pop("to", None), settings().timezone)
+    return {**query, "start": start, "end": end}
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "No such transaction.")
+
+
+def create_transaction() -> tuple[dict, int, dict]:
+    """Create a transaction; with an Idempotency-Key, a retry replays the first response."""
+    data = load_body(TransactionCreate())
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            400, "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+        )
+    with db.connection() as conn:
+        if key is not None:
+            request_hash = hashlib.sha256(
+                json.dumps(data, sort_keys=True, default=str).encode()
+            ).hexdigest()
+            earlier = idempotency.claim(conn, user_id=g.user_id, key=key, request_hash=request_hash)
+            if earlier is not None:
+                if earlier["request_hash"] != request_hash:
+                    raise ApiError(
+                        422, "idempotency_key_reused",
+                        "This Idempotency-Key was used with a different request body.",
+                    )
+                headers = {"Location": earlier["location"], "Idempotent-Replayed": "true"}
+                return earlier["body"], earlier["status"], headers
+        body = _public(transactions.create_transaction(conn, user_id=g.user_id, data=data))
+        location = f"/transactions/{body['id']}"
+        if key is not None:
+            idempotency.save_response(
+                conn, user_id=g.user_id, key=key, status=201, body=body, location=location
+            )
+    return body, 201, {"Location": location}
+
+
+_create_docs = [
+    ns.expect(create_model),
+    ns.param("Idempotency-Key", "Retries with the same key replay the first response.", "header"),
+    ns.response(201, "Created; Location names it", transaction_model),
+    ns.response(400, "Invalid transaction", error),
+    ns.response(415, "The body is not JSON", error),
+    ns.response(422, "Idempotency-Key reused with a different body", error),
+]
+
+
+def _documented_create(method):
+    for decorate in reversed(_create_docs):
+        method = decorate(method)
+    return method
+
+
+@ns.route("/transactions")
+@authenticated(ns)
+class TransactionCollection(UserResource):
+
+    @ns.doc(params=query_params(TransactionListQuery))
+    @ns.response(200, "One page of transactions", model(ns, TransactionPage))
+    @ns.response(400, "Invalid filter, sort, limit or cursor", error)
+    def get(self):
+        """List transactions, newest first by default, one page at a time."""
+        query = load_query(TransactionListQuery())
+        sort, limit, after = query.pop("sort"), query.pop("limit"), query.pop("cursor", None)
+        with db.connection() as conn:
+            rows, position = transactions.list_transactions(
+                conn, user_id=g.user_id, filters=_filters(query), sort=sort, limit=limit, after=after
+            )
+        return TransactionPage().dump(
+            {
+                "items": [{**row, "currency": settings().currency} for row in rows],
+                "next_cursor": Cursor.encode(position) if position else None,
+            }
+        )
+
+    @_documented_create
+    def post(self):
+        """Record an income or an expense."""
+        return create_transaction()
+
+
+@ns.route("/transaction")
+@authenticated(ns)
+class LegacyTransaction(UserResource):
+
+    @_documented_create
+    def post(self):
+        """Record an income or an expense (the original clients' path; same as POST /transactions)."""
+        return create_transaction()
+
+
+@ns.route("/transactions/<int:transaction_id>")
+@ns.param("transaction_id", "The transaction's id")
+@authenticated(ns)
+class TransactionItem(UserResource):
+
+    @ns.response(200, "The transaction", transaction_model)
+    @ns.response(404, "No such transaction of this user", error)
+    def get(self, transaction_id: int):
+        """Read one transaction."""
+        with db.connection() as conn:
+            row = transactions.get_transaction(conn, user_id=g.user_id, transaction_id=transaction_id)
+        if row is None:
+            raise _not_found()
+        return _public(row)
+
+    @ns.expect(model(ns, TransactionUpdate, for_input=True))
+    @ns.response(200, "The updated transaction", transaction_model)
+    @ns.response(400, "Invalid change", error)
+    @ns.response(404, "No such transaction of this user", error)
+    @ns.response(415, "The body is not JSON", error)
+    def patch(self, transaction_id: int):
+        """Change some fields of a transaction."""
+        changes = load_body(TransactionUpdate())
+        with db.connection() as conn:
+            row = transactions.update_transaction(
+                conn, user_id=g.user_id, transaction_id=transaction_id, changes=changes
+            )
+        if row is None:
+            raise _not_found()
+        return _public(row)
+
+    @ns.response(204, "Deleted")
+    @ns.response(404, "No such transaction of this user", error)
+    def delete(self, transaction_id: int):
+        """Delete a transaction."""
+        with db.connection() as conn:
+            deleted = transactions.delete_transaction(
+                conn, user_id=g.user_id, transaction_id=transaction_id
+            )
+        if not deleted:
+            raise _not_found()
+        return None, 204
+
+
+@ns.route("/transactions/export")
+@authenticated(ns)
+class TransactionExport(UserResource):
+
+    @ns.doc(params=query_params(TransactionFilters))
+    @ns.produces(["text/csv"])
+    @ns.response(200, "CSV with a header row, oldest first")
+    @ns.response(400, "Invalid filter", error)
+    def get(self):
+        """Download transactions as CSV (same filters as the list)."""
+        filters = _filters(load_query(TransactionFilters()))
+        user_id, config = g.user_id, settings()
+
+        def lines():
+            with db.connection() as conn:
+                rows = transactions.iter_transactions(conn, user_id=user_id, filters=filters)
+                yield from csvio.export_lines(rows, config.currency)
+
+        filename = f"transactions-{config.tenant_id}-{date.today().isoformat()}.csv"
+        return Response(
+            stream_with_context(lines()),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+
+@ns.route("/transactions/import")
+@authenticated(ns)
+class TransactionImport(UserResource):
+
+    @ns.doc(
+        consumes=["text/csv", "multipart/form-data"],
+        params={"file": {"in": "formData", "type": "file", "description": "The CSV (multipart)"}},
+    )
+    @ns.response(201, "Every row imported", model(ns, ImportResult))
+    @ns.response(400, "Not a readable CSV file", error)
+    @ns.response(413, "Larger than 1 MiB", error)
+    @ns.response(415, "Neither text/csv nor multipart/form-data", error)
+    @ns.response(422, "Some rows are invalid; nothing was imported", error)
+    def post(self):
+        """Import transactions from CSV: all rows or none."""
+        config = settings()
+        try:
+            valid, errors = csvio.parse_import(_uploaded_csv(), config.currency)
+        except csvio.CsvError as exc:
+            raise ApiError(400, "invalid_csv", str(exc)) from exc
+        if errors:
+            raise ApiError(
+                422, "invalid_rows",
+                f"{len(errors)} row(s) are invalid; nothing was imported.",
+                details={"rows": errors[: csvio.MAX_REPORTED_ERRORS]},
+            )
+        if not valid:
+            raise ApiError(422, "empty_import", "The file has a header but no rows.")
+        with db.connection() as conn:
+            imported = transactions.import_transactions(conn, user_id=g.user_id, rows=valid)
+        return ImportResult().dump({"imported": imported}), 201
+
+
+def _uploaded_csv() -> bytes:
+    """The CSV bytes of a text/csv body or of the `file` part of a multipart form."""
+    if request.mimetype == "text/csv":
+        return request.get_data(cache=True)
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(400, "validation_error", "Attach the CSV as the form field `file`.",
+                           fields={"file": ["Missing data for required field."]})
+        return upload.read()
+    raise ApiError(415, "unsupported_media_type", "Send the CSV as text/csv or multipart/form-data.")

@@ -1,0 +1,102 @@
+"""CSV export and import of transactions, the same columns both ways."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
+from marshmallow import ValidationError
+
+from .schemas import TransactionCreate
+
+EXPORT_COLUMNS = ("id", "occurred_at", "type", "amount", "currency", "category", "description")
+IMPORT_COLUMNS = ("occurred_at", "type", "amount", "category", "description")
+# Columns of an export that an import accepts but does not store: ids are assigned anew.
+IGNORED_COLUMNS = ("id",)
+MAX_REPORTED_ERRORS = 100
+# A spreadsheet runs a cell starting with one of these as a formula; exports defuse such cells
+# with a leading apostrophe, which imports remove again.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class CsvError(Exception):
+    """The upload is not a CSV file this import can read."""
+
+
+def _defuse(text: str | None) -> str:
+    if not text:
+        return ""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _restore(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_STARTS) else text
+
+
+def _line(values: Iterable) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def export_lines(rows: Iterable[dict], currency: str) -> Iterator[str]:
+    """Yield the header and one CSV line per transaction."""
+    yield _line(EXPORT_COLUMNS)
+    for row in rows:
+        yield _line(
+            (
+                row["id"],
+                row["occurred_at"].isoformat(),
+                row["type"],
+                f"{row['amount']:.2f}",
+                currency,
+                _defuse(row["category"]),
+                _defuse(row["description"]),
+            )
+        )
+
+
+def parse_import(raw: bytes, currency: str) -> tuple[list[dict], list[dict]]:
+    """Validate every row of an upload; return (valid rows, errors with their line numbers)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError("The file is not UTF-8 text.") from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise CsvError(f"The header row is not valid CSV: {exc}.") from exc
+    known = set(IMPORT_COLUMNS) | set(IGNORED_COLUMNS) | {"currency"}
+    unknown = [name for name in header if name not in known]
+    missing = [name for name in ("type", "amount") if name not in header]
+    if unknown or missing or len(set(header)) != len(header):
+        raise CsvError(
+            f"The header must name columns among {', '.join(EXPORT_COLUMNS)} once each,"
+            " including type and amount."
+        )
+
+    schema = TransactionCreate()
+    valid: list[dict] = []
+    errors: list[dict] = []
+    try:
+        for record in reader:
+            line = reader.line_num
+            if None in record or None in record.values():
+                errors.append({"row": line, "fields": {"_row": ["Wrong number of cells."]}})
+                continue
+            if record.get("currency", currency) not in ("", currency):
+                errors.append({"row": line, "fields": {"currency": [f"Must be {currency}."]}})
+                continue
+            cells = {
+                name: _restore(value) for name, value in record.items()
+                if name in IMPORT_COLUMNS and value != ""
+            }
+            try:
+                valid.append(schema.load(cells))
+            except ValidationError as exc:
+                errors.append({"row": line, "fields": exc.messages})
+    except csv.Error as exc:
+        errors.append({"row": reader.line_num, "fields": {"_row": [f"Not valid CSV: {exc}."]}})
+    return valid, errors

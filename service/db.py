@@ -1,0 +1,55 @@
+"""The PostgreSQL connection pool of one worker process."""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from flask import Flask, current_app
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .config import Settings
+
+
+def create_pool(settings: Settings) -> ConnectionPool:
+    """Open a pool without waiting for the database, so a worker starts even while it is down."""
+    pool = ConnectionPool(
+        settings.database_url.reveal(),
+        min_size=1,
+        max_size=settings.db_pool_size,
+        timeout=settings.db_pool_timeout,
+        # Connections broken while idle (a database restart) are replaced, not handed out.
+        check=ConnectionPool.check_connection,
+        # Give up a failing connection attempt quickly: the next request starts a fresh one, so
+        # the pool recovers within a second or two of the database coming back instead of
+        # waiting out an exponential backoff.
+        reconnect_timeout=2.0,
+        kwargs={
+            "row_factory": dict_row,
+            "connect_timeout": 3,
+            "application_name": f"finance-{settings.tenant_id}",
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}"
+            " -c idle_in_transaction_session_timeout=30000 -c TimeZone=UTC",
+        },
+        name=f"finance-{settings.tenant_id}",
+        open=False,
+    )
+    pool.open(wait=False)
+    atexit.register(pool.close)
+    return pool
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Give the app its pool; called in each gunicorn worker, after the fork."""
+    app.extensions["db_pool"] = create_pool(settings)
+
+
+@contextmanager
+def connection(timeout: float | None = None) -> Iterator[psycopg.Connection]:
+    """Lend a connection for one unit of work: committed on success, rolled back on error."""
+    pool: ConnectionPool = current_app.extensions["db_pool"]
+    with pool.connection(timeout=timeout) as conn:
+        yield conn

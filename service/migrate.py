@@ -1,0 +1,58 @@
+"""Apply the plain-SQL migrations in service/migrations, once each, under an advisory lock."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import tuple_row
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any fixed number: every replica that starts at once waits on the same lock.
+ADVISORY_LOCK_ID = 7_301_914_263
+
+
+def available() -> list[tuple[str, str]]:
+    """Return (version, sql) for every migration file, in the order they apply."""
+    return [(path.stem, path.read_text()) for path in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+
+
+KNOWN_VERSIONS = [version for version, _ in available()]
+
+
+def pending(conn: psycopg.Connection) -> list[str]:
+    """Return the versions not yet applied to this database."""
+    cur = conn.cursor(row_factory=tuple_row)
+    (table,) = cur.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if table is None:
+        return list(KNOWN_VERSIONS)
+    applied = {version for (version,) in cur.execute("SELECT version FROM schema_migrations")}
+    return [version for version in KNOWN_VERSIONS if version not in applied]
+
+
+def migrate(database_url: str) -> list[str]:
+    """Apply every pending migration, each in its own transaction; return what was applied."""
+    applied: list[str] = []
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_ID,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            todo = set(pending(conn))
+            for version, sql in available():
+                if version not in todo:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                log.info("applied migration", extra={"version": version})
+                applied.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_ID,))
+    return applied

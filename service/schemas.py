@@ -1,0 +1,272 @@
+"""Marshmallow schemas: what each request may carry and what each response shows."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow.validate import Length, OneOf, Range
+
+CENT = Decimal("0.01")
+MAX_AMOUNT = Decimal("999999999999.99")
+TRANSACTION_TYPES = ("income", "expense")
+SORTS = ("occurred_at", "-occurred_at", "amount", "-amount")
+PERIODS = ("current_month", "last_month", "current_year", "last_year")
+GROUP_BYS = ("category", "month", "day")
+_AMOUNT_TEXT = re.compile(r"^[0-9]{1,40}(\.[0-9]{1,40})?$")
+
+
+class ExponentNumber:
+    """A JSON number written with an exponent (1e3): kept as text so Money can refuse it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def parse_json_number(text: str) -> Decimal | ExponentNumber:
+    """Read a JSON number with a fraction as an exact Decimal, never as a binary float."""
+    return ExponentNumber(text) if "e" in text.lower() else Decimal(text)
+
+
+class Money(fields.Field):
+    """An amount of money: a JSON number or a decimal string, exact, with at most two places."""
+
+    default_error_messages = {
+        "invalid": 'Must be a number or a decimal string such as "12.50".',
+        "exponent": "Write the amount in full, without an exponent.",
+        "places": "At most 2 decimal places are allowed.",
+        "range": "Must be greater than 0 and at most 999999999999.99.",
+        "range_or_zero": "Must be between 0 and 999999999999.99.",
+    }
+
+    def __init__(self, *, allow_zero: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.allow_zero = allow_zero
+        self.metadata.setdefault("example", "12.50")
+
+    def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
+        if isinstance(value, ExponentNumber):
+            raise self.make_error("exponent")
+        if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+            raise self.make_error("invalid")
+        if isinstance(value, str):
+            if "e" in value.lower():
+                raise self.make_error("exponent")
+            if not _AMOUNT_TEXT.match(value):
+                raise self.make_error("invalid")
+        try:
+            amount = Decimal(value)
+        except InvalidOperation as exc:
+            raise self.make_error("invalid") from exc
+        if not amount.is_finite():
+            raise self.make_error("invalid")
+        lowest_ok = amount >= 0 if self.allow_zero else amount > 0
+        if not lowest_ok or amount > MAX_AMOUNT:
+            raise self.make_error("range_or_zero" if self.allow_zero else "range")
+        if amount != amount.quantize(CENT):
+            raise self.make_error("places")
+        return amount.quantize(CENT)
+
+    def _serialize(self, value, attr, obj, **kwargs) -> str | None:
+        return None if value is None else f"{value:.2f}"
+
+
+class Category(fields.String):
+    """A category name: surrounding spaces trimmed, blank meaning none."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_none=True, validate=Length(max=64), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str | None:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        return text or None
+
+
+class DateOrDateTime(fields.Field):
+    """A calendar date (2026-11-01) or an ISO 8601 date-time with an offset."""
+
+    default_error_messages = {
+        "invalid": "Must be a date (YYYY-MM-DD) or a date-time with an offset.",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs) -> date | datetime:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+        if moment.tzinfo is None:
+            raise self.make_error("invalid")
+        return moment
+
+
+class Cursor(fields.String):
+    """An opaque page cursor: base64url of the last row's sort key."""
+
+    default_error_messages = {"invalid": "Not a valid cursor; pass next_cursor unchanged."}
+
+    @staticmethod
+    def encode(position: dict) -> str:
+        raw = json.dumps(position, separators=(",", ":"), default=str).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            position = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            sort, key, row_id = position["s"], position["k"], position["id"]
+            if sort not in SORTS or not isinstance(row_id, int) or not isinstance(key, str):
+                raise ValueError(sort)
+            parsed_key = Decimal(key) if sort.lstrip("-") == "amount" else datetime.fromisoformat(key)
+        except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error) as exc:
+            raise self.make_error("invalid") from exc
+        return {"sort": sort, "key": parsed_key, "id": row_id}
+
+
+class Credentials(Schema):
+    username = fields.String(
+        required=True,
+        validate=Length(min=3, max=254),
+        metadata={"example": "sam.johnson@gmail.com"},
+    )
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=Length(min=8, max=128),
+        metadata={"example": "password@123"},
+    )
+
+
+class UserPublic(Schema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+
+
+class TokenPublic(Schema):
+    token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
+
+
+class TransactionCreate(Schema):
+    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
+    amount = Money(required=True)
+    description = fields.String(allow_none=True, validate=Length(max=500))
+    category = Category()
+    occurred_at = fields.AwareDateTime(
+        format="iso", metadata={"description": "ISO 8601 with an offset; defaults to now."}
+    )
+
+
+class TransactionUpdate(TransactionCreate):
+    """The same fields as a create, every one optional."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(partial=True, **kwargs)
+
+    @validates_schema
+    def not_empty(self, data, **kwargs) -> None:
+        if not data:
+            raise ValidationError("Give at least one field to change.", "_schema")
+
+
+class TransactionPublic(Schema):
+    id = fields.Integer(required=True)
+    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
+    amount = Money(required=True)
+    currency = fields.String(required=True, metadata={"example": "USD"})
+    description = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    occurred_at = fields.AwareDateTime(format="iso", required=True)
+    created_at = fields.AwareDateTime(format="iso", required=True)
+    updated_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class TransactionFilters(Schema):
+    type = fields.String(validate=OneOf(TRANSACTION_TYPES))
+    category = Category()
+    from_ = DateOrDateTime(data_key="from", metadata={"description": "Inclusive; a date or date-time."})
+    to = DateOrDateTime(metadata={"description": "Inclusive; a date covers the whole day."})
+    min_amount = Money(allow_zero=True)
+    max_amount = Money(allow_zero=True)
+    q = fields.String(validate=Length(min=1, max=200), metadata={"description": "Text in the description."})
+
+
+class TransactionListQuery(TransactionFilters):
+    sort = fields.String(load_default="-occurred_at", validate=OneOf(SORTS))
+    limit = fields.Integer(load_default=50, validate=Range(min=1, max=200))
+    cursor = Cursor(metadata={"description": "next_cursor of the previous page."})
+
+    @validates_schema
+    def cursor_matches_sort(self, data, **kwargs) -> None:
+        if "cursor" in data and data["cursor"]["sort"] != data["sort"]:
+            raise ValidationError("This cursor belongs to another sort order.", "cursor")
+
+
+class TransactionPage(Schema):
+    items = fields.List(fields.Nested(TransactionPublic), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ImportResult(Schema):
+    imported = fields.Integer(required=True)
+
+
+class CategoryPublic(Schema):
+    name = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class CategoryList(Schema):
+    items = fields.List(fields.Nested(CategoryPublic), required=True)
+
+
+class AnalyticsQuery(Schema):
+    period = fields.String(validate=OneOf(PERIODS))
+    from_ = fields.Date(data_key="from", metadata={"description": "First day, inclusive."})
+    to = fields.Date(metadata={"description": "Last day, inclusive."})
+    group_by = fields.String(validate=OneOf(GROUP_BYS))
+
+    @validates_schema
+    def one_range(self, data, **kwargs) -> None:
+        has_dates = "from_" in data or "to" in data
+        if "period" in data and has_dates:
+            raise ValidationError("Give either period or from and to, not both.", "period")
+        if has_dates and ("from_" not in data or "to" not in data):
+            raise ValidationError("Give both from and to.", "from" if "from_" not in data else "to")
+        if has_dates and data["from_"] > data["to"]:
+            raise ValidationError("Must not be after to.", "from")
+
+
+class Totals(Schema):
+    total_income = Money(required=True)
+    total_expense = Money(required=True)
+    net_balance = Money(required=True, metadata={"example": "-12.50"})
+    count = fields.Integer(required=True)
+
+
+class AnalyticsGroup(Totals):
+    key = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The category (null: none), month (YYYY-MM) or day (YYYY-MM-DD)."},
+    )
+
+
+class AnalyticsSummary(Totals):
+    period = fields.String(
+        required=True, metadata={"description": "The period asked for, or custom for from/to."}
+    )
+    from_ = fields.Date(data_key="from", required=True)
+    to = fields.Date(required=True)
+    currency = fields.String(required=True)
+    group_by = fields.String(allow_none=True)
+    groups = fields.List(fields.Nested(AnalyticsGroup))

@@ -1,0 +1,45 @@
+"""Idempotency keys: the first response to a keyed create, replayed for every retry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+# Keys are honoured for at least this long after their first use.
+KEY_LIFETIME = timedelta(hours=24)
+
+
+def claim(conn: psycopg.Connection, *, user_id: int, key: str, request_hash: str) -> dict | None:
+    """Reserve the key for this request, or return the earlier request's record.
+
+    Runs inside the caller's transaction: a concurrent request with the same key blocks on the
+    row until this one commits (and then sees its response) or rolls back (and then claims it).
+    """
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE user_id = %s AND created_at < now() - %s",
+        (user_id, KEY_LIFETIME),
+    )
+    claimed = conn.execute(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES (%s, %s, %s)"
+        " ON CONFLICT (user_id, key) DO NOTHING RETURNING key",
+        (user_id, key, request_hash),
+    ).fetchone()
+    if claimed:
+        return None
+    return conn.execute(
+        "SELECT request_hash, status, body, location FROM idempotency_keys"
+        " WHERE user_id = %s AND key = %s",
+        (user_id, key),
+    ).fetchone()
+
+
+def save_response(
+    conn: psycopg.Connection, *, user_id: int, key: str, status: int, body: dict, location: str
+) -> None:
+    conn.execute(
+        "UPDATE idempotency_keys SET status = %s, body = %s, location = %s"
+        " WHERE user_id = %s AND key = %s",
+        (status, Jsonb(body), location, user_id, key),
+    )

@@ -1,0 +1,162 @@
+"""Transactions of one user: create, read, update, delete, list by keyset, import, categories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import psycopg
+from psycopg import sql
+
+COLUMNS = sql.SQL(
+    "id, type, amount, description, category, occurred_at, created_at, updated_at"
+)
+# Columns a client may set; the keys of a validated TransactionCreate/TransactionUpdate.
+WRITABLE = ("type", "amount", "description", "category", "occurred_at")
+
+# Each sort names its key column and direction; keyset pagination continues after (key, id).
+_SORTS = {
+    "-occurred_at": ("occurred_at", "DESC", "<"),
+    "occurred_at": ("occurred_at", "ASC", ">"),
+    "-amount": ("amount", "DESC", "<"),
+    "amount": ("amount", "ASC", ">"),
+}
+
+
+def create_transaction(conn: psycopg.Connection, *, user_id: int, data: dict) -> dict:
+    fields = [name for name in WRITABLE if name in data]
+    query = sql.SQL("INSERT INTO transactions (user_id, {names}) VALUES (%s, {values}) RETURNING {columns}").format(
+        names=sql.SQL(", ").join(map(sql.Identifier, fields)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(fields)),
+        columns=COLUMNS,
+    )
+    return conn.execute(query, [user_id, *(data[name] for name in fields)]).fetchone()
+
+
+def get_transaction(conn: psycopg.Connection, *, user_id: int, transaction_id: int) -> dict | None:
+    query = sql.SQL("SELECT {columns} FROM transactions WHERE id = %s AND user_id = %s")
+    return conn.execute(query.format(columns=COLUMNS), (transaction_id, user_id)).fetchone()
+
+
+def update_transaction(
+    conn: psycopg.Connection, *, user_id: int, transaction_id: int, changes: dict
+) -> dict | None:
+    fields = [name for name in WRITABLE if name in changes]
+    query = sql.SQL(
+        "UPDATE transactions SET {assignments}, updated_at = now()"
+        " WHERE id = %s AND user_id = %s RETURNING {columns}"
+    ).format(
+        assignments=sql.SQL(", ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in fields
+        ),
+        columns=COLUMNS,
+    )
+    params = [*(changes[name] for name in fields), transaction_id, user_id]
+    return conn.execute(query, params).fetchone()
+
+
+def delete_transaction(conn: psycopg.Connection, *, user_id: int, transaction_id: int) -> bool:
+    cur = conn.execute(
+        "DELETE FROM transactions WHERE id = %s AND user_id = %s", (transaction_id, user_id)
+    )
+    return cur.rowcount == 1
+
+
+def _filter_conditions(user_id: int, filters: dict) -> tuple[list[sql.Composable], list]:
+    """Translate validated filters into SQL conditions and their parameters."""
+    conditions: list[sql.Composable] = [sql.SQL("user_id = %s")]
+    params: list = [user_id]
+    simple = {
+        "type": "type = %s",
+        "category": "category = %s",
+        "start": "occurred_at >= %s",
+        "end": "occurred_at < %s",
+        "min_amount": "amount >= %s",
+        "max_amount": "amount <= %s",
+    }
+    for name, condition in simple.items():
+        if filters.get(name) is not None:
+            conditions.append(sql.SQL(condition))
+            params.append(filters[name])
+    if filters.get("q"):
+        escaped = filters["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(sql.SQL("description ILIKE %s"))
+        params.append(f"%{escaped}%")
+    return conditions, params
+
+
+def list_transactions(
+    conn: psycopg.Connection,
+    *,
+    user_id: int,
+    filters: dict,
+    sort: str,
+    limit: int,
+    after: dict | None = None,
+) -> tuple[list[dict], dict | None]:
+    """Return one page in the given order and the position to continue after (None at the end)."""
+    key, direction, comparison = _SORTS[sort]
+    conditions, params = _filter_conditions(user_id, filters)
+    if after is not None:
+        conditions.append(
+            sql.SQL("({key}, id) {comparison} (%s, %s)").format(
+                key=sql.Identifier(key), comparison=sql.SQL(comparison)
+            )
+        )
+        params += [after["key"], after["id"]]
+    query = sql.SQL(
+        "SELECT {columns} FROM transactions WHERE {where}"
+        " ORDER BY {key} {direction}, id {direction} LIMIT %s"
+    ).format(
+        columns=COLUMNS,
+        where=sql.SQL(" AND ").join(conditions),
+        key=sql.Identifier(key),
+        direction=sql.SQL(direction),
+    )
+    rows = conn.execute(query, [*params, limit + 1]).fetchall()
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, {"s": sort, "k": last[key], "id": last["id"]}
+
+
+def iter_transactions(conn: psycopg.Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
+    """Stream every matching transaction, oldest first, without holding them all in memory."""
+    conditions, params = _filter_conditions(user_id, filters)
+    query = sql.SQL(
+        "SELECT {columns} FROM transactions WHERE {where} ORDER BY occurred_at, id"
+    ).format(columns=COLUMNS, where=sql.SQL(" AND ").join(conditions))
+    with conn.cursor(name="export") as cur:
+        cur.itersize = 1000
+        yield from cur.execute(query, params)
+
+
+def import_transactions(conn: psycopg.Connection, *, user_id: int, rows: Iterable[dict]) -> int:
+    """Insert validated rows in one COPY; occurred_at defaults to now like a single create."""
+    now = conn.execute("SELECT now() AS now").fetchone()["now"]
+    count = 0
+    with conn.cursor().copy(
+        "COPY transactions (user_id, type, amount, description, category, occurred_at) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row(
+                (
+                    user_id,
+                    row["type"],
+                    row["amount"],
+                    row.get("description"),
+                    row.get("category"),
+                    row.get("occurred_at") or now,
+                )
+            )
+            count += 1
+    return count
+
+
+def list_categories(conn: psycopg.Connection, *, user_id: int) -> list[dict]:
+    return conn.execute(
+        "SELECT category AS name, count(*) AS count FROM transactions"
+        " WHERE user_id = %s AND category IS NOT NULL GROUP BY category ORDER BY category",
+        (user_id,),
+    ).fetchall()
+
