@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        ERROR_404_HELP=False,
+        RESTX_ERROR_404_HELP=False,
         RESTX_MASK_SWAGGER=False,
     )
     app.extensions["settings"] = settings

@@ -18,7 +18,18 @@ TRANSACTION_TYPES = ("income", "expense")
 SORTS = ("occurred_at", "-occurred_at", "amount", "-amount")
 PERIODS = ("current_month", "last_month", "current_year", "last_year")
 GROUP_BYS = ("category", "month", "day")
+# Dates outside this span are refused: they are not finance records, and near the ends of the
+# calendar converting between zones overflows.
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2999, 12, 31)
 _AMOUNT_TEXT = re.compile(r"^[0-9]{1,40}(\.[0-9]{1,40})?$")
+
+
+def supported_day(value: date | datetime) -> None:
+    """Validator: the date, or the day of a date-time, lies within the supported span."""
+    day = value.date() if isinstance(value, datetime) else value
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValidationError(f"Must be between {EARLIEST_DAY} and {LATEST_DAY}.")
 
 
 class ExponentNumber:
@@ -162,7 +173,9 @@ class TransactionCreate(Schema):
     description = fields.String(allow_none=True, validate=Length(max=500))
     category = Category()
     occurred_at = fields.AwareDateTime(
-        format="iso", metadata={"description": "ISO 8601 with an offset; defaults to now."}
+        format="iso",
+        validate=supported_day,
+        metadata={"description": "ISO 8601 with an offset; defaults to now."},
     )
 
 
@@ -193,8 +206,10 @@ class TransactionPublic(Schema):
 class TransactionFilters(Schema):
     type = fields.String(validate=OneOf(TRANSACTION_TYPES))
     category = Category()
-    from_ = DateOrDateTime(data_key="from", metadata={"description": "Inclusive; a date or date-time."})
-    to = DateOrDateTime(metadata={"description": "Inclusive; a date covers the whole day."})
+    from_ = DateOrDateTime(
+        data_key="from", validate=supported_day, metadata={"description": "Inclusive; a date or date-time."}
+    )
+    to = DateOrDateTime(validate=supported_day, metadata={"description": "Inclusive; a date covers the whole day."})
     min_amount = Money(allow_zero=True)
     max_amount = Money(allow_zero=True)
     q = fields.String(validate=Length(min=1, max=200), metadata={"description": "Text in the description."})
@@ -231,8 +246,8 @@ class CategoryList(Schema):
 
 class AnalyticsQuery(Schema):
     period = fields.String(validate=OneOf(PERIODS))
-    from_ = fields.Date(data_key="from", metadata={"description": "First day, inclusive."})
-    to = fields.Date(metadata={"description": "Last day, inclusive."})
+    from_ = fields.Date(data_key="from", validate=supported_day, metadata={"description": "First day, inclusive."})
+    to = fields.Date(validate=supported_day, metadata={"description": "Last day, inclusive."})
     group_by = fields.String(validate=OneOf(GROUP_BYS))
 
     @validates_schema

@@ -134,7 +134,8 @@ class LegacyTransaction(UserResource):
         return create_transaction()
 
 
-@ns.route("/transactions/<int:transaction_id>")
+# Ids are PostgreSQL bigints; a larger number in the path is simply not found.
+@ns.route("/transactions/<int(max=9223372036854775807):transaction_id>")
 @ns.param("transaction_id", "The transaction's id")
 @authenticated(ns)
 class TransactionItem(UserResource):

@@ -1,0 +1,228 @@
+"""Errors, probes, request ids, logs, the Swagger document and migrations of a running tenant."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+
+import localstack
+from service import create_app
+from service.config import Settings
+from tests.utils import auth_headers
+
+# Paths flask-restx and Flask add for the documentation itself ("/" is restx's root, a 404).
+DOC_RULES = {"/", "/swagger.json", "/docs", "/swaggerui/<path:filename>", "/static/<path:filename>"}
+
+
+def _assert_json_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["message"]
+    if code:
+        assert error["code"] == code
+    return error
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no-such-path", 404, "not_found"),
+        ("GET", "/transactions/not-a-number", 404, "not_found"),
+        ("GET", "/transactions/99999999999999999999", 404, "not_found"),
+        ("DELETE", "/health", 405, "method_not_allowed"),
+        ("PUT", "/transactions", 405, "method_not_allowed"),
+        ("GET", "/register", 405, "method_not_allowed"),
+    ],
+)
+def test_routing_errors_are_json(client, method, path, status, code):
+    response = client.request(method, path)
+    _assert_json_error(response, status, code)
+    assert "<html" not in response.text.lower()
+
+
+def test_method_not_allowed_names_the_allowed_methods(client):
+    response = client.delete("/health")
+    assert "GET" in response.headers["allow"]
+
+
+def test_protected_endpoints_need_a_token(client):
+    for method, path in [
+        ("GET", "/transactions"),
+        ("POST", "/transactions"),
+        ("POST", "/transaction"),
+        ("GET", "/transactions/1"),
+        ("PATCH", "/transactions/1"),
+        ("DELETE", "/transactions/1"),
+        ("GET", "/transactions/export"),
+        ("POST", "/transactions/import"),
+        ("GET", "/categories"),
+        ("GET", "/analytics"),
+    ]:
+        _assert_json_error(client.request(method, path), 401, "authentication_required")
+
+
+def test_oversized_body_is_413_json(client):
+    headers = auth_headers(client)
+    big = {"type": "expense", "amount": "1.00", "description": "x" * (1024 * 1024)}
+    _assert_json_error(client.post("/transactions", json=big, headers=headers), 413, "payload_too_large")
+
+
+def test_liveness_answers_without_the_database(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readiness_is_200_when_database_and_schema_are_current(client):
+    assert client.get("/health/ready").json() == {"status": "ready"}
+
+
+def test_request_id_is_honoured_and_returned(client):
+    response = client.get("/health", headers={"X-Request-ID": "abc-123.def"})
+    assert response.headers["x-request-id"] == "abc-123.def"
+
+
+def test_unsafe_request_id_is_replaced(client):
+    response = client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert response.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+def test_access_log_lines_are_json_with_request_id(client, servers, stack):
+    client.get("/health", headers={"X-Request-ID": "log-probe-42"})
+    log_file = next((stack.directory / "logs").glob(f"tenant1-{servers['tenant1'].url.rsplit(':', 1)[1]}.log"))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+        probe = [line for line in lines if line.get("request_id") == "log-probe-42"]
+        if probe:
+            break
+        time.sleep(0.1)
+    assert probe, "no access line for the request"
+    assert probe[0]["tenant"] == "tenant1"
+    assert probe[0]["status"] == 200
+    assert probe[0]["route"] == "/health"
+
+
+def test_swagger_is_a_valid_swagger_2_document(client):
+    document = client.get("/swagger.json").json()
+    assert document["swagger"] == "2.0"
+    validate(document)
+
+
+def test_every_route_is_documented_and_every_documented_path_exists(client, tenant_envs):
+    env = tenant_envs["tenant1"]
+    app = create_app(Settings.from_env(env))
+    routes = {
+        re.sub(r"<(?:[^:<>]+:)?(\w+)>", r"{\1}", rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule not in DOC_RULES
+    }
+    documented = set(client.get("/swagger.json").json()["paths"])
+    assert routes == documented
+
+
+def test_swagger_documents_errors_and_security(client):
+    paths = client.get("/swagger.json").json()["paths"]
+    create = paths["/transactions"]["post"]
+    assert {"201", "400", "401", "422"} <= set(create["responses"])
+    assert create["security"]
+    assert "/transaction" in paths and "post" in paths["/transaction"]
+
+
+def test_migrate_is_idempotent_and_safe_to_run_concurrently(stack):
+    database_url = stack.cluster.ensure_database("migrations_probe", "probe-password-123")
+
+    def run_migrate() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(localstack.VENV_PYTHON), "-m", "service", "migrate"],
+            env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
+            cwd=localstack.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: run_migrate(), range(3)))
+    assert all(result.returncode == 0 for result in results), [r.stderr for r in results]
+    assert sum("0001_initial" in result.stdout for result in results) == 1
+    again = run_migrate()
+    assert "none, schema is current" in again.stdout
+    with stack.cluster.connect("migrations_probe") as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == ["0001_initial"]
+
+
+def test_readiness_is_503_with_pending_migrations(stack, tenant_envs):
+    database_url = stack.cluster.ensure_database("unmigrated_probe", "probe-password-123")
+    port = localstack.free_port()
+    server_env = {**tenant_envs["tenant1"], "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port)}
+    process = subprocess.Popen(
+        [str(localstack.VENV_PYTHON), "-m", "gunicorn", "-c", str(localstack.GUNICORN_CONF), "service:create_app()"],
+        cwd=localstack.ROOT, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = localstack.Server("tenant1", f"http://127.0.0.1:{port}", process, server_env)
+    try:
+        response = _poll(f"{server.url}/health/ready", lambda r: r is not None)
+        _assert_json_error(response, 503, "migrations_pending")
+    finally:
+        server.stop()
+
+
+def _poll(url: str, done, timeout: float = 20) -> httpx.Response | None:
+    """GET url until done(response) holds; return the last response (None: no answer)."""
+    deadline = time.monotonic() + timeout
+    response = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            response = None
+        if done(response):
+            return response
+        time.sleep(0.2)
+    return response
+
+
+def test_readiness_follows_the_database_and_recovers_by_itself(tmp_path):
+    """Stop PostgreSQL under a running tenant: ready turns 503, requests get JSON 503, then it heals."""
+    stack = localstack.Stack(tmp_path / "outage", localstack.free_port())
+    stack.cluster.start()
+    try:
+        env = stack.prepare(localstack.Tenant("outage", {}, None))
+        server = stack.start_server("outage", env, localstack.free_port())
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                headers = auth_headers(client)
+                stack.cluster.stop("immediate")
+
+                started = time.monotonic()
+                response = _poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 503)
+                _assert_json_error(response, 503)
+                assert client.get("/health").status_code == 200
+
+                failed = client.get("/transactions", headers=headers)
+                _assert_json_error(failed, 503, "service_unavailable")
+                assert time.monotonic() - started < 25
+
+                stack.cluster.start()
+                back = time.monotonic()
+                response = _poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 200)
+                assert response is not None and response.status_code == 200
+                assert time.monotonic() - back < 10
+                assert client.get("/transactions", headers=headers).status_code == 200
+        finally:
+            server.stop()
+    finally:
+        stack.cluster.stop("immediate")
+        shutil.rmtree(stack.cluster.directory, ignore_errors=True)
