@@ -30,7 +30,7 @@ HTTP_CODES = {
 
 
 class ApiError(Exception):
-    """An error the client should see, with its status, code and message."""
+    """An error the client should see: its status, code, message and optional details."""
 
     def __init__(
         self,
@@ -48,52 +48,42 @@ class ApiError(Exception):
         self.message = message
         self.fields = fields
         self.headers = headers or {}
-        self.details = details
+        self.details = details or {}
 
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    fields: dict | None = None,
-    headers: dict[str, str] | None = None,
-    details: dict | None = None,
-) -> Response:
-    """Build the JSON envelope every 4xx and 5xx goes through."""
-    error: dict = {"code": code, "message": message}
-    if fields:
-        error["fields"] = fields
-    if details:
-        error.update(details)
-    response = jsonify({"error": error})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    def response(self) -> Response:
+        """The JSON envelope every 4xx and 5xx goes through."""
+        error: dict = {"code": self.code, "message": self.message}
+        if self.fields:
+            error["fields"] = self.fields
+        error.update(self.details)
+        response = jsonify({"error": error})
+        response.status_code = self.status
+        response.headers.update(self.headers)
+        return response
 
 
 def response_for(exc: BaseException) -> Response:
-    """Turn any exception raised while handling a request into the JSON envelope."""
+    """Answer any exception raised while handling a request with the JSON envelope."""
+    return _as_api_error(exc).response()
+
+
+def _as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
-        return error_response(
-            exc.status, exc.code, exc.message,
-            fields=exc.fields, headers=exc.headers, details=exc.details,
-        )
+        return exc
     if isinstance(exc, HTTPException) and exc.code:
         headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
         message = (exc.description or exc.name).split("  ")[0]
         if exc.code == 413:
             message = "The request body is larger than the 1 MiB limit."
-        return error_response(exc.code, HTTP_CODES.get(exc.code, "http_error"), message, headers=headers)
+        return ApiError(exc.code, HTTP_CODES.get(exc.code, "http_error"), message, headers=headers)
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError):
         log.warning("database unavailable: %s", type(exc).__name__)
-        return error_response(
+        return ApiError(
             503, "service_unavailable", "The database is unavailable; retry shortly.",
             headers={"Retry-After": "2"},
         )
     log.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "An unexpected error occurred.")
+    return ApiError(500, "internal_error", "An unexpected error occurred.")
 
 
 def init_app(app: Flask) -> None:
