@@ -130,7 +130,8 @@ class Settings:
             login_lockout_seconds=integer("LOGIN_LOCKOUT_SECONDS", 900, 1, 86_400),
         )
         if problems:
-            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+            # One line, so it reads whole in a container's or a process manager's log.
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
         return settings
 
 
@@ -142,5 +143,5 @@ def _secret_problem(value: str) -> str | None:
         return f"must be at least {MIN_SECRET_BYTES} bytes long"
     lowered = value.lower()
     if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(set(value)) < 8:
-        return "looks like a placeholder; generate one, e.g. `openssl rand -base64 48`"
+        return "looks like a placeholder (generate one, e.g. `openssl rand -base64 48`)"
     return None

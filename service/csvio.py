@@ -18,6 +18,9 @@ MAX_REPORTED_ERRORS = 100
 # A spreadsheet runs a cell starting with one of these as a formula; exports defuse such cells
 # with a leading apostrophe, which imports remove again.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Text that itself starts with an apostrophe is escaped the same way, so that an import can tell
+# an escape from a real apostrophe and the round trip keeps "'=x" as "'=x".
+_ESCAPED_STARTS = (*_FORMULA_STARTS, "'")
 
 
 class CsvError(Exception):
@@ -27,11 +30,11 @@ class CsvError(Exception):
 def _defuse(text: str | None) -> str:
     if not text:
         return ""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return "'" + text if text.startswith(_ESCAPED_STARTS) else text
 
 
 def _restore(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_STARTS) else text
+    return text[1:] if text.startswith("'") and text[1:].startswith(_ESCAPED_STARTS) else text
 
 
 def _line(values: Iterable) -> str:
@@ -58,7 +61,10 @@ def export_lines(rows: Iterable[dict], currency: str) -> Iterator[str]:
 
 
 def parse_import(raw: bytes, currency: str) -> tuple[list[dict], list[dict]]:
-    """Validate every row of an upload; return (valid rows, errors with their line numbers)."""
+    """Validate the rows of an upload; return (valid rows, errors with their line numbers).
+
+    Validation stops at MAX_REPORTED_ERRORS errors, so the error list may not be exhaustive.
+    """
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -82,6 +88,10 @@ def parse_import(raw: bytes, currency: str) -> tuple[list[dict], list[dict]]:
     errors: list[dict] = []
     try:
         for record in reader:
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                # Nothing will be imported and no more would be reported: stop, rather than
+                # spend most of the worker timeout validating a megabyte of bad rows.
+                break
             line = reader.line_num
             if None in record or None in record.values():
                 errors.append({"row": line, "fields": {"_row": ["Wrong number of cells."]}})

@@ -41,10 +41,9 @@ logconfig_dict = {
 control_socket_disable = True
 
 
-def on_starting(server):
-    """Refuse to start, with one clear message, when the configuration is invalid."""
-    try:
-        Settings.from_env()
-    except ConfigError as exc:
-        print(f"finance service: {exc}", file=sys.stderr)
-        sys.exit(1)
+# Refuse to start, with one clear line, when the configuration is invalid: checked while this file
+# loads, before gunicorn logs anything or forks a worker.
+try:
+    Settings.from_env()
+except ConfigError as exc:
+    sys.exit(f"finance service: {exc}")

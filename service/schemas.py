@@ -23,6 +23,14 @@ GROUP_BYS = ("category", "month", "day")
 EARLIEST_DAY = date(1900, 1, 1)
 LATEST_DAY = date(2999, 12, 31)
 _AMOUNT_TEXT = re.compile(r"^[0-9]{1,40}(\.[0-9]{1,40})?$")
+# PostgreSQL text can hold neither NUL nor an unpaired surrogate (which has no UTF-8 form).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> None:
+    """Refuse text the database cannot store, so it is a 400 rather than a 500."""
+    if _UNSTORABLE.search(value):
+        raise ValidationError("Must not contain NUL characters or unpaired surrogates.")
 
 
 def supported_day(value: date | datetime) -> None:
@@ -91,11 +99,16 @@ class Category(fields.String):
     """A category name: surrounding spaces trimmed, blank meaning none."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(allow_none=True, validate=Length(max=64), **kwargs)
+        super().__init__(allow_none=True, validate=[Length(max=64), storable_text], **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs) -> str | None:
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         return text or None
+
+    def _validate(self, value) -> None:
+        # A blank category has become None: nothing left for Length to measure.
+        if value is not None:
+            super()._validate(value)
 
 
 class DateOrDateTime(fields.Field):
@@ -134,7 +147,7 @@ class Cursor(fields.String):
         try:
             position = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             sort, key, row_id = position["s"], position["k"], position["id"]
-            if sort not in SORTS or not isinstance(row_id, int) or not isinstance(key, str):
+            if sort not in SORTS or type(row_id) is not int or not isinstance(key, str):
                 raise ValueError(sort)
             parsed_key = Decimal(key) if sort.lstrip("-") == "amount" else datetime.fromisoformat(key)
         except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error) as exc:
@@ -142,16 +155,24 @@ class Cursor(fields.String):
         return {"sort": sort, "key": parsed_key, "id": row_id}
 
 
+class Username(fields.String):
+    """A username: surrounding whitespace trimmed before its length is checked."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
 class Credentials(Schema):
-    username = fields.String(
+    username = Username(
         required=True,
-        validate=Length(min=3, max=254),
+        validate=[Length(min=3, max=254), storable_text],
         metadata={"example": "sam.johnson@gmail.com"},
     )
     password = fields.String(
         required=True,
         load_only=True,
-        validate=Length(min=8, max=128),
+        # A lone surrogate has no UTF-8 form to hash.
+        validate=[Length(min=8, max=128), storable_text],
         metadata={"example": "password@123"},
     )
 
@@ -170,7 +191,7 @@ class TokenPublic(Schema):
 class TransactionCreate(Schema):
     type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
     amount = Money(required=True)
-    description = fields.String(allow_none=True, validate=Length(max=500))
+    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
     category = Category()
     occurred_at = fields.AwareDateTime(
         format="iso",
@@ -212,7 +233,9 @@ class TransactionFilters(Schema):
     to = DateOrDateTime(validate=supported_day, metadata={"description": "Inclusive; a date covers the whole day."})
     min_amount = Money(allow_zero=True)
     max_amount = Money(allow_zero=True)
-    q = fields.String(validate=Length(min=1, max=200), metadata={"description": "Text in the description."})
+    q = fields.String(
+        validate=[Length(min=1, max=200), storable_text], metadata={"description": "Text in the description."}
+    )
 
 
 class TransactionListQuery(TransactionFilters):

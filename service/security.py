@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from .config import Settings
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "aud"]
 LEEWAY_SECONDS = 10
+USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 
 _hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters
 # Verified against when the username is unknown, so both failures take the same time.
@@ -67,6 +69,7 @@ def decode_token(settings: Settings, token: str) -> dict:
     )
     if claims["iat"] > time.time() + LEEWAY_SECONDS:
         raise jwt.ImmatureSignatureError("The token is issued in the future.")
-    if not str(claims["sub"]).isdigit():
+    # Only the service's own form (str of a positive id): isdigit() also passes "²" and "١".
+    if not USER_ID.fullmatch(str(claims["sub"])):
         raise jwt.InvalidTokenError("The token's subject is not a user id.")
     return claims

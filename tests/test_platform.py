@@ -10,10 +10,10 @@ import subprocess
 import time
 
 import httpx
+import localstack
 import pytest
 from openapi_spec_validator import validate
 
-import localstack
 from service import create_app
 from service.config import Settings
 from tests.utils import auth_headers

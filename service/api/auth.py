@@ -26,7 +26,7 @@ class Register(Resource):
     def post(self):
         """Create an account; usernames are unique whatever their letter case."""
         data = load_body(Credentials())
-        username = data["username"].strip()
+        username = data["username"]
         password_hash = hash_password(data["password"])
         with db.connection() as conn:
             try:
@@ -46,9 +46,15 @@ class Login(Resource):
     def post(self):
         """Exchange a username and password for a bearer token."""
         data = load_body(Credentials())
-        username, config = data["username"].strip(), settings()
+        username, config = data["username"], settings()
         with db.connection() as conn:
-            locked_for = login_failures.locked_for(conn, username=username)
+            locked_for = login_failures.begin_attempt(
+                conn,
+                username=username,
+                max_failures=config.login_max_failures,
+                window=config.login_failure_window_seconds,
+                lockout=config.login_lockout_seconds,
+            )
             user = None if locked_for else users.find_user_by_username(conn, username)
         if locked_for:
             raise ApiError(
@@ -58,14 +64,6 @@ class Login(Resource):
             )
         # The password is checked outside any database transaction: it is slow on purpose.
         if not verify_password(user["password_hash"] if user else None, data["password"]):
-            with db.connection() as conn:
-                login_failures.record_failure(
-                    conn,
-                    username=username,
-                    max_failures=config.login_max_failures,
-                    window=config.login_failure_window_seconds,
-                    lockout=config.login_lockout_seconds,
-                )
             raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
         with db.connection() as conn:
             login_failures.clear_failures(conn, username=username)

@@ -48,7 +48,7 @@ def validation_error(messages: dict | list) -> ApiError:
 def load(schema: Schema, data: object) -> dict:
     """Validate data with a marshmallow schema; a failure becomes a 400 with per-field messages."""
     if not isinstance(data, Mapping):
-        raise ApiError(400, "validation_error", "The request body must be a JSON object.")
+        raise validation_error(["The request body must be a JSON object."])
     try:
         return schema.load(data)
     except ValidationError as exc:
@@ -60,7 +60,8 @@ def load_body(schema: Schema) -> dict:
 
 
 def load_query(schema: Schema) -> dict:
-    return load(schema, request.args.to_dict())
+    """Validate the query string; an empty parameter (`?q=`) counts as absent, as forms send them."""
+    return load(schema, {name: value for name, value in request.args.items() if value != ""})
 
 
 def _presented_token() -> str | None:

@@ -226,9 +226,10 @@ class TransactionImport(UserResource):
         except csvio.CsvError as exc:
             raise ApiError(400, "invalid_csv", str(exc)) from exc
         if errors:
+            at_least = "At least " if len(errors) >= csvio.MAX_REPORTED_ERRORS else ""
             raise ApiError(
                 422, "invalid_rows",
-                f"{len(errors)} row(s) are invalid; nothing was imported.",
+                f"{at_least}{len(errors)} row(s) are invalid; nothing was imported.",
                 details={"rows": errors[: csvio.MAX_REPORTED_ERRORS]},
             )
         if not valid:

@@ -9,10 +9,12 @@ import psycopg
 from psycopg import sql
 
 # How each grouping labels a row; months and days are calendar units of the tenant's zone.
+# The instant is turned into the zone's wall-clock time before formatting: to_char of a
+# timestamptz would format it in the session's zone (UTC), shifting zones east of UTC a day back.
 _GROUP_KEYS = {
     "category": sql.SQL("category"),
-    "month": sql.SQL("to_char(date_trunc('month', occurred_at, %(tz)s), 'YYYY-MM')"),
-    "day": sql.SQL("to_char(date_trunc('day', occurred_at, %(tz)s), 'YYYY-MM-DD')"),
+    "month": sql.SQL("to_char(occurred_at AT TIME ZONE %(tz)s, 'YYYY-MM')"),
+    "day": sql.SQL("to_char(occurred_at AT TIME ZONE %(tz)s, 'YYYY-MM-DD')"),
 }
 _TOTALS = sql.SQL(
     "coalesce(sum(amount) FILTER (WHERE type = 'income'), 0) AS total_income,"

@@ -1,4 +1,8 @@
-"""Failed-login counters per username, shared by every worker and replica of the tenant."""
+"""Login attempts per username, counted in PostgreSQL so every worker and replica agrees.
+
+An attempt is counted *before* its password is checked and the count is cleared by a success,
+so parallel guesses cannot slip past the limit between a check and a count.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +10,49 @@ import math
 from datetime import timedelta
 
 import psycopg
+from psycopg import sql
+
+# True when the counted window is over: it is too old, or the lock it led to has run out.
+_FRESH_WINDOW = sql.SQL("(f.window_started_at < now() - %(window)s OR coalesce(f.locked_until <= now(), false))")
 
 
 def _key(username: str) -> str:
     return username.strip().lower()
 
 
-def locked_for(conn: psycopg.Connection, *, username: str) -> int:
-    """Return how many seconds logins for this username stay refused (0: not locked)."""
-    row = conn.execute(
-        "SELECT extract(epoch FROM locked_until - now()) AS remaining FROM login_failures"
-        " WHERE username_key = %s AND locked_until > now()",
-        (_key(username),),
-    ).fetchone()
-    return math.ceil(row["remaining"]) if row else 0
-
-
-def record_failure(
+def begin_attempt(
     conn: psycopg.Connection, *, username: str, max_failures: int, window: int, lockout: int
-) -> None:
-    """Count one failure in the current window; lock the username once it reaches the limit."""
-    conn.execute(
+) -> int:
+    """Count one attempt; return how many seconds the username stays locked (0: go ahead).
+
+    A window starts afresh once it is older than `window` seconds or an earlier lock ran out.
+    The attempt after `max_failures` unsuccessful ones in a window starts a lock of `lockout`.
+    """
+    query = sql.SQL(
         """
-        INSERT INTO login_failures AS f (username_key, failures, window_started_at, locked_until)
-        VALUES (%(key)s, 1, now(), CASE WHEN %(max)s <= 1 THEN now() + %(lockout)s END)
+        INSERT INTO login_failures AS f (username_key, failures, window_started_at)
+        VALUES (%(key)s, 1, now())
         ON CONFLICT (username_key) DO UPDATE SET
-            failures = CASE WHEN f.window_started_at < now() - %(window)s THEN 1
-                            ELSE f.failures + 1 END,
-            window_started_at = CASE WHEN f.window_started_at < now() - %(window)s THEN now()
-                                     ELSE f.window_started_at END,
+            failures = CASE WHEN {fresh} THEN 1 ELSE f.failures + 1 END,
+            window_started_at = CASE WHEN {fresh} THEN now() ELSE f.window_started_at END,
             locked_until = CASE
-                WHEN f.window_started_at >= now() - %(window)s AND f.failures + 1 >= %(max)s
-                THEN now() + %(lockout)s
-                ELSE f.locked_until END
-        """,
+                WHEN f.locked_until > now() THEN f.locked_until
+                WHEN NOT {fresh} AND f.failures + 1 > %(max)s THEN now() + %(lockout)s
+            END
+        RETURNING extract(epoch FROM locked_until - now()) AS remaining
+        """
+    ).format(fresh=_FRESH_WINDOW)
+    row = conn.execute(
+        query,
         {
             "key": _key(username),
             "max": max_failures,
             "window": timedelta(seconds=window),
             "lockout": timedelta(seconds=lockout),
         },
-    )
+    ).fetchone()
+    remaining = row["remaining"]
+    return math.ceil(remaining) if remaining and remaining > 0 else 0
 
 
 def clear_failures(conn: psycopg.Connection, *, username: str) -> None:

@@ -36,3 +36,52 @@ def create(client: httpx.Client, headers: dict, **fields) -> dict:
     response = client.post("/transactions", json=body, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def user_with_headers(client: httpx.Client) -> tuple[int, dict[str, str]]:
+    """Register a fresh user; return their id and headers carrying their token."""
+    user = register(client)
+    return user["id"], {"Authorization": f"Bearer {login(client, user['username'])}"}
+
+
+def mint_token(
+    secret: str,
+    tenant: str,
+    user_id: str | int,
+    *,
+    drop: tuple[str, ...] = (),
+    algorithm: str = "HS256",
+    **claims,
+) -> str:
+    """Sign a token like the service's own (sub, iat, exp, jti, iss, aud), with claims overridden or dropped."""
+    import time
+
+    import jwt
+
+    now = int(time.time())
+    body = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + 3600,
+        "jti": uuid.uuid4().hex,
+        "iss": tenant,
+        "aud": tenant,
+        **claims,
+    }
+    for name in drop:
+        body.pop(name)
+    return jwt.encode(body, secret, algorithm=algorithm)
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    """Check the service's JSON error envelope {"error": {"code", "message", ...}}; return the error."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error.get("code"), str) and error["code"], body
+    assert isinstance(error.get("message"), str) and error["message"], body
+    if code is not None:
+        assert error["code"] == code, body
+    return error
