@@ -35,11 +35,8 @@ def _constraints(field: ma.Field) -> dict:
 
 
 def _rx_field(ns: Namespace, field: ma.Field, *, for_input: bool) -> rx.Raw:
-    options = {
-        "required": field.required,
-        "description": field.metadata.get("description"),
-        "example": field.metadata.get("example"),
-    }
+    options = {"required": field.required}
+    options.update({key: field.metadata[key] for key in ("description", "example") if key in field.metadata})
     if isinstance(field, ma.List):
         return rx.List(_rx_field(ns, field.inner, for_input=for_input), **options)
     if isinstance(field, ma.Nested):
