@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from .currencies import ISO_4217
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SECRET_BYTES = 32
 # Words that mark a secret copied from an example file rather than generated.
@@ -96,7 +97,7 @@ class Settings:
             problems.append(f"JWT_SECRET {secret_problem}")
 
         currency = env.get("TENANT_CURRENCY", "USD").strip().upper()
-        if not CURRENCY_CODE.match(currency):
+        if currency not in ISO_4217:
             problems.append(f"TENANT_CURRENCY must be an ISO 4217 code such as USD, got {currency!r}")
 
         tz_name = env.get("TENANT_TIMEZONE", "UTC").strip()
