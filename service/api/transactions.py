@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import date
+from datetime import datetime
 
 from flask import Response, g, request, stream_with_context
 from flask_restx import Namespace
@@ -200,7 +200,7 @@ class TransactionExport(UserResource):
                 rows = transactions.iter_transactions(conn, user_id=user_id, filters=filters)
                 yield from csvio.export_lines(rows, config.currency)
 
-        filename = f"transactions-{config.tenant_id}-{date.today().isoformat()}.csv"
+        filename = f"transactions-{config.tenant_id}-{datetime.now(config.timezone).date().isoformat()}.csv"
         return Response(
             stream_with_context(lines()),
             mimetype="text/csv",
