@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANTS_DIR = ROOT / "tenants"
@@ -116,8 +117,34 @@ def _as_db_owner(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if IS_ROOT else command
 
 
+class _Databases:
+    """Per-tenant roles and databases, on any server a superuser can reach."""
+
+    host = "127.0.0.1"
+    port: int
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        raise NotImplementedError
+
+    def ensure_database(self, name: str, password: str) -> str:
+        """Create (or update) a role and a database it owns that no other role may connect to."""
+        role = f"{name}_app"
+        with self.connect() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+                )
+            )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+        return f"postgresql://{role}:{password}@{self.host}:{self.port}/{name}"
+
+
 @dataclass
-class Cluster:
+class Cluster(_Databases):
     """A PostgreSQL cluster in a folder of its own, listening on 127.0.0.1 and a private socket."""
 
     directory: Path
@@ -181,22 +208,6 @@ class Cluster:
             host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname, autocommit=True
         )
 
-    def ensure_database(self, name: str, password: str) -> str:
-        """Create (or update) a role and a database it owns that no other role may connect to."""
-        role = f"{name}_app"
-        with self.connect() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                    sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
-                )
-            )
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
-        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{name}"
-
 
 def _wait_ready(url: str, process: subprocess.Popen, log_file: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
@@ -233,15 +244,40 @@ class Server:
                 self.process.wait()
 
 
+class ExternalServer(_Databases):
+    """A PostgreSQL server run by someone else (a CI service container), given a superuser URL."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        info = conninfo_to_dict(admin_url)
+        self.host, self.port = info.get("host", "127.0.0.1"), int(info.get("port", 5432))
+
+    def start(self) -> None:
+        with self.connect():
+            pass
+
+    def stop(self, mode: str = "fast") -> None:
+        """Nothing to stop: the server is not ours."""
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(self.admin_url, dbname=dbname, autocommit=True)
+
+
 @dataclass
 class Stack:
-    """A cluster plus each tenant's database, secrets, migrations and gunicorn."""
+    """A database server plus each tenant's database, secrets, migrations and gunicorn.
+
+    The server is a private cluster under `directory`, or an ExternalServer when one is given.
+    """
 
     directory: Path
-    pg_port: int
+    pg_port: int = 0
+    external: ExternalServer | None = None
 
     def __post_init__(self) -> None:
-        self.cluster = Cluster(cluster_directory(self.directory / "postgresql"), self.pg_port)
+        self.cluster: Cluster | ExternalServer = self.external or Cluster(
+            cluster_directory(self.directory / "postgresql"), self.pg_port
+        )
 
     def secrets_for(self, tenant: str) -> dict[str, str]:
         """The tenant's generated database password and signing key, created on first use."""

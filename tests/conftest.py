@@ -22,14 +22,22 @@ TABLES = "users, transactions, idempotency_keys, login_failures"
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[localstack.Stack]:
-    """A fresh PostgreSQL cluster for this test run (its own folder, so runs can overlap)."""
+    """A fresh PostgreSQL cluster for this test run (its own folder, so runs can overlap).
+
+    With TEST_POSTGRES_URL (a superuser URL, e.g. CI's service container) that server is used.
+    """
     directory = ROOT / ".local" / "test" / str(os.getpid())
     shutil.rmtree(directory, ignore_errors=True)
-    stack = localstack.Stack(directory, localstack.free_port())
+    external_url = os.environ.get("TEST_POSTGRES_URL")
+    if external_url:
+        stack = localstack.Stack(directory, external=localstack.ExternalServer(external_url))
+    else:
+        stack = localstack.Stack(directory, localstack.free_port())
     stack.cluster.start()
     yield stack
     stack.cluster.stop("immediate")
-    shutil.rmtree(stack.cluster.directory, ignore_errors=True)
+    if not external_url:
+        shutil.rmtree(stack.cluster.directory, ignore_errors=True)
     shutil.rmtree(directory, ignore_errors=True)
 
 

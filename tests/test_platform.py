@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 
 import httpx
 import localstack
@@ -140,7 +141,8 @@ def test_swagger_documents_errors_and_security(client):
 
 
 def test_migrate_is_idempotent_and_safe_to_run_concurrently(stack):
-    database_url = stack.cluster.ensure_database("migrations_probe", "probe-password-123")
+    name = f"migrations_probe_{uuid.uuid4().hex[:8]}"
+    database_url = stack.cluster.ensure_database(name, "probe-password-123")
 
     def run_migrate() -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -158,13 +160,13 @@ def test_migrate_is_idempotent_and_safe_to_run_concurrently(stack):
     assert sum("0001_initial" in result.stdout for result in results) == 1
     again = run_migrate()
     assert "none, schema is current" in again.stdout
-    with stack.cluster.connect("migrations_probe") as conn:
+    with stack.cluster.connect(name) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
     assert versions == ["0001_initial"]
 
 
 def test_readiness_is_503_with_pending_migrations(stack, tenant_envs):
-    database_url = stack.cluster.ensure_database("unmigrated_probe", "probe-password-123")
+    database_url = stack.cluster.ensure_database(f"unmigrated_{uuid.uuid4().hex[:8]}", "probe-password-123")
     port = localstack.free_port()
     server_env = {**tenant_envs["tenant1"], "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port)}
     process = subprocess.Popen(
