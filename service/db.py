@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, TypeAlias
 
 import psycopg
 from flask import Flask, current_app
@@ -13,10 +14,13 @@ from psycopg_pool import ConnectionPool
 
 from .config import Settings
 
+# Every pooled connection returns rows as dicts.
+Connection: TypeAlias = psycopg.Connection[dict[str, Any]]
 
-def create_pool(settings: Settings) -> ConnectionPool:
+
+def create_pool(settings: Settings) -> ConnectionPool[Connection]:
     """Open a pool without waiting for the database, so a worker starts even while it is down."""
-    pool = ConnectionPool(
+    pool: ConnectionPool[Connection] = ConnectionPool(
         settings.database_url.reveal(),
         min_size=1,
         max_size=settings.db_pool_size,
@@ -42,14 +46,22 @@ def create_pool(settings: Settings) -> ConnectionPool:
     return pool
 
 
+def fetch_one(cursor: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
+    """The row a statement always returns (INSERT ... RETURNING, an aggregate without GROUP BY)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Give the app its pool; called in each gunicorn worker, after the fork."""
     app.extensions["db_pool"] = create_pool(settings)
 
 
 @contextmanager
-def connection(timeout: float | None = None) -> Iterator[psycopg.Connection]:
+def connection(timeout: float | None = None) -> Iterator[Connection]:
     """Lend a connection for one unit of work: committed on success, rolled back on error."""
-    pool: ConnectionPool = current_app.extensions["db_pool"]
+    pool: ConnectionPool[Connection] = current_app.extensions["db_pool"]
     with pool.connection(timeout=timeout) as conn:
         yield conn

@@ -71,7 +71,8 @@ def _as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, HTTPException) and exc.code:
-        headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+        allowed = getattr(exc, "valid_methods", None)
+        headers = {"Allow": ", ".join(allowed)} if allowed else None
         message = (exc.description or exc.name).split("  ")[0]
         if exc.code == 413:
             message = "The request body is larger than the 1 MiB limit."

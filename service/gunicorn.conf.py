@@ -37,6 +37,9 @@ logconfig_dict = {
         "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
 }
+# The worker heartbeat file; the image points it at /dev/shm, a tmpfs even when the root filesystem
+# is read-only. Unset, gunicorn uses the default temporary directory.
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
 # No control socket: nothing uses it, and a read-only container has no home to put it in.
 control_socket_disable = True
 

@@ -26,7 +26,7 @@ KNOWN_VERSIONS = [version for version, _ in available()]
 def pending(conn: psycopg.Connection) -> list[str]:
     """Return the versions not yet applied to this database."""
     cur = conn.cursor(row_factory=tuple_row)
-    (table,) = cur.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    (table,) = cur.execute("SELECT to_regclass('schema_migrations')").fetchone() or (None,)
     if table is None:
         return list(KNOWN_VERSIONS)
     applied = {version for (version,) in cur.execute("SELECT version FROM schema_migrations")}

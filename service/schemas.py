@@ -63,10 +63,9 @@ class Money(fields.Field):
         "range_or_zero": "Must be between 0 and 999999999999.99.",
     }
 
-    def __init__(self, *, allow_zero: bool = False, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, allow_zero: bool = False, metadata: dict | None = None, **kwargs) -> None:
+        super().__init__(metadata={"example": "12.50", **(metadata or {})}, **kwargs)
         self.allow_zero = allow_zero
-        self.metadata.setdefault("example", "12.50")
 
     def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
         if isinstance(value, ExponentNumber):
@@ -101,7 +100,7 @@ class Category(fields.String):
     def __init__(self, **kwargs) -> None:
         super().__init__(allow_none=True, validate=[Length(max=64), storable_text], **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs) -> str | None:
+    def _deserialize(self, value, attr, data, **kwargs) -> str | None:  # type: ignore[override]
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         return text or None
 
@@ -132,7 +131,7 @@ class DateOrDateTime(fields.Field):
         return moment
 
 
-class Cursor(fields.String):
+class Cursor(fields.Field):
     """An opaque page cursor: base64url of the last row's sort key."""
 
     default_error_messages = {"invalid": "Not a valid cursor; pass next_cursor unchanged."}
@@ -143,9 +142,10 @@ class Cursor(fields.String):
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     def _deserialize(self, value, attr, data, **kwargs) -> dict:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
         try:
-            position = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            position = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
             sort, key, row_id = position["s"], position["k"], position["id"]
             if sort not in SORTS or type(row_id) is not int or not isinstance(key, str):
                 raise ValueError(sort)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask_restx import Model, Namespace
 from flask_restx import fields as rx
 from marshmallow import Schema, missing
@@ -40,7 +42,7 @@ def _rx_field(ns: Namespace, field: ma.Field, *, for_input: bool) -> rx.Raw:
     if isinstance(field, ma.List):
         return rx.List(_rx_field(ns, field.inner, for_input=for_input), **options)
     if isinstance(field, ma.Nested):
-        return rx.Nested(model(ns, field.nested, for_input=for_input), **options)
+        return rx.Nested(model(ns, cast(type[Schema], field.nested), for_input=for_input), **options)
     for ma_type, rx_type, extra in _SIMPLE:
         if isinstance(field, ma_type):
             if isinstance(field, Money) and for_input:

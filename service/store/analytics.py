@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-import psycopg
 from psycopg import sql
+
+from ..db import Connection, fetch_one
 
 # How each grouping labels a row; months and days are calendar units of the tenant's zone.
 # The instant is turned into the zone's wall-clock time before formatting: to_char of a
@@ -29,7 +30,7 @@ def _with_net(row: dict) -> dict:
 
 
 def summarize(
-    conn: psycopg.Connection,
+    conn: Connection,
     *,
     user_id: int,
     start: datetime,
@@ -44,7 +45,7 @@ def summarize(
         query = sql.SQL("SELECT {totals} FROM transactions WHERE {where}").format(
             totals=_TOTALS, where=where
         )
-        return _with_net(conn.execute(query, params).fetchone())
+        return _with_net(fetch_one(conn.execute(query, params)))
 
     # One scan: per-group rows plus the grand total from the same grouping set.
     query = sql.SQL(

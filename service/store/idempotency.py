@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import psycopg
 from psycopg.types.json import Jsonb
+
+from ..db import Connection
 
 # Keys are honoured for at least this long after their first use.
 KEY_LIFETIME = timedelta(hours=24)
 
 
-def claim(conn: psycopg.Connection, *, user_id: int, key: str, request_hash: str) -> dict | None:
+def claim(conn: Connection, *, user_id: int, key: str, request_hash: str) -> dict | None:
     """Reserve the key for this request, or return the earlier request's record.
 
     Runs inside the caller's transaction: a concurrent request with the same key blocks on the
@@ -36,7 +37,7 @@ def claim(conn: psycopg.Connection, *, user_id: int, key: str, request_hash: str
 
 
 def save_response(
-    conn: psycopg.Connection, *, user_id: int, key: str, status: int, body: dict, location: str
+    conn: Connection, *, user_id: int, key: str, status: int, body: dict, location: str
 ) -> None:
     conn.execute(
         "UPDATE idempotency_keys SET status = %s, body = %s, location = %s"

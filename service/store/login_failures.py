@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-import psycopg
 from psycopg import sql
+
+from ..db import Connection, fetch_one
 
 # True when the counted window is over: it is too old, or the lock it led to has run out.
 _FRESH_WINDOW = sql.SQL("(f.window_started_at < now() - %(window)s OR coalesce(f.locked_until <= now(), false))")
@@ -21,7 +22,7 @@ def _key(username: str) -> str:
 
 
 def begin_attempt(
-    conn: psycopg.Connection, *, username: str, max_failures: int, window: int, lockout: int
+    conn: Connection, *, username: str, max_failures: int, window: int, lockout: int
 ) -> int:
     """Count one attempt; return how many seconds the username stays locked (0: go ahead).
 
@@ -42,18 +43,15 @@ def begin_attempt(
         RETURNING extract(epoch FROM locked_until - now()) AS remaining
         """
     ).format(fresh=_FRESH_WINDOW)
-    row = conn.execute(
-        query,
-        {
-            "key": _key(username),
-            "max": max_failures,
-            "window": timedelta(seconds=window),
-            "lockout": timedelta(seconds=lockout),
-        },
-    ).fetchone()
-    remaining = row["remaining"]
+    params = {
+        "key": _key(username),
+        "max": max_failures,
+        "window": timedelta(seconds=window),
+        "lockout": timedelta(seconds=lockout),
+    }
+    remaining = fetch_one(conn.execute(query, params))["remaining"]
     return math.ceil(remaining) if remaining and remaining > 0 else 0
 
 
-def clear_failures(conn: psycopg.Connection, *, username: str) -> None:
+def clear_failures(conn: Connection, *, username: str) -> None:
     conn.execute("DELETE FROM login_failures WHERE username_key = %s", (_key(username),))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import psycopg
 from psycopg import sql
+
+from ..db import Connection, fetch_one
 
 COLUMNS = sql.SQL(
     "id, type, amount, description, category, occurred_at, created_at, updated_at"
@@ -22,23 +23,23 @@ _SORTS = {
 }
 
 
-def create_transaction(conn: psycopg.Connection, *, user_id: int, data: dict) -> dict:
+def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict:
     fields = [name for name in WRITABLE if name in data]
     query = sql.SQL("INSERT INTO transactions (user_id, {names}) VALUES (%s, {values}) RETURNING {columns}").format(
         names=sql.SQL(", ").join(map(sql.Identifier, fields)),
         values=sql.SQL(", ").join(sql.Placeholder() * len(fields)),
         columns=COLUMNS,
     )
-    return conn.execute(query, [user_id, *(data[name] for name in fields)]).fetchone()
+    return fetch_one(conn.execute(query, [user_id, *(data[name] for name in fields)]))
 
 
-def get_transaction(conn: psycopg.Connection, *, user_id: int, transaction_id: int) -> dict | None:
+def get_transaction(conn: Connection, *, user_id: int, transaction_id: int) -> dict | None:
     query = sql.SQL("SELECT {columns} FROM transactions WHERE id = %s AND user_id = %s")
     return conn.execute(query.format(columns=COLUMNS), (transaction_id, user_id)).fetchone()
 
 
 def update_transaction(
-    conn: psycopg.Connection, *, user_id: int, transaction_id: int, changes: dict
+    conn: Connection, *, user_id: int, transaction_id: int, changes: dict
 ) -> dict | None:
     fields = [name for name in WRITABLE if name in changes]
     query = sql.SQL(
@@ -54,7 +55,7 @@ def update_transaction(
     return conn.execute(query, params).fetchone()
 
 
-def delete_transaction(conn: psycopg.Connection, *, user_id: int, transaction_id: int) -> bool:
+def delete_transaction(conn: Connection, *, user_id: int, transaction_id: int) -> bool:
     cur = conn.execute(
         "DELETE FROM transactions WHERE id = %s AND user_id = %s", (transaction_id, user_id)
     )
@@ -85,7 +86,7 @@ def _filter_conditions(user_id: int, filters: dict) -> tuple[list[sql.Composable
 
 
 def list_transactions(
-    conn: psycopg.Connection,
+    conn: Connection,
     *,
     user_id: int,
     filters: dict,
@@ -120,7 +121,7 @@ def list_transactions(
     return rows, {"s": sort, "k": last[key], "id": last["id"]}
 
 
-def iter_transactions(conn: psycopg.Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
+def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
     """Stream every matching transaction, oldest first, without holding them all in memory."""
     conditions, params = _filter_conditions(user_id, filters)
     query = sql.SQL(
@@ -131,9 +132,9 @@ def iter_transactions(conn: psycopg.Connection, *, user_id: int, filters: dict) 
         yield from cur.execute(query, params)
 
 
-def import_transactions(conn: psycopg.Connection, *, user_id: int, rows: Iterable[dict]) -> int:
+def import_transactions(conn: Connection, *, user_id: int, rows: Iterable[dict]) -> int:
     """Insert validated rows in one COPY; occurred_at defaults to now like a single create."""
-    now = conn.execute("SELECT now() AS now").fetchone()["now"]
+    now = fetch_one(conn.execute("SELECT now() AS now"))["now"]
     count = 0
     with conn.cursor().copy(
         "COPY transactions (user_id, type, amount, description, category, occurred_at) FROM STDIN"
@@ -153,7 +154,7 @@ def import_transactions(conn: psycopg.Connection, *, user_id: int, rows: Iterabl
     return count
 
 
-def list_categories(conn: psycopg.Connection, *, user_id: int) -> list[dict]:
+def list_categories(conn: Connection, *, user_id: int) -> list[dict]:
     return conn.execute(
         "SELECT category AS name, count(*) AS count FROM transactions"
         " WHERE user_id = %s AND category IS NOT NULL GROUP BY category ORDER BY category",
