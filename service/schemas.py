@@ -22,7 +22,7 @@ GROUP_BYS = ("category", "month", "day")
 # calendar converting between zones overflows.
 EARLIEST_DAY = date(1900, 1, 1)
 LATEST_DAY = date(2999, 12, 31)
-_AMOUNT_TEXT = re.compile(r"^[0-9]{1,40}(\.[0-9]{1,40})?$")
+_AMOUNT_TEXT = re.compile(r"^-?[0-9]{1,40}(\.[0-9]{1,40})?$")
 # PostgreSQL text can hold neither NUL nor an unpaired surrogate (which has no UTF-8 form).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
