@@ -410,7 +410,7 @@ def test_one_invalid_row_among_many_valid_ones_imports_nothing(client, db):
     response = post_csv(client, headers, "\n".join(lines) + "\n")
     assert response.status_code == 422
     assert response.json()["error"]["rows"] == [
-        {"row": 502, "fields": {"amount": ["Must be a number or a decimal string such as \"12.50\"."]}}
+        {"row": 502, "fields": {"amount": ["Must be greater than 0 and at most 999999999999.99."]}}
     ]
     assert stored_count(db, user_id) == 0
 
