@@ -1,0 +1,714 @@
+"""Kubernetes manifests: every tenant overlay renders, meets the pinned schemas and keeps our policies.
+
+Offline: each overlay of tenants/ is rendered once with `kubectl kustomize` and every check reads
+the rendered objects. No cluster is needed, but kubectl is.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import math
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBERNETES_DIR = ROOT / "kubernetes"
+TENANTS_DIR = ROOT / "tenants"
+BACKUP_SCRIPT = KUBERNETES_DIR / "base" / "postgres-backup.sh"
+EXTERNAL_SECRETS_COMPONENT = "../../kubernetes/components/external-secrets"
+
+# The Kubernetes release whose JSON schemas (shipped by kubernetes-validate) every object must meet:
+# the oldest we support, so a field added later fails here.
+KUBERNETES_VERSION = "1.32.0"
+# API groups of custom resources: kubernetes-validate has no schema for their CRDs, so they are
+# skipped by the schema check and covered by the assertions of their own test instead.
+CUSTOM_RESOURCE_GROUPS = {"external-secrets.io"}
+
+NAMESPACE_PREFIX = "finance-"
+TENANT_LABEL = "finance.example.com/tenant"
+SECRET_NAME = "finance-secrets"
+SECRET_KEYS = {"JWT_SECRET", "POSTGRES_PASSWORD"}
+APP_IMAGE = "ghcr.io/finance-platform/finance-service"
+DEMO_TENANTS = {"tenant1": "tenant1.finance.example.com", "tenant2": "tenant2.finance.example.com"}
+
+# Every overlay folder of tenants/ (hidden folders are a script's work in progress).
+TENANT_NAMES = sorted(
+    path.name for path in TENANTS_DIR.iterdir()
+    if (path / "kustomization.yaml").is_file() and not path.name.startswith(".")
+)
+
+# The names the onboarding and offboarding scripts rely on.
+CONTRACT_OBJECTS = {
+    ("ServiceAccount", "finance-api"),
+    ("Deployment", "finance-api"),
+    ("Service", "finance-api"),
+    ("Ingress", "finance-api"),
+    ("Ingress", "finance-api-login"),
+    ("PodDisruptionBudget", "finance-api"),
+    ("HorizontalPodAutoscaler", "finance-api"),
+    ("StatefulSet", "postgres"),
+    ("Service", "postgres"),
+    ("CronJob", "postgres-backup"),
+    ("PersistentVolumeClaim", "postgres-backups"),
+    ("NetworkPolicy", "default-deny"),
+}
+
+# The whole allow-list, as (direction, pods the policy selects, peer, protocol, port). A peer is a
+# pod name (app.kubernetes.io/name) in the tenant's namespace, or "namespace/pod" elsewhere.
+ALLOWED_TRAFFIC = {
+    ("ingress", "finance-api", "ingress-nginx/ingress-nginx", "TCP", 8000),
+    ("egress", "finance-api", "postgres", "TCP", 5432),
+    ("ingress", "postgres", "finance-api", "TCP", 5432),
+    ("ingress", "postgres", "postgres-backup", "TCP", 5432),
+    ("egress", "postgres-backup", "postgres", "TCP", 5432),
+    ("egress", "*", "kube-system/kube-dns", "UDP", 53),
+    ("egress", "*", "kube-system/kube-dns", "TCP", 53),
+}
+
+LONG_RUNNING_KINDS = {"Deployment", "StatefulSet", "DaemonSet"}
+SAFE_VOLUME_TYPES = {
+    "configMap", "emptyDir", "persistentVolumeClaim", "secret", "projected", "downwardAPI", "ephemeral",
+}
+SECRET_LIKE_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_?KEY|API_?KEY|CREDENTIAL", re.IGNORECASE)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.fail(
+            "kubectl is not installed: the manifest tests render every overlay with `kubectl kustomize` "
+            "(install kubectl 1.32 or newer, which bundles kustomize 5)",
+            pytrace=False,
+        )
+    return path
+
+
+def render_directory(directory: Path) -> list[dict]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)], capture_output=True, text=True, check=False, timeout=60
+    )
+    if result.returncode != 0:
+        pytest.fail(f"kubectl kustomize {directory} failed:\n{result.stderr}", pytrace=False)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@cache
+def _rendered(name: str) -> tuple[dict, ...]:
+    return tuple(render_directory(TENANTS_DIR / name))
+
+
+@dataclass(frozen=True)
+class Render:
+    """One tenant overlay, rendered."""
+
+    name: str
+    objects: tuple[dict, ...]
+
+    @property
+    def namespace(self) -> str:
+        return NAMESPACE_PREFIX + self.name
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def generated(self, name: str) -> dict:
+        """The ConfigMap kustomize generated from `name` (its name gets a content hash)."""
+        (config_map,) = [obj for obj in self.of_kind("ConfigMap") if obj["metadata"]["name"].startswith(name + "-")]
+        return config_map
+
+    def pod_spec(self, kind: str, name: str) -> dict:
+        return pod_template(self.one(kind, name))["spec"]
+
+    def one(self, kind: str, name: str) -> dict:
+        found = [obj for obj in self.of_kind(kind) if obj["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} {name!r} in {self.name}'s render, found {len(found)}"
+        return found[0]
+
+
+@pytest.fixture(params=TENANT_NAMES)
+def tenant(request) -> Render:
+    return Render(request.param, _rendered(request.param))
+
+
+# --- helpers over rendered objects ----------------------------------------------------------------
+
+
+def ref(obj: dict) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def pod_template(obj: dict) -> dict | None:
+    """The pod template of a workload (metadata and spec), or None for other kinds."""
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    if obj["kind"] in LONG_RUNNING_KINDS | {"Job", "ReplicaSet"}:
+        return obj["spec"]["template"]
+    if obj["kind"] == "Pod":
+        return obj
+    return None
+
+
+def workloads(objects) -> list[tuple[dict, dict]]:
+    """(workload, its pod spec) for every object that runs pods."""
+    return [(obj, template["spec"]) for obj in objects if (template := pod_template(obj)) is not None]
+
+
+def all_containers(pod_spec: dict) -> list[dict]:
+    return [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]
+
+
+def image_ref(image: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of an image reference."""
+    image, _, digest = image.partition("@")
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, _, tag = image.rpartition(":")
+        return repository, tag, digest or None
+    return image, None, digest or None
+
+
+def selector_name(selector: dict) -> str:
+    """The app.kubernetes.io/name a podSelector picks; "*" for every pod."""
+    labels = selector.get("matchLabels", {})
+    assert not selector.get("matchExpressions"), f"unexpected matchExpressions in {selector}"
+    if not labels:
+        return "*"
+    assert set(labels) == {"app.kubernetes.io/name"} or set(labels) == {"k8s-app"}, labels
+    return next(iter(labels.values()))
+
+
+def peer_name(peer: dict) -> str:
+    assert "ipBlock" not in peer, f"ipBlock peers are not on the allow-list: {peer}"
+    pods = selector_name(peer.get("podSelector", {}))
+    if "namespaceSelector" not in peer:
+        return pods
+    namespace_labels = peer["namespaceSelector"].get("matchLabels", {})
+    assert list(namespace_labels) == ["kubernetes.io/metadata.name"], f"namespace peer by name only: {peer}"
+    return f"{namespace_labels['kubernetes.io/metadata.name']}/{pods}"
+
+
+def traffic_allowed(policies: list[dict]) -> set[tuple]:
+    """The allow-list the policies add up to, in the shape of ALLOWED_TRAFFIC."""
+    allowed = set()
+    for policy in policies:
+        spec = policy["spec"]
+        selected = selector_name(spec["podSelector"])
+        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+            for rule in spec.get(direction, []):
+                peers, ports = rule.get(peers_key), rule.get("ports")
+                assert peers, f"{ref(policy)}: a {direction} rule without peers allows every peer"
+                assert ports, f"{ref(policy)}: a {direction} rule without ports allows every port"
+                for peer, port in itertools.product(peers, ports):
+                    allowed.add((direction, selected, peer_name(peer), port.get("protocol", "TCP"), port["port"]))
+    return allowed
+
+
+UNITS = {
+    "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
+}
+
+
+def quantity(value) -> Decimal:
+    """A Kubernetes resource quantity ("250m", "512Mi", "2") as a number."""
+    number, unit = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value)).groups()
+    return Decimal(number) * UNITS.get(unit, Decimal(1))
+
+
+def pod_resources(pod_spec: dict, kind: str, resource: str) -> Decimal:
+    """What a pod counts against a quota: the larger of its containers' sum and any init container."""
+    def amount(container):
+        return quantity(container["resources"][kind][resource])
+
+    running = sum((amount(c) for c in pod_spec["containers"]), Decimal(0))
+    return max([running, *(amount(c) for c in pod_spec.get("initContainers", []))])
+
+
+def graceful_timeout() -> int:
+    """gunicorn's graceful_timeout, read from its config file (importing it would validate the env)."""
+    tree = ast.parse((ROOT / "service" / "gunicorn.conf.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "graceful_timeout" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("graceful_timeout not found in service/gunicorn.conf.py")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+# --- the overlays -----------------------------------------------------------------------------
+
+
+def test_demo_tenants_have_overlays():
+    assert set(DEMO_TENANTS) <= set(TENANT_NAMES)
+
+
+@pytest.mark.parametrize("name", TENANT_NAMES)
+def test_overlay_holds_only_what_differs(name):
+    overlay = yaml.safe_load((TENANTS_DIR / name / "kustomization.yaml").read_text())
+    assert set(overlay) <= {
+        "apiVersion", "kind", "namespace", "resources", "components", "labels", "configMapGenerator",
+        "replicas", "patches",
+    }
+    assert overlay["namespace"] == NAMESPACE_PREFIX + name
+    assert overlay["resources"] == ["../../kubernetes/base"]
+    assert {TENANT_LABEL: name} in [entry["pairs"] for entry in overlay["labels"]]
+    (settings,) = overlay["configMapGenerator"]
+    assert settings["name"] == "finance-settings" and settings["behavior"] == "merge"
+    assert settings["envs"] == ["tenant.env"]
+
+
+def test_no_kustomization_uses_deprecated_fields():
+    for path in [*KUBERNETES_DIR.rglob("kustomization.yaml"), *TENANTS_DIR.glob("*/kustomization.yaml")]:
+        kustomization = yaml.safe_load(path.read_text())
+        deprecated = {"commonLabels", "bases", "patchesStrategicMerge", "patchesJson6902", "vars"}
+        assert not deprecated & set(kustomization), path
+
+
+# --- schema and structure ---------------------------------------------------------------------
+
+
+def test_every_object_meets_the_pinned_kubernetes_schemas(tenant):
+    problems = []
+    for obj in tenant.objects:
+        if obj["apiVersion"].split("/")[0] in CUSTOM_RESOURCE_GROUPS:
+            continue  # no schema for CRDs in kubernetes-validate; see the component's own test
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            problems.append(f"{ref(obj)}: {'.'.join(map(str, error.path))}: {error.message}")
+    assert not problems, "\n".join(problems)
+
+
+def test_render_has_the_objects_the_scripts_rely_on(tenant):
+    rendered = {(obj["kind"], obj["metadata"]["name"]) for obj in tenant.objects}
+    assert not CONTRACT_OBJECTS - rendered
+    assert {"ResourceQuota", "LimitRange"} <= {kind for kind, _ in rendered}
+
+
+def test_everything_lives_in_the_tenants_namespace(tenant):
+    (namespace,) = tenant.of_kind("Namespace")
+    assert namespace["metadata"]["name"] == tenant.namespace
+    assert namespace["metadata"]["labels"] | {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "app.kubernetes.io/part-of": "finance",
+        TENANT_LABEL: tenant.name,
+    } == namespace["metadata"]["labels"]
+    for obj in tenant.objects:
+        assert obj["metadata"]["labels"].get(TENANT_LABEL) == tenant.name, ref(obj)
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == tenant.namespace, ref(obj)
+
+
+def namespaces_of(objects) -> set[str]:
+    return {obj["metadata"]["name"] if obj["kind"] == "Namespace" else obj["metadata"]["namespace"] for obj in objects}
+
+
+def test_two_tenants_share_no_namespace_and_no_host():
+    owners: dict[str, str] = {}
+    for name in TENANT_NAMES:
+        objects = _rendered(name)
+        hosts = {rule["host"] for obj in objects if obj["kind"] == "Ingress" for rule in obj["spec"]["rules"]}
+        for claimed in namespaces_of(objects) | hosts:
+            assert owners.setdefault(claimed, name) == name, f"{claimed} is both {owners[claimed]}'s and {name}'s"
+
+
+# --- pod security ---------------------------------------------------------------------------------
+
+
+def test_every_container_meets_the_restricted_pod_security_profile(tenant):
+    problems = []
+    for workload, pod in workloads(tenant.objects):
+        pod_context = pod.get("securityContext", {})
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(field):
+                problems.append(f"{ref(workload)}: {field}")
+        if pod_context.get("runAsNonRoot") is not True:
+            problems.append(f"{ref(workload)}: pod runAsNonRoot is not true")
+        if pod_context.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            problems.append(f"{ref(workload)}: pod seccompProfile is not RuntimeDefault")
+        for volume in pod.get("volumes", []):
+            if not set(volume) - {"name"} <= SAFE_VOLUME_TYPES:
+                problems.append(f"{ref(workload)}: volume {volume['name']} is of a type restricted forbids")
+        for container in all_containers(pod):
+            where = f"{ref(workload)} container {container['name']}"
+            context = container.get("securityContext", {})
+            user = context.get("runAsUser", pod_context.get("runAsUser"))
+            if not isinstance(user, int) or user == 0:
+                problems.append(f"{where}: runAsUser must be a numeric non-root uid, got {user!r}")
+            if context.get("runAsNonRoot") is False:
+                problems.append(f"{where}: runAsNonRoot false")
+            if context.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: allowPrivilegeEscalation is not false")
+            if context.get("privileged"):
+                problems.append(f"{where}: privileged")
+            if context.get("capabilities", {}).get("drop") != ["ALL"] or context["capabilities"].get("add"):
+                problems.append(f"{where}: capabilities must drop ALL and add none")
+            if context.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: readOnlyRootFilesystem is not true")
+            if context.get("seccompProfile", {}).get("type", "RuntimeDefault") != "RuntimeDefault":
+                problems.append(f"{where}: container seccompProfile")
+            if any(port.get("hostPort") for port in container.get("ports", [])):
+                problems.append(f"{where}: hostPort")
+    assert not problems, "\n".join(problems)
+
+
+def test_service_account_tokens_are_never_mounted(tenant):
+    assert tenant.one("ServiceAccount", "finance-api")["automountServiceAccountToken"] is False
+    for workload, pod in workloads(tenant.objects):
+        assert pod.get("automountServiceAccountToken") is False, ref(workload)
+    assert tenant.one("Deployment", "finance-api")["spec"]["template"]["spec"]["serviceAccountName"] == "finance-api"
+
+
+def test_every_image_is_pinned_to_a_version(tenant):
+    for workload, pod in workloads(tenant.objects):
+        for container in all_containers(pod):
+            repository, tag, digest = image_ref(container["image"])
+            assert digest or (tag and tag != "latest" and re.match(r"^v?\d+(\.\d+)+", tag)), (
+                f"{ref(workload)} container {container['name']}: image {container['image']!r} is not pinned"
+            )
+            assert repository in {APP_IMAGE, "postgres"}, container["image"]
+
+
+# --- workloads ------------------------------------------------------------------------------------
+
+
+def test_long_running_containers_have_probes_and_every_container_has_resources(tenant):
+    problems = []
+    for workload, pod in workloads(tenant.objects):
+        for container in all_containers(pod):
+            where = f"{ref(workload)} container {container['name']}"
+            resources = container.get("resources", {})
+            for kind, resource in itertools.product(("requests", "limits"), ("cpu", "memory")):
+                if resource not in resources.get(kind, {}):
+                    problems.append(f"{where}: no {resource} {kind}")
+        if workload["kind"] in LONG_RUNNING_KINDS:
+            for container in pod["containers"]:
+                for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    if probe not in container:
+                        problems.append(f"{ref(workload)} container {container['name']}: no {probe}")
+    assert not problems, "\n".join(problems)
+
+
+def test_api_rolls_out_without_dropping_capacity_and_drains_gracefully(tenant):
+    deployment = tenant.one("Deployment", "finance-api")
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    (api,) = pod["containers"]
+    # The pod is removed from the endpoints during the preStop pause, then gunicorn gets SIGTERM
+    # and may take its graceful_timeout; the kubelet must not kill it before that.
+    pre_stop = api["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop >= 5
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + graceful_timeout()
+    assert "kubernetes.io/hostname" in {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+    assert api["startupProbe"]["httpGet"]["path"] == "/health"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert [port["containerPort"] for port in api["ports"]] == [8000]
+    assert "command" not in api and "args" not in api, "the app runs the image's own command"
+
+
+def test_api_is_configured_from_the_settings_and_the_tenants_secret(tenant):
+    pod = tenant.pod_spec("Deployment", "finance-api")
+    settings = tenant.generated("finance-settings")
+    migrate = next(c for c in pod["initContainers"] if c["name"] == "migrate")
+    assert migrate["command"] == ["python", "-m", "service", "migrate"]
+    assert migrate["image"] == pod["containers"][0]["image"]
+    for container in (migrate, pod["containers"][0]):
+        assert container["envFrom"] == [{"configMapRef": {"name": settings["metadata"]["name"]}}]
+        env = [variable["name"] for variable in container["env"]]
+        # $(POSTGRES_PASSWORD) is only expanded when defined earlier in the list.
+        assert env.index("POSTGRES_PASSWORD") < env.index("DATABASE_URL")
+        database_url = next(v["value"] for v in container["env"] if v["name"] == "DATABASE_URL")
+        assert database_url == "postgresql://finance:$(POSTGRES_PASSWORD)@postgres:5432/finance"
+    assert "JWT_SECRET" in {variable["name"] for variable in pod["containers"][0]["env"]}
+
+
+def test_settings_carry_the_tenant_id_and_its_tenant_env(tenant):
+    settings = tenant.generated("finance-settings")
+    assert settings["data"]["TENANT_ID"] == tenant.name
+    tenant_env = read_env_file(TENANTS_DIR / tenant.name / "tenant.env")
+    assert tenant_env.items() <= settings["data"].items()
+    assert {"TENANT_CURRENCY", "TENANT_TIMEZONE", "LOG_LEVEL"} <= set(settings["data"])
+
+
+def test_postgres_keeps_its_data_on_a_claimed_volume(tenant):
+    statefulset = tenant.one("StatefulSet", "postgres")
+    service = tenant.one("Service", "postgres")
+    assert service["spec"]["clusterIP"] == "None" and statefulset["spec"]["serviceName"] == "postgres"
+    retention = statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert retention == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    data_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"])
+    pgdata = next(v["value"] for v in container["env"] if v["name"] == "PGDATA")
+    assert pgdata.startswith(data_mount + "/"), "PGDATA must be a subdirectory of the volume (lost+found)"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"][0] == "pg_isready"
+    password = next(v for v in container["env"] if v["name"] == "POSTGRES_PASSWORD")
+    assert password["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "POSTGRES_PASSWORD"}
+    writable = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert {"/var/run/postgresql", "/tmp"} <= writable  # noqa: S108 - emptyDir mounts
+
+
+def test_backups_are_dumped_in_custom_format_one_at_a_time(tenant):
+    cronjob = tenant.one("CronJob", "postgres-backup")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = pod_template(cronjob)["spec"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"postgres-backups"}
+    tenant.one("PersistentVolumeClaim", "postgres-backups")
+    (container,) = pod["containers"]
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert env["BACKUP_KEEP"]["value"] == "7"
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "POSTGRES_PASSWORD"}
+    script = tenant.generated("postgres-backup-script")
+    assert script["data"]["postgres-backup.sh"] == BACKUP_SCRIPT.read_text()
+    # pg_dump of the server's own version.
+    assert container["image"] == tenant.pod_spec("StatefulSet", "postgres")["containers"][0]["image"]
+
+
+def test_api_scaling_floor_follows_the_overlay_and_the_quota_fits_the_ceiling(tenant):
+    deployment = tenant.one("Deployment", "finance-api")
+    autoscaler = tenant.one("HorizontalPodAutoscaler", "finance-api")
+    budget = tenant.one("PodDisruptionBudget", "finance-api")
+    replicas = deployment["spec"]["replicas"]
+    assert autoscaler["spec"]["minReplicas"] == replicas <= autoscaler["spec"]["maxReplicas"]
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == "finance-api"
+    assert autoscaler["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    # A node drain must always be able to evict one API pod.
+    assert budget["spec"]["minAvailable"] < replicas
+
+    # Everything at once: the autoscaler's ceiling plus a rolling update's surge pod, PostgreSQL
+    # and a backup job.
+    (quota,) = tenant.of_kind("ResourceQuota")
+    hard = quota["spec"]["hard"]
+    surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    pods = Counter({"finance-api": autoscaler["spec"]["maxReplicas"] + surge})
+    pods["postgres"] = tenant.one("StatefulSet", "postgres")["spec"]["replicas"]
+    pods["postgres-backup"] = 1
+    specs = {workload["metadata"]["name"]: pod for workload, pod in workloads(tenant.objects)}
+    for kind, resource in itertools.product(("requests", "limits"), ("cpu", "memory")):
+        needed = sum(count * pod_resources(specs[name], kind, resource) for name, count in pods.items())
+        assert needed <= quantity(hard[f"{kind}.{resource}"]), f"{kind}.{resource}: {needed} needed"
+    assert sum(pods.values()) <= int(hard["pods"])
+    claims = [tenant.one("PersistentVolumeClaim", "postgres-backups"),
+              *tenant.one("StatefulSet", "postgres")["spec"]["volumeClaimTemplates"]]
+    assert len(claims) <= int(hard["persistentvolumeclaims"])
+    storage = sum(quantity(claim["spec"]["resources"]["requests"]["storage"]) for claim in claims)
+    assert storage <= quantity(hard["requests.storage"])
+
+    (limit_range,) = tenant.of_kind("LimitRange")
+    container_max = next(item["max"] for item in limit_range["spec"]["limits"] if item["type"] == "Container")
+    for workload, pod in workloads(tenant.objects):
+        for container in all_containers(pod):
+            for resource, ceiling in container_max.items():
+                assert quantity(container["resources"]["limits"][resource]) <= quantity(ceiling), ref(workload)
+
+
+# --- network --------------------------------------------------------------------------------------
+
+
+def test_network_is_denied_by_default_and_allowed_only_as_listed(tenant):
+    policies = tenant.of_kind("NetworkPolicy")
+    default_deny = tenant.one("NetworkPolicy", "default-deny")["spec"]
+    assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert traffic_allowed(policies) == ALLOWED_TRAFFIC
+
+    # Every selector names pods that exist, so a renamed label cannot silently open or close a path.
+    pod_names = {template["metadata"]["labels"]["app.kubernetes.io/name"]
+                 for obj in tenant.objects if (template := pod_template(obj))}
+    local_peers = {name for _, selected, peer, _, _ in ALLOWED_TRAFFIC for name in (selected, peer) if "/" not in name}
+    assert local_peers - {"*"} <= pod_names
+    # A policy that selects pods but lists a direction without rules would deny; one that lists
+    # rules for a direction it does not declare would be ignored.
+    for policy in policies:
+        declared = {kind.lower() for kind in policy["spec"]["policyTypes"]}
+        assert {"ingress", "egress"} & set(policy["spec"]) <= declared, ref(policy)
+
+
+def test_ingresses_serve_the_tenants_host_over_tls_with_login_rate_limited(tenant):
+    ingresses = {obj["metadata"]["name"]: obj for obj in tenant.of_kind("Ingress")}
+    hosts = set()
+    for ingress in ingresses.values():
+        spec = ingress["spec"]
+        assert spec["ingressClassName"] == "nginx"
+        (rule,) = spec["rules"]
+        (tls,) = spec["tls"]
+        assert tls["hosts"] == [rule["host"]] and tls["secretName"] == "finance-api-tls"
+        hosts.add(rule["host"])
+        for path in rule["http"]["paths"]:
+            assert path["backend"]["service"] == {"name": "finance-api", "port": {"name": "http"}}
+    (host,) = hosts
+    assert not host.endswith(".invalid"), "the overlay did not replace the base's placeholder host"
+    if tenant.name in DEMO_TENANTS:
+        assert host == DEMO_TENANTS[tenant.name]
+
+    main, login = ingresses["finance-api"], ingresses["finance-api-login"]
+    assert main["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
+    # One Certificate per host: only the main Ingress asks cert-manager for it.
+    assert "cert-manager.io/cluster-issuer" not in login["metadata"]["annotations"]
+    assert [(p["path"], p["pathType"]) for p in login["spec"]["rules"][0]["http"]["paths"]] == [("/login", "Exact")]
+    login_per_minute = int(login["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rpm"])
+    overall_per_minute = 60 * int(main["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rps"])
+    assert login_per_minute < overall_per_minute
+
+    service = tenant.one("Service", "finance-api")
+    (port,) = service["spec"]["ports"]
+    assert port["name"] == "http" and port["targetPort"] == "http"
+
+
+# --- secrets --------------------------------------------------------------------------------------
+
+
+def test_secrets_are_only_referenced_never_rendered(tenant):
+    assert not tenant.of_kind("Secret")
+    for workload, pod in workloads(tenant.objects):
+        for container in all_containers(pod):
+            for variable in container.get("env", []):
+                secret_ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if secret_ref:
+                    assert secret_ref["name"] == SECRET_NAME and secret_ref["key"] in SECRET_KEYS, variable
+                elif SECRET_LIKE_NAME.search(variable["name"]):
+                    pytest.fail(f"{ref(workload)}: {variable['name']} has a literal value")
+            for source in container.get("envFrom", []):
+                assert "secretRef" not in source, f"{ref(workload)}: envFrom a Secret exposes every key"
+        assert not [v for v in pod.get("volumes", []) if "secret" in v], ref(workload)
+
+
+def secret_like_strings(text: str) -> list[str]:
+    """Words that look generated: long, mixed-case alphanumeric with high entropy, long hex, PEM keys."""
+    found = re.findall(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text)
+    for word in re.findall(r"[A-Za-z0-9+/=_-]{24,}", text):
+        counts = Counter(word)
+        entropy = -sum(n / len(word) * math.log2(n / len(word)) for n in counts.values())
+        mixed = re.search(r"[a-z]", word) and re.search(r"[A-Z]", word) and re.search(r"\d", word)
+        if (mixed and entropy > 4.0) or re.search(r"[0-9a-f]{40,}", word):
+            found.append(word)
+    return found
+
+
+def test_the_secret_detector_finds_generated_values():
+    import secrets
+
+    assert secret_like_strings(f"JWT_SECRET={secrets.token_urlsafe(48)}")
+    assert secret_like_strings(f"password: {secrets.token_hex(32)}")
+    assert not secret_like_strings("kubernetes/components/external-secrets finance-settings-b59c7789bk")
+
+
+def test_no_committed_file_holds_a_secret():
+    problems = []
+    for path in sorted([*KUBERNETES_DIR.rglob("*"), *TENANTS_DIR.rglob("*")]):
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        where = path.relative_to(ROOT)
+        problems += [f"{where}: {word[:6]}..." for word in secret_like_strings(text)]
+        if path.suffix in {".yaml", ".yml"}:
+            for doc in yaml.safe_load_all(text):
+                if isinstance(doc, dict) and doc.get("kind") == "Secret":
+                    problems.append(f"{where}: a Secret object")
+        if path.suffix == ".env":
+            problems += [f"{where}: {key}" for key in read_env_file(path) if SECRET_LIKE_NAME.search(key)]
+    assert not problems, "\n".join(problems)
+
+
+def test_external_secrets_component_supplies_the_tenants_secret(tmp_path):
+    # A copy of tenant1's overlay with the component enabled, as the README tells an operator to do.
+    shutil.copytree(KUBERNETES_DIR, tmp_path / "kubernetes")
+    overlay = tmp_path / "tenants" / "tenant1"
+    shutil.copytree(TENANTS_DIR / "tenant1", overlay)
+    with (overlay / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write(f"components:\n  - {EXTERNAL_SECRETS_COMPONENT}\n")
+    objects = render_directory(overlay)
+
+    plain = {ref(obj) for obj in _rendered("tenant1")}
+    assert {ref(obj) for obj in objects} - plain == {"ExternalSecret/finance-secrets"}
+    (external_secret,) = [obj for obj in objects if obj["kind"] == "ExternalSecret"]
+    assert external_secret["apiVersion"] == "external-secrets.io/v1"
+    assert external_secret["metadata"]["namespace"] == "finance-tenant1"
+    spec = external_secret["spec"]
+    assert spec["target"]["name"] == SECRET_NAME
+    assert spec["secretStoreRef"]["kind"] == "ClusterSecretStore" and spec["secretStoreRef"]["name"]
+    assert {item["secretKey"] for item in spec["data"]} == SECRET_KEYS
+    # The secret manager's entry is named after the tenant's namespace.
+    assert {item["remoteRef"]["key"] for item in spec["data"]} == {"finance-tenant1"}
+    assert not [obj for obj in objects if obj["kind"] == "Secret"]
+    for obj in objects:
+        if obj["apiVersion"].split("/")[0] not in CUSTOM_RESOURCE_GROUPS:  # no CRD schemas, as above
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+# --- the backup script ----------------------------------------------------------------------------
+
+
+def run_backup(tmp_path: Path, backups: Path, *, keep: str = "3", dump_fails: bool = False):
+    """Run postgres-backup.sh with stand-ins for pg_dump and pg_restore."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "pg_dump").write_text(
+        "#!/bin/sh\n"
+        # Anything but the custom format (the one pg_restore --clean can restore selectively) fails.
+        'case " $* " in *" --format=custom "*) ;; *) exit 3;; esac\n'
+        'for arg; do case $arg in --file=*) printf PGDMP > "${arg#--file=}";; esac; done\n'
+        + ("exit 1\n" if dump_fails else "")
+    )
+    (bin_dir / "pg_restore").write_text("#!/bin/sh\nexit 0\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BACKUP_DIR": str(backups), "BACKUP_KEEP": keep}
+    return subprocess.run(["sh", str(BACKUP_SCRIPT)], env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def backups(tmp_path) -> Path:
+    """A backup folder with five old dumps, a stale partial one and an unrelated file."""
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    for day in range(1, 6):
+        (folder / f"finance-2020010{day}T021700Z.dump").write_text("old")
+    (folder / ".finance-20200106T021700Z.dump.partial").write_text("cut short")
+    (folder / "lost+found").mkdir()
+    return folder
+
+
+def test_backup_keeps_the_newest_dumps(tmp_path, backups):
+    result = run_backup(tmp_path, backups, keep="3")
+    assert result.returncode == 0, result.stderr
+    dumps = sorted(path.name for path in backups.glob("finance-*.dump"))
+    assert len(dumps) == 3
+    assert dumps[:2] == ["finance-20200104T021700Z.dump", "finance-20200105T021700Z.dump"]
+    assert (backups / dumps[2]).read_text() == "PGDMP"
+    assert not list(backups.glob(".*.partial")) and (backups / "lost+found").is_dir()
+
+
+def test_failed_backup_removes_nothing_and_leaves_no_dump(tmp_path, backups):
+    result = run_backup(tmp_path, backups, keep="1", dump_fails=True)
+    assert result.returncode != 0
+    assert len(list(backups.glob("finance-*.dump"))) == 5
+
+
+@pytest.mark.parametrize("keep", ["0", "x", "-1", "07"])
+def test_backup_refuses_a_bad_keep_count(tmp_path, backups, keep):
+    result = run_backup(tmp_path, backups, keep=keep)
+    assert result.returncode == 2 and "BACKUP_KEEP" in result.stderr
+    assert len(list(backups.glob("finance-*.dump"))) == 5
