@@ -1,0 +1,465 @@
+"""scripts/onboard-tenant and scripts/offboard-tenant, run as commands in a temporary copy of the repository.
+
+There is no cluster here: the overlays are rendered with the real `kubectl kustomize` and checked
+against the Kubernetes schemas; only the calls that would reach a cluster go to a stand-in kubectl
+(`KUBECTL`) that records them, so the tests can assert exactly what would have been run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import localstack
+import pytest
+import tenancy
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_KUBECTL = shutil.which("kubectl")
+HOST = "acme.finance.example.com"
+
+# Records each call as a JSON line, renders with the real kubectl, and plays the cluster's part
+# for `get secret` (FAKE_SECRET_EXISTS) and failures (FAKE_FAIL: a subcommand that exits 1).
+FAKE_KUBECTL = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+stdin = sys.stdin.read() if "-" in args else None
+with open(os.environ["KUBECTL_LOG"], "a") as log:
+    log.write(json.dumps({{"args": args, "stdin": stdin}}) + "\\n")
+if args[0] == "kustomize":
+    os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *args])
+if args[0] == os.environ.get("FAKE_FAIL"):
+    sys.exit("error: the server could not be reached")
+if args[:2] == ["get", "secret"] and os.environ.get("FAKE_SECRET_EXISTS"):
+    print("secret/finance-secrets")
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def kubectl_installed() -> None:
+    if REAL_KUBECTL is None:
+        pytest.fail("kubectl is not installed: the scripts render overlays with `kubectl kustomize` "
+                    "(install kubectl 1.32 or newer)", pytrace=False)
+
+
+def copy_repo(destination: Path) -> Path:
+    """The parts of the repository the scripts use; the virtual environment is shared by a link."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("scripts", "kubernetes", "tenants"):
+        shutil.copytree(ROOT / folder, destination / folder, ignore=ignore)
+    (destination / "service").mkdir()
+    shutil.copy2(ROOT / "service" / "currencies.py", destination / "service")
+    (destination / ".venv").symlink_to(ROOT / ".venv")
+    return destination
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture(scope="module")
+def untouched_repo(tmp_path_factory) -> Path:
+    """One copy for the tests whose commands must change nothing."""
+    return copy_repo(tmp_path_factory.mktemp("untouched") / "repo")
+
+
+@pytest.fixture
+def fake_kubectl(tmp_path: Path, monkeypatch) -> Path:
+    """Point KUBECTL at the recording stand-in; return the log it writes."""
+    executable = tmp_path / "kubectl"
+    executable.write_text(FAKE_KUBECTL.format(python=sys.executable))
+    executable.chmod(0o755)
+    log = tmp_path / "kubectl.log"
+    monkeypatch.setenv("KUBECTL", str(executable))
+    monkeypatch.setenv("KUBECTL_LOG", str(log))
+    monkeypatch.setenv("REAL_KUBECTL", REAL_KUBECTL)
+    return log
+
+
+def recorded(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def run(repo: Path, script: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run a script of the copy as a user does."""
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run(
+        [str(repo / "scripts" / script), *args],
+        capture_output=True, text=True, timeout=120, **kwargs,
+    )
+
+
+def onboard(repo: Path, name: str = "acme", *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return run(repo, "onboard-tenant", name, *(args or ("--host", HOST)), **kwargs)
+
+
+def snapshot(repo: Path) -> dict[str, bytes | None]:
+    """Every path under tenants/ (hidden ones included) with the bytes of the files."""
+    return {
+        str(path.relative_to(repo)): path.read_bytes() if path.is_file() else None
+        for path in sorted((repo / "tenants").rglob("*"))
+    }
+
+
+def render(directory: Path) -> list[dict]:
+    output = subprocess.run([REAL_KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, check=True)
+    return [doc for doc in yaml.safe_load_all(output.stdout) if doc]
+
+
+def one_of(objects: list[dict], kind: str, name: str) -> dict:
+    """The object of that kind and name (a generated ConfigMap's name ends in a content hash)."""
+    pattern = re.compile(rf"{re.escape(name)}(-[a-z0-9]{{10}})?")
+    matches = [o for o in objects if o["kind"] == kind and pattern.fullmatch(o["metadata"]["name"])]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
+    return matches[0]
+
+
+# --- onboarding ------------------------------------------------------------------------------
+
+
+def test_onboarded_overlay_renders_and_validates(repo):
+    result = onboard(repo, "acme", "--host", HOST, "--currency", "EUR", "--timezone", "Europe/Paris",
+                     "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"https://{HOST}"
+    assert "tenants/acme/" in result.stdout and "kustomization.yaml" in result.stdout
+    directory = repo / "tenants" / "acme"
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "kustomization.yaml", "local.env", "postman_environment.json", "tenant.env",
+    ]
+
+    objects = render(directory)
+    for obj in objects:
+        kubernetes_validate.validate(obj, tenancy.KUBERNETES_VERSION, strict=True)
+        assert obj["metadata"]["labels"][tenancy.TENANT_LABEL] == "acme"
+        if obj["kind"] == "Namespace":
+            assert obj["metadata"]["name"] == "finance-acme"
+        else:
+            assert obj["metadata"]["namespace"] == "finance-acme"
+    ingresses = [o for o in objects if o["kind"] == "Ingress"]
+    assert ingresses, "the base has no Ingress"
+    for ingress in ingresses:
+        assert [rule["host"] for rule in ingress["spec"]["rules"]] == [HOST]
+        assert [host for tls in ingress["spec"]["tls"] for host in tls["hosts"]] == [HOST]
+    settings = one_of(objects, "ConfigMap", "finance-settings")["data"]
+    assert (settings["TENANT_ID"], settings["TENANT_CURRENCY"], settings["TENANT_TIMEZONE"]) == (
+        "acme", "EUR", "Europe/Paris",
+    )
+    assert one_of(objects, "Deployment", "finance-api")["spec"]["replicas"] == 3
+    assert not [o for o in objects if o["kind"] == "Secret"], "no Secret may be rendered from the repository"
+
+
+def test_overlay_has_the_agreed_shape(repo):
+    assert onboard(repo).returncode == 0
+    kustomization = yaml.safe_load((repo / "tenants" / "acme" / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == "finance-acme"
+    assert kustomization["resources"] == ["../../kubernetes/base"]
+    assert kustomization["labels"] == [{"pairs": {tenancy.TENANT_LABEL: "acme"}}]
+    assert kustomization["configMapGenerator"] == [
+        {"name": "finance-settings", "behavior": "merge", "envs": ["tenant.env"], "literals": ["TENANT_ID=acme"]}
+    ]
+    assert kustomization["replicas"] == [{"name": "finance-api", "count": 2}]
+    assert [patch["target"] for patch in kustomization["patches"]] == [{"kind": "Ingress"}]
+    assert (repo / "tenants" / "acme" / "tenant.env").read_text() == "TENANT_CURRENCY=USD\nTENANT_TIMEZONE=UTC\n"
+
+
+def test_demo_overlays_are_exactly_what_onboarding_writes(repo):
+    """tenant1 and tenant2 are ordinary tenants: onboarding them again reproduces their files."""
+    for name in ("tenant1", "tenant2"):
+        committed = (ROOT / "tenants" / name / "kustomization.yaml").read_text()
+        settings = localstack.read_env_file(ROOT / "tenants" / name / "tenant.env")
+        result = onboard(
+            repo, name, "--host", f"{name}.finance.example.com", "--currency", settings["TENANT_CURRENCY"],
+            "--timezone", settings["TENANT_TIMEZONE"], "--force",
+        )
+        assert result.returncode == 0, result.stderr
+        assert (repo / "tenants" / name / "kustomization.yaml").read_text() == committed
+
+
+def test_local_run_picks_up_the_new_tenant(repo, monkeypatch):
+    assert onboard(repo, "acme", "--host", HOST, "--currency", "jpy", "--timezone", "Asia/Tokyo").returncode == 0
+    monkeypatch.setattr(localstack, "TENANTS_DIR", repo / "tenants")
+    tenants = {tenant.name: tenant for tenant in localstack.discover_tenants()}
+    assert set(tenants) == {"acme", "tenant1", "tenant2"}
+    demo_ports = {tenants["tenant1"].local_port, tenants["tenant2"].local_port}
+    assert tenants["acme"].local_port == max(demo_ports) + 1
+    assert tenants["acme"].settings == {"TENANT_CURRENCY": "JPY", "TENANT_TIMEZONE": "Asia/Tokyo"}
+
+
+def test_postman_environment_points_at_the_tenant(repo):
+    assert onboard(repo).returncode == 0
+    environment = json.loads((repo / "tenants" / "acme" / "postman_environment.json").read_text())
+    assert environment["name"] == "finance acme"
+    assert environment["_postman_variable_scope"] == "environment"
+    assert len(environment["id"]) == 36
+    assert environment["values"] == [
+        {"key": "baseUrl", "value": f"https://{HOST}", "type": "default", "enabled": True},
+        {"key": "token", "value": "", "type": "secret", "enabled": True},
+    ]
+
+
+@pytest.mark.parametrize(("tenant", "port"), [("tenant1", 8001), ("tenant2", 8002)])
+def test_demo_tenants_postman_environments_use_their_local_urls(tenant, port):
+    environment = json.loads((ROOT / "tenants" / tenant / "postman_environment.json").read_text())
+    assert environment["name"] == f"finance {tenant}"
+    assert environment["values"][0] == {
+        "key": "baseUrl", "value": f"http://127.0.0.1:{port}", "type": "default", "enabled": True,
+    }
+    assert f"LOCAL_PORT={port}" in (ROOT / "tenants" / tenant / "local.env").read_text()
+
+
+LONG_NAME = "a" * (tenancy.MAX_NAME_LENGTH + 1)
+
+
+def test_the_longest_name_leaves_room_for_the_namespace_prefix():
+    longest = "a" * tenancy.MAX_NAME_LENGTH
+    assert tenancy.check_name(longest) == longest
+    assert len(tenancy.namespace(longest)) == 63
+    with pytest.raises(tenancy.UsageError):
+        tenancy.check_name(LONG_NAME)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Acme", "--host", HOST], "DNS label"),
+        (["ac_me", "--host", HOST], "DNS label"),
+        ([LONG_NAME, "--host", HOST], "DNS label"),
+        (["--host", HOST, "--", "-acme"], "DNS label"),
+        (["acme-", "--host", HOST], "DNS label"),
+        (["default", "--host", HOST], "reserved"),
+        (["kube-acme", "--host", HOST], "reserved"),
+        (["base", "--host", HOST], "reserved"),
+        (["finance", "--host", HOST], "reserved"),
+        (["acme", "--host", f"https://{HOST}"], "--host"),
+        (["acme", "--host", "acme"], "--host"),
+        (["acme", "--host", "Acme.Finance.Example.com"], "--host"),
+        (["acme", "--host", f"{HOST}:8443"], "--host"),
+        (["acme", "--host", f"{HOST}/api"], "--host"),
+        (["acme", "--host", "10.0.0.1"], "IP address"),
+        (["acme", "--host", "tenant1.finance.example.com"], "already used by tenant 'tenant1'"),
+        (["acme"], "--host"),
+        (["acme", "--host", HOST, "--currency", "XYZ"], "ISO 4217"),
+        (["acme", "--host", HOST, "--timezone", "Mars/Base"], "IANA time zone"),
+        (["acme", "--host", HOST, "--replicas", "1"], "between 2 and 20"),
+        (["acme", "--host", HOST, "--replicas", "21"], "between 2 and 20"),
+        (["acme", "--host", HOST, "--replicas", "two"], "--replicas"),
+        (["tenant1", "--host", HOST], "already exists"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line_and_writes_nothing(untouched_repo, args, message):
+    before = snapshot(untouched_repo)
+    result = run(untouched_repo, "onboard-tenant", *args)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert snapshot(untouched_repo) == before
+
+
+def test_replicas_above_the_autoscalers_ceiling_are_refused(repo):
+    hpa = one_of(render(repo / "tenants" / "tenant1"), "HorizontalPodAutoscaler", "finance-api")
+    before = snapshot(repo)
+    result = onboard(repo, "acme", "--host", HOST, "--replicas", str(hpa["spec"]["maxReplicas"] + 1))
+    assert result.returncode == 2
+    assert "maxReplicas" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert snapshot(repo) == before
+
+
+def test_a_render_failure_leaves_nothing_behind(repo):
+    (repo / "kubernetes" / "base" / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    before = snapshot(repo)
+    result = onboard(repo)
+    assert result.returncode == 1
+    assert "kustomize" in result.stderr and "nothing was written" in result.stderr
+    assert snapshot(repo) == before
+
+
+def test_a_schema_violation_leaves_nothing_behind(repo):
+    base = repo / "kubernetes" / "base"
+    (base / "invalid.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: invalid\nspec:\n  replicas: 1\n"
+    )
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    kustomization["resources"].append("invalid.yaml")
+    (base / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    before = snapshot(repo)
+    result = onboard(repo)
+    assert result.returncode == 1
+    assert "ConfigMap/invalid" in result.stderr and "not valid" in result.stderr
+    assert snapshot(repo) == before
+
+
+def test_force_replaces_an_existing_tenant_and_keeps_its_port(repo):
+    assert onboard(repo).returncode == 0
+    port = (repo / "tenants" / "acme" / "local.env").read_text()
+    result = onboard(repo, "acme", "--host", "books.acme.example.org", "--replicas", "4", "--force")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "https://books.acme.example.org"
+    objects = render(repo / "tenants" / "acme")
+    assert one_of(objects, "Ingress", "finance-api")["spec"]["rules"][0]["host"] == "books.acme.example.org"
+    assert one_of(objects, "Deployment", "finance-api")["spec"]["replicas"] == 4
+    assert (repo / "tenants" / "acme" / "local.env").read_text() == port
+    assert sorted(p.name for p in (repo / "tenants").iterdir()) == ["acme", "tenant1", "tenant2"]
+
+
+def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 0, result.stderr
+    calls = recorded(fake_kubectl)
+    assert calls[0]["args"][0] == "kustomize"
+    applied_namespace = json.loads(calls[1]["stdin"])
+    assert [call["args"] for call in calls[1:]] == [
+        ["apply", "--filename", "-"],
+        ["get", "secret", "finance-secrets", "--namespace", "finance-acme", "--ignore-not-found", "--output=name"],
+        ["create", "--filename", "-"],
+        ["apply", "--kustomize", str(repo / "tenants" / "acme")],
+        ["rollout", "status", "statefulset/postgres", "--namespace", "finance-acme", "--timeout=5m"],
+        ["rollout", "status", "deployment/finance-api", "--namespace", "finance-acme", "--timeout=5m"],
+    ]
+    assert (applied_namespace["kind"], applied_namespace["metadata"]["name"]) == ("Namespace", "finance-acme")
+    assert applied_namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    secret = json.loads(calls[3]["stdin"])
+    assert secret["metadata"] == {
+        "name": "finance-secrets", "namespace": "finance-acme", "labels": {tenancy.TENANT_LABEL: "acme"},
+    }
+    values = secret["stringData"]
+    assert sorted(values) == ["JWT_SECRET", "POSTGRES_PASSWORD"]
+    assert all(len(value) >= 43 for value in values.values())  # token_urlsafe of 32 bytes or more
+    assert values["JWT_SECRET"] != values["POSTGRES_PASSWORD"]
+    written = b"".join(content or b"" for content in snapshot(repo).values())
+    for value in values.values():
+        assert value not in result.stdout + result.stderr
+        assert value.encode() not in written
+
+
+def test_apply_keeps_an_existing_secret(repo, fake_kubectl, monkeypatch):
+    monkeypatch.setenv("FAKE_SECRET_EXISTS", "1")
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 0, result.stderr
+    commands = [call["args"][0] for call in recorded(fake_kubectl)]
+    assert commands == ["kustomize", "apply", "get", "apply", "rollout", "rollout"]
+    assert "kept the existing Secret" in result.stdout
+
+
+def test_a_failed_apply_keeps_the_overlay_and_says_how_to_retry(repo, fake_kubectl, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "rollout")
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 1
+    assert "--apply --force" in result.stderr
+    assert (repo / "tenants" / "acme" / "kustomization.yaml").exists()
+
+
+# --- offboarding -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onboarded_template(tmp_path_factory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("onboarded") / "repo")
+    assert onboard(repo).returncode == 0
+    return repo
+
+
+@pytest.fixture
+def repo_with_acme(tmp_path, onboarded_template) -> Path:
+    """A copy of the repository in which acme was onboarded (copied: onboarding once is enough)."""
+    return Path(shutil.copytree(onboarded_template, tmp_path / "repo", symlinks=True))
+
+
+@pytest.fixture
+def acme(repo_with_acme) -> Path:
+    return repo_with_acme / "tenants" / "acme"
+
+
+def test_offboarding_an_unknown_tenant_is_refused(untouched_repo, fake_kubectl):
+    for name in ("nobody", "Not_A_Name"):
+        result = run(untouched_repo, "offboard-tenant", name, "--yes")
+        assert result.returncode == 2
+        assert len(result.stderr.splitlines()) == 1
+    assert recorded(fake_kubectl) == []
+
+
+def test_offboarding_without_a_terminal_needs_yes(repo_with_acme, acme, fake_kubectl):
+    result = run(repo_with_acme, "offboard-tenant", "acme")
+    assert result.returncode == 2
+    assert "--yes" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert acme.is_dir()
+    assert recorded(fake_kubectl) == []
+
+
+def test_offboarding_deletes_the_workloads_but_keeps_the_data(repo_with_acme, acme, fake_kubectl):
+    kept_kinds = {"Namespace", "PersistentVolumeClaim", "Secret"}
+    rendered = render(acme)
+    assert {"PersistentVolumeClaim", "Namespace"} <= {o["kind"] for o in rendered}, "the base changed shape"
+
+    result = run(repo_with_acme, "offboard-tenant", "acme", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert not acme.exists()
+    calls = [call["args"] for call in recorded(fake_kubectl)]
+    assert calls[0] == ["kustomize", str(acme)]
+    expected_types = sorted({tenancy.resource_type(o) for o in rendered if o["kind"] not in kept_kinds})
+    assert calls[1:] == [[
+        "delete", ",".join(expected_types), "--namespace", "finance-acme",
+        "--selector", f"{tenancy.TENANT_LABEL}=acme", "--ignore-not-found", "--wait=true",
+    ]]
+    deleted = set(calls[1][1].split(","))
+    assert {
+        "deployment.apps", "statefulset.apps", "cronjob.batch", "service", "configmap",
+        "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io",
+        "horizontalpodautoscaler.autoscaling", "poddisruptionbudget.policy",
+    } <= deleted
+    assert not {t for t in deleted if t.split(".")[0] in ("persistentvolumeclaim", "secret", "namespace")}
+    assert "kubectl delete namespace finance-acme" in result.stdout
+
+
+def test_offboarding_with_delete_data_deletes_the_namespace(repo_with_acme, acme, fake_kubectl):
+    result = run(repo_with_acme, "offboard-tenant", "acme", "--delete-data", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert not acme.exists()
+    assert [call["args"] for call in recorded(fake_kubectl)] == [
+        ["delete", "namespace", "finance-acme", "--ignore-not-found", "--wait=true"],
+    ]
+
+
+def test_a_failed_kubectl_keeps_the_overlay(repo_with_acme, acme, fake_kubectl, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "delete")
+    result = run(repo_with_acme, "offboard-tenant", "acme", "--yes")
+    assert result.returncode == 1
+    assert "kept" in result.stderr
+    assert acme.is_dir()
+
+
+def test_offboarding_refuses_a_statefulset_that_would_take_its_volumes_along(repo_with_acme, acme, fake_kubectl):
+    postgres = repo_with_acme / "kubernetes" / "base" / "postgres.yaml"
+    assert "whenDeleted: Retain" in postgres.read_text()
+    postgres.write_text(postgres.read_text().replace("whenDeleted: Retain", "whenDeleted: Delete"))
+    result = run(repo_with_acme, "offboard-tenant", "acme", "--yes")
+    assert result.returncode == 1
+    assert "persistentVolumeClaimRetentionPolicy" in result.stderr
+    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["kustomize"]
+    assert acme.is_dir()
+
+
+@pytest.mark.parametrize(("answer", "code"), [("acme\n", 0), ("yes\n", 1)])
+def test_offboarding_on_a_terminal_asks_for_the_tenants_name(repo_with_acme, acme, fake_kubectl, answer, code):
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode())
+        result = run(repo_with_acme, "offboard-tenant", "acme", stdin=terminal)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == code, result.stderr
+    assert "Type the tenant's name" in result.stdout
+    assert acme.exists() == (code != 0)
+    assert bool(recorded(fake_kubectl)) == (code == 0)
