@@ -1,16 +1,16 @@
 # The two everyday commands: `make run` and `make test`.
-.PHONY: run up down status test lint
+.PHONY: run up down status test lint typecheck
 
 VENV := .venv/.installed
 
-$(VENV): pyproject.toml scripts/install
+$(VENV): pyproject.toml scripts/install package-lock.json
 	scripts/install
 
 run: $(VENV)  ## start every tenant locally and print their URLs; Ctrl-C stops
-	.venv/bin/python scripts/dev run
+	scripts/dev run
 
 up: $(VENV)  ## the same, in the background
-	.venv/bin/python scripts/dev up
+	scripts/dev up
 
 down:  ## stop what `make up` started
 	scripts/dev down
@@ -23,3 +23,6 @@ test: $(VENV)  ## the whole suite against a private PostgreSQL it starts itself
 
 lint: $(VENV)
 	.venv/bin/ruff check service scripts tests
+
+typecheck: $(VENV)
+	.venv/bin/mypy
