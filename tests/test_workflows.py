@@ -1,0 +1,101 @@
+"""The GitHub workflows: linted with actionlint (and shellcheck), and checked for what each promises."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONLINT = ROOT / ".venv" / "bin" / "actionlint"
+
+
+def _workflow(name: str) -> dict:
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    # YAML 1.1 reads the key `on` as True.
+    document["on"] = document.pop(True, document.get("on"))
+    return document
+
+
+def _steps_text(workflow: dict) -> str:
+    return "\n".join(
+        str(step.get("run", "")) + str(step.get("uses", "")) + str(step.get("with", ""))
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+    )
+
+
+def test_actionlint_and_shellcheck_find_nothing():
+    assert ACTIONLINT.exists(), "actionlint is missing: run scripts/install"
+    assert shutil.which("shellcheck"), "shellcheck is missing: run scripts/install (as root) or apt-get install it"
+    result = subprocess.run(
+        [str(ACTIONLINT), "-color=false", "-shellcheck", shutil.which("shellcheck")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "publish.yml", "deploy.yml", "e2e.yml"])
+def test_workflow_exists_with_least_privilege(name):
+    workflow = _workflow(name)
+    assert "permissions" in workflow, f"{name} must set its token permissions"
+    assert workflow["permissions"].get("contents") == "read"
+
+
+def test_ci_lints_type_checks_and_tests_against_a_postgres_service_container():
+    workflow = _workflow("ci.yml")
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    jobs = workflow["jobs"]
+    assert {"lint", "test", "manifests"} <= set(jobs)
+    lint = _steps_text({"jobs": {"lint": jobs["lint"]}})
+    assert "make lint" in lint and "make typecheck" in lint
+    test = jobs["test"]
+    assert test["services"]["postgres"]["image"].startswith("postgres:1")
+    assert test["env"]["TEST_POSTGRES_URL"].startswith("postgresql://")
+    assert "make test" in _steps_text({"jobs": {"test": test}})
+    assert "tests/test_kubernetes.py" in _steps_text({"jobs": {"manifests": jobs["manifests"]}})
+
+
+def test_publish_is_multi_arch_with_sbom_provenance_and_no_long_lived_keys():
+    workflow = _workflow("publish.yml")
+    text = (WORKFLOWS / "publish.yml").read_text()
+    assert workflow["permissions"]["id-token"] == "write"
+    build = next(
+        step for step in workflow["jobs"]["image"]["steps"] if "build-push-action" in step.get("uses", "")
+    )
+    assert set(build["with"]["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}
+    assert build["with"]["sbom"] is True and build["with"]["provenance"]
+    assert "role-to-assume" in text
+    assert "AWS_ACCESS_KEY_ID" not in text and "aws-secret-access-key" not in text
+
+
+def test_deploy_applies_one_or_all_tenants_behind_an_environment_gate():
+    workflow = _workflow("deploy.yml")
+    assert workflow["on"]["workflow_dispatch"]["inputs"]["tenant"]["default"] == "all"
+    job = workflow["jobs"]["deploy"]
+    assert job["environment"]
+    text = _steps_text(workflow)
+    for expected in ("secrets.KUBECONFIG", "kubectl apply -k", "rollout status", "/health/ready"):
+        assert expected in text or expected in (WORKFLOWS / "deploy.yml").read_text(), expected
+
+
+def test_e2e_onboards_on_kind_runs_postman_and_probes_cross_tenant_isolation():
+    workflow = _workflow("e2e.yml")
+    text = _steps_text(workflow)
+    assert "helm/kind-action" in text and "kind load docker-image" in text
+    assert "scripts/onboard-tenant e2e" in text and "--apply" in text
+    assert "newman run tests/postman/finance.postman_collection.json" in text
+    assert "postgres.finance-e2e.svc" in text and "Failed" in text
+    kind = next(step for step in workflow["jobs"]["kind"]["steps"] if "kind-action" in step.get("uses", ""))
+    assert (ROOT / kind["with"]["config"]).exists()
+
+
+def test_every_file_the_workflows_run_exists():
+    text = "\n".join(path.read_text() for path in WORKFLOWS.glob("*.yml"))
+    for path in ("scripts/install", "scripts/onboard-tenant", "tests/postman/finance.postman_collection.json"):
+        assert path in text
+        assert (ROOT / path).exists(), path
