@@ -17,20 +17,10 @@ from openapi_spec_validator import validate
 
 from service import create_app
 from service.config import Settings
-from tests.utils import auth_headers
+from tests.utils import assert_error, auth_headers
 
 # Paths flask-restx and Flask add for the documentation itself ("/" is restx's root, a 404).
 DOC_RULES = {"/", "/swagger.json", "/docs", "/swaggerui/<path:filename>", "/static/<path:filename>"}
-
-
-def _assert_json_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["message"]
-    if code:
-        assert error["code"] == code
-    return error
 
 
 @pytest.mark.parametrize(
@@ -46,7 +36,7 @@ def _assert_json_error(response: httpx.Response, status: int, code: str | None =
 )
 def test_routing_errors_are_json(client, method, path, status, code):
     response = client.request(method, path)
-    _assert_json_error(response, status, code)
+    assert_error(response, status, code)
     assert "<html" not in response.text.lower()
 
 
@@ -68,13 +58,13 @@ def test_protected_endpoints_need_a_token(client):
         ("GET", "/categories"),
         ("GET", "/analytics"),
     ]:
-        _assert_json_error(client.request(method, path), 401, "authentication_required")
+        assert_error(client.request(method, path), 401, "authentication_required")
 
 
 def test_oversized_body_is_413_json(client):
     headers = auth_headers(client)
     big = {"type": "expense", "amount": "1.00", "description": "x" * (1024 * 1024)}
-    _assert_json_error(client.post("/transactions", json=big, headers=headers), 413, "payload_too_large")
+    assert_error(client.post("/transactions", json=big, headers=headers), 413, "payload_too_large")
 
 
 def test_liveness_answers_without_the_database(client):
@@ -176,7 +166,7 @@ def test_readiness_is_503_with_pending_migrations(stack, tenant_envs):
     server = localstack.Server("tenant1", f"http://127.0.0.1:{port}", process, server_env)
     try:
         response = _poll(f"{server.url}/health/ready", lambda r: r is not None)
-        _assert_json_error(response, 503, "migrations_pending")
+        assert_error(response, 503, "migrations_pending")
     finally:
         server.stop()
 
@@ -210,11 +200,11 @@ def test_readiness_follows_the_database_and_recovers_by_itself(tmp_path):
 
                 started = time.monotonic()
                 response = _poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 503)
-                _assert_json_error(response, 503)
+                assert_error(response, 503)
                 assert client.get("/health").status_code == 200
 
                 failed = client.get("/transactions", headers=headers)
-                _assert_json_error(failed, 503, "service_unavailable")
+                assert_error(failed, 503, "service_unavailable")
                 assert time.monotonic() - started < 25
 
                 stack.cluster.start()

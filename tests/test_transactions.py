@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import httpx
 
-from tests.utils import create, login, register
+from tests.utils import assert_error, create, login, register
 
 EPOCH = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 PUBLIC_FIELDS = {
@@ -37,23 +37,9 @@ def _row(db, transaction_id: int) -> dict | None:
     return db.execute("SELECT * FROM transactions WHERE id = %s", (transaction_id,)).fetchone()
 
 
-def _error(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    """Assert the JSON error envelope with this status (and code); return the error object."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    assert "<html" not in response.text.lower()
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert isinstance(error["message"], str) and error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    return error
-
-
 def _validation_error(response: httpx.Response, field: str | None = None) -> dict:
     """Assert a 400 validation_error whose fields map names to non-empty lists of messages."""
-    error = _error(response, 400, "validation_error")
+    error = assert_error(response, 400, "validation_error")
     fields = error["fields"]
     assert isinstance(fields, dict) and fields, error
     for messages in fields.values():
@@ -251,7 +237,7 @@ def test_text_fields_keep_unicode(client):
 
 def test_creating_needs_a_token(client, db):
     response = client.post("/transactions", json={"type": "expense", "amount": "1.00"})
-    _error(response, 401)
+    assert_error(response, 401)
     assert _count(db) == 0
 
 
@@ -337,7 +323,7 @@ def test_non_finite_json_amount_is_refused(client, db, subtests):
     for constant in ("NaN", "Infinity", "-Infinity"):
         with subtests.test(msg=constant):
             response = _post_raw(client, headers, f'{{"type": "expense", "amount": {constant}}}')
-            error = _error(response, 400)
+            error = assert_error(response, 400)
             assert error["code"] in ("malformed_json", "validation_error")
             assert _count(db) == 0
 
@@ -361,7 +347,7 @@ def test_malformed_json_is_400_malformed_json(client, db, subtests):
         b'{"type": "expense", "amount": "1.00", "description": "\xff"}',
     ):
         with subtests.test(msg=repr(text)):
-            _error(_post_raw(client, headers, text), 400, "malformed_json")
+            assert_error(_post_raw(client, headers, text), 400, "malformed_json")
             assert _count(db) == 0
 
 
@@ -370,20 +356,20 @@ def test_non_json_content_type_is_415(client, db, subtests):
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/csv", "application/xml"):
         with subtests.test(msg=content_type):
             response = _post_raw(client, headers, json.dumps(VALID), content_type)
-            _error(response, 415, "unsupported_media_type")
+            assert_error(response, 415, "unsupported_media_type")
             assert _count(db) == 0
     with subtests.test(msg="no content type"):
         response = client.post("/transactions", content=json.dumps(VALID).encode(), headers=headers)
-        _error(response, 415, "unsupported_media_type")
+        assert_error(response, 415, "unsupported_media_type")
     with subtests.test(msg="form fields"):
-        _error(client.post("/transactions", data=VALID, headers=headers), 415, "unsupported_media_type")
+        assert_error(client.post("/transactions", data=VALID, headers=headers), 415, "unsupported_media_type")
     assert _count(db) == 0
 
 
 def test_body_over_one_mebibyte_is_413(client, db):
     _, headers = _user(client)
     text = json.dumps({**VALID, "description": "x" * (1024 * 1024)})
-    _error(_post_raw(client, headers, text), 413, "payload_too_large")
+    assert_error(_post_raw(client, headers, text), 413, "payload_too_large")
     assert _count(db) == 0
 
 
@@ -457,15 +443,15 @@ def test_get_reads_the_transaction(client):
 
 def test_get_of_a_missing_id_is_404(client):
     _, headers = _user(client)
-    _error(client.get("/transactions/12345", headers=headers), 404, "not_found")
+    assert_error(client.get("/transactions/12345", headers=headers), 404, "not_found")
 
 
 def test_id_beyond_the_database_range_is_404(client):
     _, headers = _user(client)
     huge = 2**70
-    _error(client.get(f"/transactions/{huge}", headers=headers), 404, "not_found")
-    _error(client.patch(f"/transactions/{huge}", json={"amount": "1.00"}, headers=headers), 404, "not_found")
-    _error(client.delete(f"/transactions/{huge}", headers=headers), 404, "not_found")
+    assert_error(client.get(f"/transactions/{huge}", headers=headers), 404, "not_found")
+    assert_error(client.patch(f"/transactions/{huge}", json={"amount": "1.00"}, headers=headers), 404, "not_found")
+    assert_error(client.delete(f"/transactions/{huge}", headers=headers), 404, "not_found")
 
 
 def test_patch_changes_only_the_given_fields_and_advances_updated_at(client, db):
@@ -573,8 +559,9 @@ def test_patch_with_malformed_json_or_no_json_is_refused(client, db):
     before = _row(db, created["id"])
     url = f"/transactions/{created['id']}"
     malformed = client.patch(url, content='{"amount": ', headers={**headers, "Content-Type": "application/json"})
-    _error(malformed, 400, "malformed_json")
-    _error(client.patch(url, content='{"amount": "2.00"}', headers={**headers, "Content-Type": "text/plain"}), 415)
+    assert_error(malformed, 400, "malformed_json")
+    plain = client.patch(url, content='{"amount": "2.00"}', headers={**headers, "Content-Type": "text/plain"})
+    assert_error(plain, 415)
     assert _row(db, created["id"]) == before
 
 
@@ -585,9 +572,9 @@ def test_delete_is_204_and_the_transaction_is_gone(client, db):
     response = client.delete(f"/transactions/{created['id']}", headers=headers)
     assert response.status_code == 204
     assert response.content == b""
-    _error(client.get(f"/transactions/{created['id']}", headers=headers), 404, "not_found")
-    _error(client.delete(f"/transactions/{created['id']}", headers=headers), 404, "not_found")
-    _error(client.patch(f"/transactions/{created['id']}", json={"amount": 1}, headers=headers), 404, "not_found")
+    assert_error(client.get(f"/transactions/{created['id']}", headers=headers), 404, "not_found")
+    assert_error(client.delete(f"/transactions/{created['id']}", headers=headers), 404, "not_found")
+    assert_error(client.patch(f"/transactions/{created['id']}", json={"amount": 1}, headers=headers), 404, "not_found")
     assert _row(db, created["id"]) is None
     assert _row(db, kept["id"]) is not None
 
@@ -602,7 +589,7 @@ def test_other_users_transaction_is_404_like_a_missing_one(client, db):
     def same_as_missing(method: str, **kwargs) -> None:
         foreign = client.request(method, f"/transactions/{theirs['id']}", headers=intruder, **kwargs)
         missing = client.request(method, f"/transactions/{missing_id}", headers=intruder, **kwargs)
-        _error(foreign, 404, "not_found")
+        assert_error(foreign, 404, "not_found")
         assert foreign.json() == missing.json()
         assert foreign.status_code == missing.status_code
 
@@ -618,10 +605,10 @@ def test_item_operations_need_a_token(client, db):
     created = create(client, headers)
     before = _row(db, created["id"])
     url = f"/transactions/{created['id']}"
-    _error(client.get(url), 401)
-    _error(client.patch(url, json={"amount": "1.00"}), 401)
-    _error(client.delete(url), 401)
-    _error(client.get(url, headers={"Authorization": "Bearer not-a-token"}), 401)
+    assert_error(client.get(url), 401)
+    assert_error(client.patch(url, json={"amount": "1.00"}), 401)
+    assert_error(client.delete(url), 401)
+    assert_error(client.get(url, headers={"Authorization": "Bearer not-a-token"}), 401)
     assert _row(db, created["id"]) == before
 
 
@@ -668,7 +655,7 @@ def test_same_key_with_a_different_body_is_422_and_creates_nothing(client, db, s
                 {"type": "income", "amount": "10.00"},
                 {"type": "expense", "amount": "10.00", "description": "more"},
             ):
-                _error(client.post(path, json=other, headers=keyed), 422, "idempotency_key_reused")
+                assert_error(client.post(path, json=other, headers=keyed), 422, "idempotency_key_reused")
             assert _count(db, user_id) == number
             replay = client.post(path, json={"type": "expense", "amount": "10.00"}, headers=keyed)
             assert replay.status_code == 201 and replay.json() == first.json()
@@ -749,7 +736,7 @@ def test_invalid_idempotency_key_is_400_and_creates_nothing(client, db, subtests
         with subtests.test(msg=name):
             for path in ("/transactions", "/transaction"):
                 response = client.post(path, json=VALID, headers={**headers, "Idempotency-Key": key})
-                _error(response, 400, "invalid_idempotency_key")
+                assert_error(response, 400, "invalid_idempotency_key")
             assert _count(db) == 0
             assert db.execute("SELECT count(*) AS n FROM idempotency_keys").fetchone()["n"] == 0
 
@@ -796,7 +783,7 @@ def test_list_of_a_user_without_transactions_is_empty(client):
 
 
 def test_list_needs_a_token(client):
-    _error(client.get("/transactions"), 401)
+    assert_error(client.get("/transactions"), 401)
 
 
 def test_list_filters_by_type_and_category(client):

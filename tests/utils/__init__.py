@@ -77,6 +77,7 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     """Check the service's JSON error envelope {"error": {"code", "message", ...}}; return the error."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
+    assert "<html" not in response.text.lower()
     body = response.json()
     assert set(body) == {"error"}, body
     error = body["error"]
