@@ -307,8 +307,11 @@ class Stack:
         )
         return env
 
-    def start_server(self, tenant: str, env: dict[str, str], port: int, *, detach: bool = False) -> Server:
-        """Start gunicorn with the production config on 127.0.0.1:port and wait until it is ready."""
+    def start_server(
+        self, tenant: str, env: dict[str, str], port: int, *, detach: bool = False, wait_ready: bool = True
+    ) -> Server:
+        """Start gunicorn with the production config on 127.0.0.1:port and (unless told not to)
+        wait until it is ready."""
         env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
         log_dir = self.directory / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -319,6 +322,8 @@ class Stack:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
             )
         url = f"http://127.0.0.1:{port}"
+        if not wait_ready:
+            return Server(tenant, url, process, env)
         try:
             _wait_ready(url, process, log_file)
         except RuntimeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from zoneinfo import available_timezones
 
 from . import logs
 from .config import ConfigError, Settings
@@ -14,7 +15,9 @@ from .migrate import migrate
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply pending SQL migrations to DATABASE_URL")
+    commands.add_parser(
+        "migrate", help="apply pending SQL migrations to DATABASE_URL; key daily totals by TENANT_TIMEZONE"
+    )
     commands.add_parser("check-config", help="validate the environment and exit")
     args = parser.parse_args(argv)
 
@@ -31,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     if not database_url:
         print("DATABASE_URL is not set", file=sys.stderr)
         return 1
+    timezone = os.environ.get("TENANT_TIMEZONE", "UTC").strip()
+    if timezone not in available_timezones():
+        print(f"TENANT_TIMEZONE must be an IANA time zone, got {timezone!r}", file=sys.stderr)
+        return 1
     logs.configure(os.environ.get("TENANT_ID", ""), os.environ.get("LOG_LEVEL", "INFO").upper())
-    applied = migrate(database_url)
+    applied = migrate(database_url, timezone)
     print(f"migrations applied: {', '.join(applied) if applied else 'none, schema is current'}")
     return 0
 

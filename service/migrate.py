@@ -33,8 +33,19 @@ def pending(conn: psycopg.Connection) -> list[str]:
     return [version for version in KNOWN_VERSIONS if version not in applied]
 
 
-def migrate(database_url: str) -> list[str]:
-    """Apply every pending migration, each in its own transaction; return what was applied."""
+def rollup_timezone(conn: psycopg.Connection) -> str | None:
+    """The time zone the daily totals are keyed by (None before the migration that adds them)."""
+    cur = conn.cursor(row_factory=tuple_row)
+    (table,) = cur.execute("SELECT to_regclass('rollup_settings')").fetchone() or (None,)
+    if table is None:
+        return None
+    (timezone,) = cur.execute("SELECT timezone FROM rollup_settings").fetchone() or (None,)
+    return timezone
+
+
+def migrate(database_url: str, timezone: str = "UTC") -> list[str]:
+    """Apply every pending migration, each in its own transaction, and key the daily totals by
+    the tenant's time zone (rebuilding them if it changed); return what was done."""
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_ID,))
@@ -53,6 +64,12 @@ def migrate(database_url: str) -> list[str]:
                     conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 log.info("applied migration", extra={"version": version})
                 applied.append(version)
+            if rollup_timezone(conn) != timezone:
+                with conn.transaction():
+                    conn.execute("UPDATE rollup_settings SET timezone = %s", (timezone,))
+                    conn.execute("SELECT refresh_daily_totals()")
+                log.info("daily totals re-keyed", extra={"timezone": timezone})
+                applied.append(f"daily totals in {timezone}")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_ID,))
     return applied

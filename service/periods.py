@@ -27,11 +27,6 @@ def start_of_day(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time.min, tzinfo=tz)
 
 
-def day_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The half-open interval [start, end) of instants covering the days first..last."""
-    return start_of_day(first, tz), start_of_day(last + timedelta(days=1), tz)
-
-
 def instant_bounds(
     start: date | datetime | None, end: date | datetime | None, tz: ZoneInfo
 ) -> tuple[datetime | None, datetime | None]:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.periods import day_bounds, instant_bounds, resolve_period, start_of_day
+from service.periods import instant_bounds, resolve_period, start_of_day
 
 NEW_YORK = ZoneInfo("America/New_York")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -106,40 +106,6 @@ def test_start_of_day_is_local_midnight():
     assert start_of_day(date(2026, 1, 15), NEW_YORK) == utc(2026, 1, 15, 5)
     assert start_of_day(date(2026, 7, 15), NEW_YORK) == utc(2026, 7, 15, 4)
     assert start_of_day(date(2026, 1, 15), BERLIN) == utc(2026, 1, 14, 23)
-
-
-def test_day_bounds_are_half_open_local_midnights():
-    start, end = day_bounds(date(2026, 2, 1), date(2026, 2, 28), NEW_YORK)
-    assert start == utc(2026, 2, 1, 5)
-    assert end == utc(2026, 3, 1, 5)
-
-
-def test_day_bounds_of_the_spring_forward_day_are_23_hours_long():
-    # America/New_York moves from EST to EDT at 02:00 on 2026-03-08.
-    start, end = day_bounds(date(2026, 3, 8), date(2026, 3, 8), NEW_YORK)
-    assert start == utc(2026, 3, 8, 5)
-    assert end == utc(2026, 3, 9, 4)
-    assert end.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=23)
-
-
-def test_day_bounds_of_the_fall_back_day_are_25_hours_long():
-    # America/New_York moves from EDT back to EST at 02:00 on 2026-11-01.
-    start, end = day_bounds(date(2026, 11, 1), date(2026, 11, 1), NEW_YORK)
-    assert start == utc(2026, 11, 1, 4)
-    assert end == utc(2026, 11, 2, 5)
-    assert end.astimezone(UTC) - start.astimezone(UTC) == timedelta(hours=25)
-
-
-def test_day_bounds_of_march_across_dst_change_use_each_ends_own_offset():
-    start, end = day_bounds(date(2026, 3, 1), date(2026, 3, 31), NEW_YORK)
-    assert start == utc(2026, 3, 1, 5)  # EST, -05:00
-    assert end == utc(2026, 4, 1, 4)  # EDT, -04:00
-
-
-def test_day_bounds_of_a_year_cover_local_new_years_midnights():
-    start, end = day_bounds(date(2026, 1, 1), date(2026, 12, 31), BERLIN)
-    assert start == utc(2025, 12, 31, 23)
-    assert end == utc(2026, 12, 31, 23)
 
 
 def test_instant_bounds_of_dates_cover_whole_local_days_across_dst():

@@ -15,9 +15,9 @@ import localstack
 import pytest
 from openapi_spec_validator import validate
 
-from service import create_app
+from service import create_app, migrate
 from service.config import Settings
-from tests.utils import assert_error, auth_headers
+from tests.utils import assert_error, auth_headers, poll
 
 # Paths flask-restx and Flask add for the documentation itself ("/" is restx's root, a 404).
 DOC_RULES = {"/", "/swagger.json", "/docs", "/swaggerui/<path:filename>", "/static/<path:filename>"}
@@ -152,38 +152,18 @@ def test_migrate_is_idempotent_and_safe_to_run_concurrently(stack):
     assert "none, schema is current" in again.stdout
     with stack.cluster.connect(name) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == ["0001_initial"]
+    assert versions == migrate.KNOWN_VERSIONS
 
 
 def test_readiness_is_503_with_pending_migrations(stack, tenant_envs):
     database_url = stack.cluster.ensure_database(f"unmigrated_{uuid.uuid4().hex[:8]}", "probe-password-123")
-    port = localstack.free_port()
-    server_env = {**tenant_envs["tenant1"], "DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": str(port)}
-    process = subprocess.Popen(
-        [str(localstack.VENV_PYTHON), "-m", "gunicorn", "-c", str(localstack.GUNICORN_CONF), "service:create_app()"],
-        cwd=localstack.ROOT, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = localstack.Server("tenant1", f"http://127.0.0.1:{port}", process, server_env)
+    env = {**tenant_envs["tenant1"], "DATABASE_URL": database_url}
+    server = stack.start_server("tenant1", env, localstack.free_port(), wait_ready=False)
     try:
-        response = _poll(f"{server.url}/health/ready", lambda r: r is not None)
+        response = poll(f"{server.url}/health/ready", lambda r: r is not None)
         assert_error(response, 503, "migrations_pending")
     finally:
         server.stop()
-
-
-def _poll(url: str, done, timeout: float = 20) -> httpx.Response | None:
-    """GET url until done(response) holds; return the last response (None: no answer)."""
-    deadline = time.monotonic() + timeout
-    response = None
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-        except httpx.TransportError:
-            response = None
-        if done(response):
-            return response
-        time.sleep(0.2)
-    return response
 
 
 def test_readiness_follows_the_database_and_recovers_by_itself(tmp_path):
@@ -199,7 +179,7 @@ def test_readiness_follows_the_database_and_recovers_by_itself(tmp_path):
                 stack.cluster.stop("immediate")
 
                 started = time.monotonic()
-                response = _poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 503)
+                response = poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 503)
                 assert_error(response, 503)
                 assert client.get("/health").status_code == 200
 
@@ -209,7 +189,7 @@ def test_readiness_follows_the_database_and_recovers_by_itself(tmp_path):
 
                 stack.cluster.start()
                 back = time.monotonic()
-                response = _poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 200)
+                response = poll(f"{server.url}/health/ready", lambda r: r is not None and r.status_code == 200)
                 assert response is not None and response.status_code == 200
                 assert time.monotonic() - back < 10
                 assert client.get("/transactions", headers=headers).status_code == 200

@@ -8,7 +8,7 @@ from flask import g
 from flask_restx import Namespace
 
 from .. import db
-from ..periods import day_bounds, resolve_period
+from ..periods import resolve_period
 from ..schemas import AnalyticsQuery, AnalyticsSummary
 from ..store import analytics
 from .common import UserResource, load_query, settings
@@ -32,11 +32,9 @@ class Analytics(UserResource):
         else:
             period = query.get("period", "current_month")
             first, last = resolve_period(period, datetime.now(tz).date())
-        start, end = day_bounds(first, last, tz)
         with db.connection() as conn:
             summary = analytics.summarize(
-                conn, user_id=g.user_id, start=start, end=end, tz=tz.key,
-                group_by=query.get("group_by"),
+                conn, user_id=g.user_id, first=first, last=last, group_by=query.get("group_by")
             )
         return AnalyticsSummary().dump(
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -86,3 +87,18 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert error["code"] == code, body
     return error
+
+
+def poll(url: str, done, timeout: float = 20) -> httpx.Response | None:
+    """GET url until done(response) holds; return the last response (None: no answer)."""
+    deadline = time.monotonic() + timeout
+    response = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            response = None
+        if done(response):
+            return response
+        time.sleep(0.2)
+    return response
