@@ -13,6 +13,10 @@ from .common import load_body, settings
 from .docs import error_model, model
 
 ns = Namespace("auth", path="/", description="Accounts and tokens")
+# Schemas are built once: building one per request costs more than using it.
+_credentials = Credentials()
+_token_public = TokenPublic()
+_user_public = UserPublic()
 credentials_model = model(ns, Credentials, for_input=True)
 error = error_model(ns)
 
@@ -25,7 +29,7 @@ class Register(Resource):
     @ns.response(409, "Username already taken", error)
     def post(self):
         """Create an account; usernames are unique whatever their letter case."""
-        data = load_body(Credentials())
+        data = load_body(_credentials)
         username = data["username"]
         password_hash = hash_password(data["password"])
         with db.connection() as conn:
@@ -33,7 +37,7 @@ class Register(Resource):
                 user = users.create_user(conn, username=username, password_hash=password_hash)
             except users.UsernameTaken as exc:
                 raise ApiError(409, "username_taken", "This username is already taken.") from exc
-        return UserPublic().dump(user), 201
+        return _user_public.dump(user), 201
 
 
 @ns.route("/login")
@@ -45,7 +49,7 @@ class Login(Resource):
     @ns.response(429, "Too many failed attempts for this username; see Retry-After", error)
     def post(self):
         """Exchange a username and password for a bearer token."""
-        data = load_body(Credentials())
+        data = load_body(_credentials)
         username, config = data["username"], settings()
         with db.connection() as conn:
             locked_for = login_failures.begin_attempt(
@@ -68,6 +72,6 @@ class Login(Resource):
         with db.connection() as conn:
             login_failures.clear_failures(conn, username=username)
         issued = issue_token(config, user["id"])
-        return TokenPublic().dump(
+        return _token_public.dump(
             {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
         )

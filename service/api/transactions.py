@@ -28,6 +28,14 @@ from .common import UserResource, load_body, load_query, settings
 from .docs import authenticated, error_model, model, query_params
 
 ns = Namespace("transactions", path="/", description="Income and expense records of the logged-in user")
+# Schemas are built once: building one per request costs more than using it.
+_import_result = ImportResult()
+_transaction_create = TransactionCreate()
+_transaction_filters = TransactionFilters()
+_transaction_list_query = TransactionListQuery()
+_transaction_page = TransactionPage()
+_transaction_public = TransactionPublic()
+_transaction_update = TransactionUpdate()
 error = error_model(ns)
 transaction_model = model(ns, TransactionPublic)
 create_model = model(ns, TransactionCreate, for_input=True)
@@ -35,7 +43,7 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def _public(row: dict) -> dict:
-    return TransactionPublic().dump({**row, "currency": settings().currency})
+    return _transaction_public.dump({**row, "currency": settings().currency})
 
 
 def _filters(query: dict) -> dict:
@@ -50,7 +58,7 @@ def _not_found() -> ApiError:
 
 def create_transaction() -> tuple[dict, int, dict]:
     """Create a transaction; with an Idempotency-Key, a retry replays the first response."""
-    data = load_body(TransactionCreate())
+    data = load_body(_transaction_create)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise ApiError(
@@ -108,13 +116,13 @@ class TransactionCollection(UserResource):
     @ns.response(400, "Invalid filter, sort, limit or cursor", error)
     def get(self):
         """List transactions, newest first by default, one page at a time."""
-        query = load_query(TransactionListQuery())
+        query = load_query(_transaction_list_query)
         sort, limit, after = query.pop("sort"), query.pop("limit"), query.pop("cursor", None)
         with db.connection() as conn:
             rows, position = transactions.list_transactions(
                 conn, user_id=g.user_id, filters=_filters(query), sort=sort, limit=limit, after=after
             )
-        return TransactionPage().dump(
+        return _transaction_page.dump(
             {
                 "items": [{**row, "currency": settings().currency} for row in rows],
                 "next_cursor": Cursor.encode(position) if position else None,
@@ -160,7 +168,7 @@ class TransactionItem(UserResource):
     @ns.response(415, "The body is not JSON", error)
     def patch(self, transaction_id: int):
         """Change some fields of a transaction."""
-        changes = load_body(TransactionUpdate())
+        changes = load_body(_transaction_update)
         with db.connection() as conn:
             row = transactions.update_transaction(
                 conn, user_id=g.user_id, transaction_id=transaction_id, changes=changes
@@ -192,7 +200,7 @@ class TransactionExport(UserResource):
     @ns.response(400, "Invalid filter", error)
     def get(self):
         """Download transactions as CSV (same filters as the list)."""
-        filters = _filters(load_query(TransactionFilters()))
+        filters = _filters(load_query(_transaction_filters))
         user_id, config = g.user_id, settings()
 
         def lines():
@@ -239,7 +247,7 @@ class TransactionImport(UserResource):
             raise ApiError(422, "empty_import", "The file has a header but no rows.")
         with db.connection() as conn:
             imported = transactions.import_transactions(conn, user_id=g.user_id, rows=valid)
-        return ImportResult().dump({"imported": imported}), 201
+        return _import_result.dump({"imported": imported}), 201
 
 
 def _uploaded_csv() -> bytes:
