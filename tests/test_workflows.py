@@ -99,3 +99,14 @@ def test_every_file_the_workflows_run_exists():
     for path in ("scripts/install", "scripts/onboard-tenant", "tests/postman/finance.postman_collection.json"):
         assert path in text
         assert (ROOT / path).exists(), path
+
+
+def test_one_postgresql_release_everywhere():
+    """Kubernetes, compose, CI's service container and the e2e probe run the same PostgreSQL."""
+    base = yaml.safe_load((ROOT / "kubernetes" / "base" / "kustomization.yaml").read_text())
+    tag = next(image["newTag"] for image in base["images"] if image["name"] == "postgres")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    images = {service["image"] for service in compose["services"].values() if "image" in service}
+    assert f"postgres:{tag}" in images
+    assert _workflow("ci.yml")["jobs"]["test"]["services"]["postgres"]["image"] == f"postgres:{tag}"
+    assert (WORKFLOWS / "e2e.yml").read_text().count(f"postgres:{tag}") == 2
