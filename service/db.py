@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeAlias
+from weakref import WeakKeyDictionary
 
 import psycopg
 from flask import Flask, current_app
@@ -18,6 +20,21 @@ from .config import Settings
 Connection: TypeAlias = psycopg.Connection[dict[str, Any]]
 
 
+# A connection idle longer than this is probed before it is lent (the database may have restarted
+# meanwhile); one that was in use a moment ago is lent as it is, saving a round trip per request.
+PROBE_AFTER_IDLE_SECONDS = 2.0
+_returned_at: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
+
+
+def _note_return(conn: Connection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _probe_if_idle(conn: Connection) -> None:
+    if time.monotonic() - _returned_at.get(conn, 0.0) > PROBE_AFTER_IDLE_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
 def create_pool(settings: Settings) -> ConnectionPool[Connection]:
     """Open a pool without waiting for the database, so a worker starts even while it is down."""
     pool: ConnectionPool[Connection] = ConnectionPool(
@@ -26,7 +43,8 @@ def create_pool(settings: Settings) -> ConnectionPool[Connection]:
         max_size=settings.db_pool_size,
         timeout=settings.db_pool_timeout,
         # Connections broken while idle (a database restart) are replaced, not handed out.
-        check=ConnectionPool.check_connection,
+        check=_probe_if_idle,
+        reset=_note_return,
         # Give up a failing connection attempt quickly: the next request starts a fresh one, so
         # the pool recovers within a second or two of the database coming back instead of
         # waiting out an exponential backoff.

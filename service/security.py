@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -18,19 +19,25 @@ REQUIRED_CLAIMS = ["sub", "iat", "exp", "jti", "iss", "aud"]
 LEEWAY_SECONDS = 10
 USER_ID = re.compile(r"[1-9][0-9]{0,18}")
 
-_hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters
+_hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters: 64 MiB per hash
+# At most this many hashes at once per process, so a burst of logins on every thread cannot take
+# threads x 64 MiB (more than the container's memory limit); the others wait their turn.
+MAX_CONCURRENT_HASHES = 2
+_hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
 # Verified against when the username is unknown, so both failures take the same time.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _hashing:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Check a password in constant work whether or not the account exists."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        with _hashing:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
