@@ -1,5 +1,5 @@
 # The two everyday commands: `make run` and `make test`.
-.PHONY: run up down status test lint typecheck
+.PHONY: run up down status test lint typecheck bench
 
 VENV := .venv/.installed
 
@@ -20,6 +20,9 @@ status:
 
 test: $(VENV)  ## the whole suite against a private PostgreSQL it starts itself
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)  ## seed one tenant with 1,000,000 rows and measure it with wrk (docs/performance.md)
+	scripts/bench $(BENCH_ARGS)
 
 lint: $(VENV)
 	.venv/bin/ruff check service scripts tests

@@ -1,0 +1,183 @@
+"""The benchmark harness's pure parts: reading wrk, measuring PSS, building the deep-page cursor.
+
+No wrk run and no seeding here: `make bench` does those (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import bench  # scripts/ is on the path (conftest)
+import pytest
+
+from service.schemas import Cursor
+
+# Captured from `wrk -t2 -c8 -d10s --timeout 10s --latency` against this service (POST /login, which
+# had hit a lockout: the Non-2xx and Socket errors lines only appear when there are some).
+WRK_WITH_ERRORS = """\
+Running 10s test @ http://127.0.0.1:47121/login
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   478.12ms  310.45ms   1.75s    71.43%
+    Req/Sec     4.12      3.01    10.00     58.33%
+  Latency Distribution
+     50%  390.80ms
+     75%  612.33ms
+     90%  901.02ms
+     99%    1.75s
+  63 requests in 10.02s, 23.41KB read
+  Socket errors: connect 0, read 0, write 0, timeout 2
+  Non-2xx or 3xx responses: 7
+Requests/sec:      6.29
+Transfer/sec:      2.34KB
+"""
+
+WRK_CLEAN = """\
+Running 10s test @ http://127.0.0.1:47121/health
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.61ms    1.02ms  24.13ms   88.12%
+    Req/Sec     1.55k   112.40     1.80k    69.50%
+  Latency Distribution
+     50%  850.00us
+     75%    2.90ms
+     90%    3.61ms
+     99%    6.02ms
+  30915 requests in 10.01s, 5.01MB read
+Requests/sec:   3088.41
+Transfer/sec:    512.77KB
+"""
+
+
+def test_wrk_report_is_read_with_its_errors():
+    figures = bench.parse_wrk(WRK_WITH_ERRORS)
+
+    assert figures["requests"] == 63
+    assert figures["seconds"] == pytest.approx(10.02)
+    assert figures["requests_per_s"] == pytest.approx(6.29)
+    assert figures["latency_ms"] == {"p50": 390.8, "p75": 612.33, "p90": 901.02, "p99": 1750.0}
+    assert figures["non_2xx"] == 7
+    assert figures["socket_errors"] == {"connect": 0, "read": 0, "write": 0, "timeout": 2}
+
+
+def test_wrk_report_without_error_lines_counts_none_and_converts_microseconds():
+    figures = bench.parse_wrk(WRK_CLEAN)
+
+    assert figures["requests_per_s"] == pytest.approx(3088.41)
+    assert figures["latency_ms"]["p50"] == pytest.approx(0.85)
+    assert figures["latency_ms"]["p99"] == pytest.approx(6.02)
+    assert figures["non_2xx"] == 0
+    assert sum(figures["socket_errors"].values()) == 0
+
+
+def test_a_report_without_latency_distribution_is_refused():
+    without_latency = "\n".join(line for line in WRK_CLEAN.splitlines() if "%" not in line or "Stdev" in line)
+
+    with pytest.raises(ValueError, match="wrk --latency"):
+        bench.parse_wrk(without_latency)
+
+
+def test_pss_of_this_process_is_read_from_proc():
+    pss = bench.read_pss_kib(os.getpid())
+    rss = next(
+        int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+
+    assert 0 < pss <= rss * 1.1
+
+
+def test_process_tree_includes_children_and_sums_their_pss():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in bench.process_tree(os.getpid())
+        tree = bench.tree_pss(os.getpid())
+        assert {str(os.getpid()), str(child.pid)} <= set(tree["processes_kib"])
+        assert tree["total_mib"] == pytest.approx(sum(tree["processes_kib"].values()) / 1024, abs=0.1)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_deep_page_cursor_round_trips_through_the_api_schema():
+    occurred_at = datetime(2025, 3, 9, 23, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+    value = bench.cursor_after(occurred_at, 90_001)
+
+    assert Cursor().deserialize(value) == {"sort": "-occurred_at", "key": occurred_at, "id": 90_001}
+    # What list_transactions hands to Cursor.encode for the same row (the app's sessions run in UTC).
+    assert value == Cursor.encode({"s": "-occurred_at", "k": occurred_at.astimezone(UTC), "id": 90_001})
+
+
+def test_seed_rows_are_copy_text_with_exact_two_place_amounts():
+    rng = random.Random(1)  # noqa: S311
+    lines = [bench.transaction_line(rng, 7, 1_767_225_600.5) for _ in range(200)]
+
+    for line in lines:
+        user_id, kind, amount, description, category, occurred_at = line.rstrip("\n").split("\t")
+        assert user_id == "7" and kind in {"income", "expense"}
+        assert Decimal(amount) > 0 and Decimal(amount).as_tuple().exponent == -2
+        assert datetime.fromisoformat(occurred_at) == datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
+        assert (description == "\\N") == (category == "\\N")
+    assert {line.split("\t")[1] for line in lines} == {"income", "expense"}
+
+
+def test_login_script_takes_the_users_in_turn():
+    scenario = bench.Scenario("login", "POST /login", "POST", "/login", authenticated=False, bodies=(
+        {"username": "a@example.com", "password": "x" * 8}, {"username": "b@example.com", "password": "x" * 8},
+    ))
+
+    script = bench.wrk_script(scenario, token="never-sent")
+
+    assert "function request()" in script and "b@example.com" in script
+    assert "Authorization" not in script and "wrk.body =" not in script
+
+
+def test_single_body_script_sends_the_token():
+    scenario = bench.Scenario("create", "POST /transactions", "POST", "/transactions", bodies=({"amount": "1.00"},))
+
+    script = bench.wrk_script(scenario, token="t0k")
+
+    assert 'wrk.headers["Authorization"] = "Bearer t0k"' in script
+    assert 'wrk.body = [[{"amount": "1.00"}]]' in script
+    assert "function request()" not in script
+
+
+def test_profile_summary_charges_each_sample_to_its_innermost_known_area():
+    collapsed = "\n".join([
+        'process 1:"gunicorn";Flask.__call__ (flask/app.py:1536);require_user.<locals>.wrapper '
+        "(service/api/common.py:96);Connection.wait (psycopg/connection.py:420) 6",
+        'process 1:"gunicorn";Flask.__call__ (flask/app.py:1536);finish_request (service/logs.py:79);'
+        "StreamHandler.emit (logging/__init__.py:1113) 3",
+        'process 1:"gunicorn";write (gunicorn/util.py:301) 1',
+    ])
+
+    summary = bench.summarize_profile(collapsed)
+
+    assert summary["samples"] == 10
+    assert summary["areas"] == [["database (psycopg)", 0.6], ["logging", 0.3], ["gunicorn", 0.1]]
+    assert summary["self"][0] == ["Connection.wait (psycopg/connection.py)", 0.6]
+    assert ["require_user.<locals>.wrapper (service/api/common.py)", 0.6] in summary["service"]
+    assert ["finish_request (service/logs.py)", 0.3] in summary["service"]
+
+
+def test_established_connections_are_counted_for_the_process_holding_the_server_side():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                client.sendall(b"x")
+                assert accepted.recv(1) == b"x"
+
+                counts = bench.established_connections([os.getpid()], port)
+
+    # The accepted socket's local port is the server's; the client's end has an ephemeral one.
+    assert counts == {str(os.getpid()): 1}
+    assert bench.spread_text({"11": 1, "12": 7}) == "7+1"
