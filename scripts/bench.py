@@ -1037,6 +1037,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _terminated(*_) -> None:
+    print("bench: terminated; stopping what it started", file=sys.stderr)
+    sys.exit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "compare":
@@ -1046,12 +1051,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and not PY_SPY.exists():
         sys.exit("bench: --profile needs py-spy in the venv: .venv/bin/pip install py-spy")
     # A plain `kill` stops the run as Ctrl-C does: through the finally below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _terminated)
+    # Ctrl-C stops the run even when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bench = Bench(args, wrk)
     try:
         results = bench.run()
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+        print("bench: interrupted; stopping what it started", file=sys.stderr)
         return 130
     finally:
         bench.stop()
