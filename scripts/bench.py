@@ -1,6 +1,7 @@
 """Benchmark one tenant's real stack (gunicorn with the production config + PostgreSQL) with wrk.
 
-    scripts/bench [--duration 10] [--warmup 2] [--scale-duration 5] [--connections 8] [--threads 2] [--keep]
+    scripts/bench [--duration 10] [--warmup 2] [--scale-duration 5] [--connections 8] [--threads 2]
+                  [--profile] [--keep]
     scripts/bench compare OLD.json NEW.json
 
 A run starts a private PostgreSQL cluster under .local/bench/, creates the tenant `bench` (UTC,
