@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import localstack  # noqa: E402
 
-TABLES = "users, transactions, daily_totals, idempotency_keys, login_failures"
+TABLES = "users, transactions, daily_totals, monthly_totals, idempotency_keys, login_failures"
 
 
 @pytest.fixture(scope="session")

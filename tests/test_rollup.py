@@ -1,10 +1,12 @@
-"""The daily totals analytics reads: always equal to the transactions, keyed by the tenant's days."""
+"""The daily and monthly totals analytics reads: always equal to the transactions, keyed by the
+tenant's calendar."""
 
 from __future__ import annotations
 
 import random
 import subprocess
 import uuid
+from decimal import Decimal
 
 import localstack
 
@@ -17,6 +19,14 @@ EXPECTED = """
     FROM transactions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
 """
 KEPT = "SELECT user_id, day, type, category, total, count FROM daily_totals WHERE count <> 0 ORDER BY 1, 2, 3, 4"
+EXPECTED_MONTHLY = """
+    SELECT user_id, date_trunc('month', occurred_at AT TIME ZONE %(tz)s)::date AS month, type,
+           coalesce(category, '') AS category, sum(amount) AS total, count(*) AS count
+    FROM transactions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+"""
+KEPT_MONTHLY = (
+    "SELECT user_id, month, type, category, total, count FROM monthly_totals WHERE count <> 0 ORDER BY 1, 2, 3, 4"
+)
 
 
 def test_totals_equal_the_transactions_after_any_mix_of_writes(client, db, servers):
@@ -51,6 +61,7 @@ def test_totals_equal_the_transactions_after_any_mix_of_writes(client, db, serve
 
     tz = servers["tenant1"].env["TENANT_TIMEZONE"]
     assert db.execute(KEPT).fetchall() == db.execute(EXPECTED, {"tz": tz}).fetchall()
+    assert db.execute(KEPT_MONTHLY).fetchall() == db.execute(EXPECTED_MONTHLY, {"tz": tz}).fetchall()
 
 
 def test_a_deleted_users_totals_go_with_them(client, db):
@@ -58,7 +69,9 @@ def test_a_deleted_users_totals_go_with_them(client, db):
     create(client, headers, amount="5.00")
     user_id = db.execute("SELECT id FROM users").fetchone()["id"]
     db.execute("DELETE FROM users WHERE id = %s", (user_id,))
-    assert db.execute("SELECT count(*) AS n FROM daily_totals WHERE user_id = %s", (user_id,)).fetchone()["n"] == 0
+    for table in ("daily_totals", "monthly_totals"):
+        count = db.execute(f"SELECT count(*) AS n FROM {table} WHERE user_id = %s", (user_id,)).fetchone()["n"]
+        assert count == 0, table
 
 
 def _migrate(database_url: str, timezone: str) -> subprocess.CompletedProcess:
@@ -82,11 +95,13 @@ def test_migrate_rekeys_the_totals_when_the_time_zone_changes(stack):
             (user_id,),
         )
         assert conn.execute("SELECT day::text FROM daily_totals").fetchall() == [("2026-03-01",)]
+        assert conn.execute("SELECT month::text FROM monthly_totals").fetchall() == [("2026-03-01",)]
 
     result = _migrate(database_url, "America/New_York")
     assert "daily totals in America/New_York" in result.stdout
     with stack.cluster.connect(name) as conn:
         assert conn.execute("SELECT day::text FROM daily_totals").fetchall() == [("2026-02-28",)]
+        assert conn.execute("SELECT month::text FROM monthly_totals").fetchall() == [("2026-02-01",)]
         assert conn.execute("SELECT timezone FROM rollup_settings").fetchone() == ("America/New_York",)
     assert "none, schema is current" in _migrate(database_url, "America/New_York").stdout
 
@@ -101,3 +116,57 @@ def test_readiness_refuses_totals_keyed_by_another_time_zone(stack, tenant_envs)
         assert "Asia/Tokyo" in error["message"]
     finally:
         server.stop()
+
+
+# Spans that start and end inside months, cover whole months, or are one day; by every grouping.
+SPANS = [
+    ("2025-11-15", "2026-02-10"), ("2025-12-01", "2026-01-31"), ("2025-12-31", "2026-01-01"),
+    ("2026-01-01", "2026-01-01"), ("2026-01-02", "2026-01-30"), ("2025-10-01", "2026-03-31"),
+    ("2026-02-01", "2026-03-15"), ("2025-11-30", "2026-03-01"),
+]
+RECOMPUTED = """
+    SELECT {key} AS key, coalesce(sum(amount) FILTER (WHERE type = 'income'), 0.00) AS income,
+           coalesce(sum(amount) FILTER (WHERE type = 'expense'), 0.00) AS expense, count(*) AS count
+    FROM transactions
+    WHERE user_id = %(user_id)s AND (occurred_at AT TIME ZONE %(tz)s)::date BETWEEN %(first)s AND %(last)s
+    GROUP BY 1 ORDER BY 1 NULLS LAST
+"""
+KEYS = {
+    None: "NULL",
+    "category": "category",
+    "month": "to_char(occurred_at AT TIME ZONE %(tz)s, 'YYYY-MM')",
+    "day": "to_char(occurred_at AT TIME ZONE %(tz)s, 'YYYY-MM-DD')",
+}
+
+
+def test_analytics_of_any_span_equals_the_transactions(client, db, servers):
+    """Whole months come from monthly_totals and the days around them from daily_totals."""
+    headers = auth_headers(client)
+    rng = random.Random(11)
+    for _ in range(60):
+        moment = f"2025-{rng.randint(10, 12):02d}" if rng.random() < 0.5 else f"2026-{rng.randint(1, 3):02d}"
+        create(
+            client, headers, type=rng.choice(["income", "expense"]), amount=f"{rng.randint(1, 99999) / 100:.2f}",
+            category=rng.choice([None, "food", "rent"]),
+            occurred_at=f"{moment}-{rng.choice([1, 2, 15, 28]):02d}T{rng.choice(['00:30', '12:00', '23:30'])}:00Z",
+        )
+    user_id = db.execute("SELECT id FROM users").fetchone()["id"]
+    tz = servers["tenant1"].env["TENANT_TIMEZONE"]
+    for first, last in SPANS:
+        for group_by, key in KEYS.items():
+            params = {"from": first, "to": last, **({"group_by": group_by} if group_by else {})}
+            response = client.get("/analytics", params=params, headers=headers)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            expected = db.execute(
+                RECOMPUTED.format(key=key), {"user_id": user_id, "tz": tz, "first": first, "last": last}
+            ).fetchall()
+            totals = (
+                str(sum((row["income"] for row in expected), Decimal("0.00"))),
+                str(sum((row["expense"] for row in expected), Decimal("0.00"))),
+                sum(row["count"] for row in expected),
+            )
+            assert (body["total_income"], body["total_expense"], body["count"]) == totals, (first, last, group_by)
+            if group_by:
+                groups = [(g["key"], g["total_income"], g["total_expense"], g["count"]) for g in body["groups"]]
+                assert groups == [(r["key"], str(r["income"]), str(r["expense"]), r["count"]) for r in expected]

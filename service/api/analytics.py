@@ -35,10 +35,9 @@ class Analytics(UserResource):
         else:
             period = query.get("period", "current_month")
             first, last = resolve_period(period, datetime.now(tz).date())
-        with db.connection() as conn:
-            summary = analytics.summarize(
-                conn, user_id=g.user_id, first=first, last=last, group_by=query.get("group_by")
-            )
+        summary = analytics.summarize(
+            db.connection(), user_id=g.user_id, first=first, last=last, group_by=query.get("group_by")
+        )
         return _analytics_summary.dump(
             {
                 **summary,

@@ -32,11 +32,10 @@ class Register(Resource):
         data = load_body(_credentials)
         username = data["username"]
         password_hash = hash_password(data["password"])
-        with db.connection() as conn:
-            try:
-                user = users.create_user(conn, username=username, password_hash=password_hash)
-            except users.UsernameTaken as exc:
-                raise ApiError(409, "username_taken", "This username is already taken.") from exc
+        try:
+            user = users.create_user(db.connection(), username=username, password_hash=password_hash)
+        except users.UsernameTaken as exc:
+            raise ApiError(409, "username_taken", "This username is already taken.") from exc
         return _user_public.dump(user), 201
 
 
@@ -51,26 +50,26 @@ class Login(Resource):
         """Exchange a username and password for a bearer token."""
         data = load_body(_credentials)
         username, config = data["username"], settings()
-        with db.connection() as conn:
-            locked_for = login_failures.begin_attempt(
-                conn,
-                username=username,
-                max_failures=config.login_max_failures,
-                window=config.login_failure_window_seconds,
-                lockout=config.login_lockout_seconds,
-            )
-            user = None if locked_for else users.find_user_by_username(conn, username)
+        conn = db.connection()
+        locked_for = login_failures.begin_attempt(
+            conn,
+            username=username,
+            max_failures=config.login_max_failures,
+            window=config.login_failure_window_seconds,
+            lockout=config.login_lockout_seconds,
+        )
+        user = None if locked_for else users.find_user_by_username(conn, username)
+        # The password is checked without holding a connection: it is slow on purpose.
+        db.release()
         if locked_for:
             raise ApiError(
                 429, "too_many_attempts",
                 "Too many failed logins for this username; try again later.",
                 headers={"Retry-After": str(locked_for)},
             )
-        # The password is checked outside any database transaction: it is slow on purpose.
         if not verify_password(user["password_hash"] if user else None, data["password"]):
             raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
-        with db.connection() as conn:
-            login_failures.clear_failures(conn, username=username)
+        login_failures.clear_failures(db.connection(), username=username)
         issued = issue_token(config, user["id"])
         return _token_public.dump(
             {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}

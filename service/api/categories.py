@@ -22,6 +22,5 @@ class Categories(UserResource):
     @ns.response(200, "Categories with their transaction counts", model(ns, CategoryList))
     def get(self):
         """List the user's categories, by name, with how many transactions each has."""
-        with db.connection() as conn:
-            items = transactions.list_categories(conn, user_id=g.user_id)
+        items = transactions.list_categories(db.connection(), user_id=g.user_id)
         return _category_list.dump({"items": items})

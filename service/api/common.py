@@ -93,8 +93,7 @@ def require_user(method: Callable) -> Callable:
             claims = decode_token(settings(), token)
         except jwt.InvalidTokenError as exc:
             raise _unauthorized("invalid_token", "The token is invalid or expired.") from exc
-        with db.connection() as conn:
-            user = users.get_user(conn, int(claims["sub"]))
+        user = users.get_user(db.connection(), int(claims["sub"]))
         if user is None:
             raise _unauthorized("invalid_token", "The token's user no longer exists.")
         g.user_id = user["id"]

@@ -26,9 +26,9 @@ class Ready(Resource):
     @ns.response(503, "The database is unreachable, migrations are pending or were run for another time zone")
     def get(self):
         """Check the database and the schema version (readiness)."""
-        with db.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
-            pending = migrate.pending(conn)
-            rollup_timezone = None if pending else migrate.rollup_timezone(conn)
+        conn = db.connection(timeout=READY_TIMEOUT_SECONDS)
+        pending = migrate.pending(conn)
+        rollup_timezone = None if pending else migrate.rollup_timezone(conn)
         if pending:
             raise ApiError(
                 503, "migrations_pending",

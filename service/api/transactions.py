@@ -65,26 +65,25 @@ def create_transaction() -> tuple[dict, int, dict]:
             400, "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters.",
         )
-    with db.connection() as conn:
-        if key is not None:
-            request_hash = hashlib.sha256(
-                json.dumps(data, sort_keys=True, default=str).encode()
-            ).hexdigest()
-            earlier = idempotency.claim(conn, user_id=g.user_id, key=key, request_hash=request_hash)
-            if earlier is not None:
-                if earlier["request_hash"] != request_hash:
-                    raise ApiError(
-                        422, "idempotency_key_reused",
-                        "This Idempotency-Key was used with a different request body.",
-                    )
-                headers = {"Location": earlier["location"], "Idempotent-Replayed": "true"}
-                return earlier["body"], earlier["status"], headers
+    conn = db.connection()
+    if key is None:
+        body = _public(transactions.create_transaction(conn, user_id=g.user_id, data=data))
+        return body, 201, {"Location": f"/transactions/{body['id']}"}
+    request_hash = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    # The claim, the row and the saved response commit together or not at all.
+    with conn.transaction():
+        earlier = idempotency.claim(conn, user_id=g.user_id, key=key, request_hash=request_hash)
+        if earlier is not None:
+            if earlier["request_hash"] != request_hash:
+                raise ApiError(
+                    422, "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request body.",
+                )
+            headers = {"Location": earlier["location"], "Idempotent-Replayed": "true"}
+            return earlier["body"], earlier["status"], headers
         body = _public(transactions.create_transaction(conn, user_id=g.user_id, data=data))
         location = f"/transactions/{body['id']}"
-        if key is not None:
-            idempotency.save_response(
-                conn, user_id=g.user_id, key=key, status=201, body=body, location=location
-            )
+        idempotency.save_response(conn, user_id=g.user_id, key=key, status=201, body=body, location=location)
     return body, 201, {"Location": location}
 
 
@@ -118,10 +117,9 @@ class TransactionCollection(UserResource):
         """List transactions, newest first by default, one page at a time."""
         query = load_query(_transaction_list_query)
         sort, limit, after = query.pop("sort"), query.pop("limit"), query.pop("cursor", None)
-        with db.connection() as conn:
-            rows, position = transactions.list_transactions(
-                conn, user_id=g.user_id, filters=_filters(query), sort=sort, limit=limit, after=after
-            )
+        rows, position = transactions.list_transactions(
+            db.connection(), user_id=g.user_id, filters=_filters(query), sort=sort, limit=limit, after=after
+        )
         return _transaction_page.dump(
             {
                 "items": [{**row, "currency": settings().currency} for row in rows],
@@ -155,8 +153,7 @@ class TransactionItem(UserResource):
     @ns.response(404, "No such transaction of this user", error)
     def get(self, transaction_id: int):
         """Read one transaction."""
-        with db.connection() as conn:
-            row = transactions.get_transaction(conn, user_id=g.user_id, transaction_id=transaction_id)
+        row = transactions.get_transaction(db.connection(), user_id=g.user_id, transaction_id=transaction_id)
         if row is None:
             raise _not_found()
         return _public(row)
@@ -169,10 +166,9 @@ class TransactionItem(UserResource):
     def patch(self, transaction_id: int):
         """Change some fields of a transaction."""
         changes = load_body(_transaction_update)
-        with db.connection() as conn:
-            row = transactions.update_transaction(
-                conn, user_id=g.user_id, transaction_id=transaction_id, changes=changes
-            )
+        row = transactions.update_transaction(
+            db.connection(), user_id=g.user_id, transaction_id=transaction_id, changes=changes
+        )
         if row is None:
             raise _not_found()
         return _public(row)
@@ -181,10 +177,7 @@ class TransactionItem(UserResource):
     @ns.response(404, "No such transaction of this user", error)
     def delete(self, transaction_id: int):
         """Delete a transaction."""
-        with db.connection() as conn:
-            deleted = transactions.delete_transaction(
-                conn, user_id=g.user_id, transaction_id=transaction_id
-            )
+        deleted = transactions.delete_transaction(db.connection(), user_id=g.user_id, transaction_id=transaction_id)
         if not deleted:
             raise _not_found()
         return None, 204
@@ -204,9 +197,8 @@ class TransactionExport(UserResource):
         user_id, config = g.user_id, settings()
 
         def lines():
-            with db.connection() as conn:
-                rows = transactions.iter_transactions(conn, user_id=user_id, filters=filters)
-                yield from csvio.export_lines(rows, config.currency)
+            rows = transactions.iter_transactions(db.connection(), user_id=user_id, filters=filters)
+            yield from csvio.export_lines(rows, config.currency)
 
         filename = f"transactions-{config.tenant_id}-{datetime.now(config.timezone).date().isoformat()}.csv"
         return Response(
@@ -245,8 +237,7 @@ class TransactionImport(UserResource):
             )
         if not valid:
             raise ApiError(422, "empty_import", "The file has a header but no rows.")
-        with db.connection() as conn:
-            imported = transactions.import_transactions(conn, user_id=g.user_id, rows=valid)
+        imported = transactions.import_transactions(db.connection(), user_id=g.user_id, rows=valid)
         return _import_result.dump({"imported": imported}), 201
 
 

@@ -1,12 +1,13 @@
 """Totals of one user's income and expense over a span of the tenant's calendar days.
 
-They are summed from daily_totals (kept by triggers, keyed by the tenant's local day), so a
-month costs a few hundred rows however many transactions it holds.
+They are summed from monthly_totals for the whole months of the span and from daily_totals for
+the days around them (both kept by triggers, keyed by the tenant's local calendar), so a month
+costs one row per type and category however many transactions it holds.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from psycopg import sql
@@ -24,7 +25,28 @@ _TOTALS = sql.SQL(
     " coalesce(sum(total) FILTER (WHERE type = 'expense'), 0) AS total_expense,"
     " coalesce(sum(count), 0)::bigint AS count"
 )
-_WHERE = sql.SQL("user_id = %(user_id)s AND day BETWEEN %(first)s AND %(last)s")
+# The rows of the span: whole months from monthly_totals, the days before and after them from
+# daily_totals; the first day of a month stands for the month.
+_ROWS = sql.SQL(
+    "SELECT month AS day, type, category, total, count FROM monthly_totals"
+    " WHERE user_id = %(user_id)s AND month >= %(months_from)s AND month < %(months_to)s"
+    " UNION ALL SELECT day, type, category, total, count FROM daily_totals"
+    " WHERE user_id = %(user_id)s AND day >= %(first)s AND day < %(months_from)s"
+    " UNION ALL SELECT day, type, category, total, count FROM daily_totals"
+    " WHERE user_id = %(user_id)s AND day >= %(months_to)s AND day <= %(last)s"
+)
+_DAYS = sql.SQL(
+    "SELECT day, type, category, total, count FROM daily_totals"
+    " WHERE user_id = %(user_id)s AND day BETWEEN %(first)s AND %(last)s"
+)
+
+
+def whole_months(first: date, last: date) -> tuple[date, date]:
+    """The whole calendar months within first..last, as the first day of the first of them and
+    of the month after the last; (first, first) when there are none."""
+    start = first if first.day == 1 else (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    end = (last + timedelta(days=1)).replace(day=1)
+    return (start, end) if start < end else (first, first)
 
 
 def _with_net(row: dict) -> dict:
@@ -36,20 +58,22 @@ def summarize(
     conn: Connection, *, user_id: int, first: date, last: date, group_by: str | None = None
 ) -> dict:
     """Sum income and expense over the days first..last; with group_by, also per group."""
-    params = {"user_id": user_id, "first": first, "last": last}
+    months_from, months_to = whole_months(first, last)
+    params = {"user_id": user_id, "first": first, "last": last, "months_from": months_from, "months_to": months_to}
+    rows = _DAYS if group_by == "day" else _ROWS
     if group_by is None:
-        query = sql.SQL("SELECT {totals} FROM daily_totals WHERE {where}").format(totals=_TOTALS, where=_WHERE)
+        query = sql.SQL("SELECT {totals} FROM ({rows}) AS t").format(totals=_TOTALS, rows=rows)
         return _with_net(fetch_one(conn.execute(query, params)))
 
     # One scan: per-group rows plus the grand total from the same grouping set. Groups whose
-    # transactions were all deleted or moved keep a zero row in daily_totals; they are left out.
+    # transactions were all deleted or moved keep a zero row in the totals; they are left out.
     query = sql.SQL(
-        "SELECT {key} AS key, grouping({key}) AS is_total, {totals} FROM daily_totals"
-        " WHERE {where} GROUP BY GROUPING SETS (({key}), ())"
+        "SELECT {key} AS key, grouping({key}) AS is_total, {totals} FROM ({rows}) AS t"
+        " GROUP BY GROUPING SETS (({key}), ())"
         " HAVING sum(count) > 0 OR grouping({key}) = 1"
         " ORDER BY is_total, key NULLS LAST"
-    ).format(key=_GROUP_KEYS[group_by], totals=_TOTALS, where=_WHERE)
-    rows = [_with_net(row) for row in conn.execute(query, params)]
-    summary = rows.pop()  # the () grouping set sorts last
-    summary["groups"] = rows
+    ).format(key=_GROUP_KEYS[group_by], totals=_TOTALS, rows=rows)
+    rows_out = [_with_net(row) for row in conn.execute(query, params)]
+    summary = rows_out.pop()  # the () grouping set sorts last
+    summary["groups"] = rows_out
     return summary

@@ -127,30 +127,33 @@ def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Itera
     query = sql.SQL(
         "SELECT {columns} FROM transactions WHERE {where} ORDER BY occurred_at, id"
     ).format(columns=COLUMNS, where=sql.SQL(" AND ").join(conditions))
-    with conn.cursor(name="export") as cur:
+    # A server-side cursor lives in a transaction.
+    with conn.transaction(), conn.cursor(name="export") as cur:
         cur.itersize = 1000
         yield from cur.execute(query, params)
 
 
 def import_transactions(conn: Connection, *, user_id: int, rows: Iterable[dict]) -> int:
     """Insert validated rows in one COPY; occurred_at defaults to now like a single create."""
-    now = fetch_one(conn.execute("SELECT now() AS now"))["now"]
     count = 0
-    with conn.cursor().copy(
-        "COPY transactions (user_id, type, amount, description, category, occurred_at) FROM STDIN"
-    ) as copy:
-        for row in rows:
-            copy.write_row(
-                (
-                    user_id,
-                    row["type"],
-                    row["amount"],
-                    row.get("description"),
-                    row.get("category"),
-                    row.get("occurred_at") or now,
+    # One transaction: now() is the rows' created_at, and the default of their occurred_at.
+    with conn.transaction():
+        now = fetch_one(conn.execute("SELECT now() AS now"))["now"]
+        with conn.cursor().copy(
+            "COPY transactions (user_id, type, amount, description, category, occurred_at) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(
+                    (
+                        user_id,
+                        row["type"],
+                        row["amount"],
+                        row.get("description"),
+                        row.get("category"),
+                        row.get("occurred_at") or now,
+                    )
                 )
-            )
-            count += 1
+                count += 1
     return count
 
 
