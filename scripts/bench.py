@@ -604,7 +604,7 @@ def server_settings(env: dict[str, str]) -> dict:
         [str(localstack.VENV_PYTHON), "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     settings = json.loads(done.stdout.strip().splitlines()[-1])
-    settings["db_pool_size"] = int(env.get("DB_POOL_SIZE", "4"))
+    settings["db_pool_size"] = int(env.get("DB_POOL_SIZE", settings["threads"]))
     return settings
 
 

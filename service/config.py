@@ -49,7 +49,7 @@ class Settings:
     timezone: ZoneInfo = ZoneInfo("UTC")
     log_level: str = "INFO"
     development: bool = False
-    db_pool_size: int = 4
+    db_pool_size: int = 1
     db_pool_timeout: float = 5.0
     db_statement_timeout_ms: int = 10_000
     login_max_failures: int = 5
@@ -123,7 +123,8 @@ class Settings:
             timezone=timezone,
             log_level=log_level,
             development=development,
-            db_pool_size=integer("DB_POOL_SIZE", 4, 1, 100),
+            # A worker serves one request per thread, and a request holds at most one connection.
+            db_pool_size=integer("DB_POOL_SIZE", integer("GUNICORN_THREADS", 1, 1, 100), 1, 100),
             db_pool_timeout=integer("DB_POOL_TIMEOUT_MS", 5000, 100, 25_000) / 1000,
             db_statement_timeout_ms=integer("DB_STATEMENT_TIMEOUT_MS", 10_000, 100, 25_000),
             login_max_failures=integer("LOGIN_MAX_FAILURES", 5, 1, 1000),

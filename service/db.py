@@ -30,10 +30,6 @@ PROBE_AFTER_IDLE_SECONDS = 2.0
 _returned_at: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
 
 
-def _note_return(conn: Connection) -> None:
-    _returned_at[conn] = time.monotonic()
-
-
 def _probe_if_idle(conn: Connection) -> None:
     if time.monotonic() - _returned_at.get(conn, 0.0) > PROBE_AFTER_IDLE_SECONDS:
         ConnectionPool.check_connection(conn)
@@ -48,7 +44,6 @@ def create_pool(settings: Settings) -> ConnectionPool[Connection]:
         timeout=settings.db_pool_timeout,
         # Connections broken while idle (a database restart) are replaced, not handed out.
         check=_probe_if_idle,
-        reset=_note_return,
         # Give up a failing connection attempt quickly: the next request starts a fresh one, so
         # the pool recovers within a second or two of the database coming back instead of
         # waiting out an exponential backoff.
@@ -103,4 +98,7 @@ def release() -> None:
     """Give the request's connection back before the request ends (before slow work without it)."""
     conn = g.pop("db_connection", None)
     if conn is not None:
+        # Noted here rather than in a pool `reset` callback, which would hand every return to
+        # the pool's worker thread (a thread switch per request).
+        _returned_at[conn] = time.monotonic()
         current_app.extensions["db_pool"].putconn(conn)

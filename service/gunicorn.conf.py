@@ -3,23 +3,37 @@
 import os
 import sys
 
+from gunicorn.glogging import Logger
+
 from service.config import ConfigError, Settings
 
+
+class AppLogsAccess(Logger):
+    """gunicorn's logger without its access line: the app writes its own, with the request id and
+    route, and gunicorn would otherwise format one per request only to drop it."""
+
+    def access(self, resp, req, environ, request_time) -> None:  # noqa: ANN001 - gunicorn's signature
+        pass
+
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
-# Threads serve concurrent requests while others wait on PostgreSQL; each worker has its own
-# connection pool sized to its threads (DB_POOL_SIZE).
-worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-# Longer than the pool timeout and the statement timeout, so a stuck request gets a JSON 503
-# from the app before gunicorn kills the worker.
+# Sync workers: each serves one request at a time and takes the next connection from the shared
+# socket only when it is free, so new connections always go to an idle worker. (gthread workers
+# keep a kept-alive connection on the worker that accepted it; under load one worker often held
+# most of them while the others idled: see docs/performance.md, "Worker model".) A sync worker
+# closes the connection after each response, so it belongs behind a proxy that buffers requests
+# and keeps its own client connections alive, such as the tenant's ingress-nginx.
+# GUNICORN_THREADS > 1 switches to gthread workers with that many threads each.
+worker_class = "sync"
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = 30
 graceful_timeout = 20
-keepalive = 5
 # The app is imported in each worker after the fork, so connection pools are never shared.
 preload_app = False
 # The app writes one JSON access line per request; gunicorn's own lines go to stderr as JSON.
 accesslog = None
+logger_class = AppLogsAccess
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 logconfig_dict = {
@@ -33,8 +47,6 @@ logconfig_dict = {
     },
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
-        # Replaced by the app's own access line, which carries the request id and route.
-        "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
     },
 }
 # The worker heartbeat file; the image points it at /dev/shm, a tmpfs even when the root filesystem

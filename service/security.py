@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import threading
@@ -65,6 +66,17 @@ def issue_token(settings: Settings, user_id: int) -> IssuedToken:
 
 def decode_token(settings: Settings, token: str) -> dict:
     """Return the claims of a valid token of this tenant; raise jwt.InvalidTokenError otherwise."""
+    claims = _verified_claims(settings, token)
+    if claims["exp"] <= time.time() - LEEWAY_SECONDS:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    return dict(claims)
+
+
+# A client sends the same token with every request: its signature and claims are checked once per
+# process and remembered (by the whole token, so any other string is checked afresh); only the
+# expiry, which changes with the clock, is checked every time. Failures are not remembered.
+@functools.lru_cache(maxsize=1024)
+def _verified_claims(settings: Settings, token: str) -> dict:
     claims = jwt.decode(
         token,
         settings.jwt_secret.reveal(),

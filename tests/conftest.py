@@ -11,13 +11,15 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import localstack  # noqa: E402
 
-TABLES = "users, transactions, daily_totals, monthly_totals, idempotency_keys, login_failures"
+# Tables that hold the schema's own state; every other table holds data that tests write.
+SCHEMA_TABLES = ["schema_migrations", "rollup_settings"]
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +62,11 @@ def servers(stack, tenant_envs) -> Iterator[dict[str, localstack.Server]]:
 
 def _truncate(stack: localstack.Stack, tenant: str) -> None:
     with stack.cluster.connect(tenant) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        names = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> ALL(%s)", (SCHEMA_TABLES,)
+        ).fetchall()
+        tables = sql.SQL(", ").join(sql.Identifier(name) for (name,) in names)
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
 
 
 @pytest.fixture

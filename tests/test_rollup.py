@@ -9,6 +9,7 @@ import uuid
 from decimal import Decimal
 
 import localstack
+from psycopg import sql
 
 from tests.utils import assert_error, auth_headers, create, poll
 
@@ -70,7 +71,8 @@ def test_a_deleted_users_totals_go_with_them(client, db):
     user_id = db.execute("SELECT id FROM users").fetchone()["id"]
     db.execute("DELETE FROM users WHERE id = %s", (user_id,))
     for table in ("daily_totals", "monthly_totals"):
-        count = db.execute(f"SELECT count(*) AS n FROM {table} WHERE user_id = %s", (user_id,)).fetchone()["n"]
+        query = sql.SQL("SELECT count(*) AS n FROM {} WHERE user_id = %s").format(sql.Identifier(table))
+        count = db.execute(query, (user_id,)).fetchone()["n"]
         assert count == 0, table
 
 
