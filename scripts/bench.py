@@ -662,10 +662,18 @@ def spread_text(spread: dict[str, int] | None) -> str:
     return "+".join(str(count) for count in sorted(spread.values(), reverse=True)) if spread else "?"
 
 
+def keeps_connections(server: dict) -> bool:
+    """Whether gunicorn keeps connections alive (gthread); sync workers close each after one response."""
+    return server["worker_class"] != "sync" or server["threads"] > 1
+
+
 def format_table(results: dict) -> str:
+    # Where kept-alive connections landed matters only when workers keep them.
+    spread = keeps_connections(results["server"])
     lines = [
-        "| scenario | req/s | × /health | p50 ms | p99 ms | non-2xx | socket errors | connections per worker |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | req/s | × /health | p50 ms | p99 ms | non-2xx | socket errors |"
+        + (" connections per worker |" if spread else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if spread else ""),
     ]
     for key in TABLE_ORDER:
         entry = results["scenarios"][key]
@@ -673,7 +681,8 @@ def format_table(results: dict) -> str:
         lines.append(
             f"| {entry['label']} | {entry['requests_per_s']:,.0f} | {entry['ratio_to_health']:.2f} |"
             f" {latency['p50']:.2f} | {latency['p99']:.2f} | {entry['non_2xx']} |"
-            f" {sum(entry['socket_errors'].values())} | {spread_text(entry.get('connections_per_worker'))} |"
+            f" {sum(entry['socket_errors'].values())} |"
+            + (f" {spread_text(entry.get('connections_per_worker'))} |" if spread else "")
         )
     memory, scale = results["memory"], results["scale"]
     eight = scale["connections_8"]
@@ -693,8 +702,12 @@ def format_table(results: dict) -> str:
         f"- analytics current month p50 with 1 connection: {scale['p50_ms_10k']:.2f} ms at"
         f" {scale['tenant_rows_small']:,} tenant rows, {scale['p50_ms_1m']:.2f} ms at {scale['tenant_rows_large']:,}"
         f" ({scale['p50_ratio']:.2f}x); with 8: {eight['p50_ms_10k']:.2f} ms and {eight['p50_ms_1m']:.2f} ms"
-        f" ({eight['p50_ratio']:.2f}x, connections per worker"
-        f" {' and '.join(spread_text(spread) for spread in eight['connections_per_worker'])});"
+        f" ({eight['p50_ratio']:.2f}x"
+        + (
+            f", connections per worker {' and '.join(spread_text(each) for each in eight['connections_per_worker'])}"
+            if spread else ""
+        )
+        + ");"
         f" the heavy user's current month holds {scale['heavy_current_month_rows']:,} rows in both",
         f"- seeding: {results['seed']['seconds_total']:.0f} s"
         f" (users {results['seed']['seconds_users']:.1f} s, phase A {results['seed']['seconds_phase_a']:.1f} s,"
