@@ -36,11 +36,14 @@ RUN groupadd --gid 10001 app \
         --shell /usr/sbin/nologin app
 
 # GUNICORN_WORKER_TMP_DIR: the worker heartbeat file goes to /dev/shm, a tmpfs, so the container
-# runs with a read-only root filesystem (service/gunicorn.conf.py reads it).
+# runs with a read-only root filesystem (service/gunicorn.conf.py reads it). The workers' metrics
+# files go there too (PROMETHEUS_MULTIPROC_DIR; the master creates and empties it at start) and
+# the master serves their sum on METRICS_PORT (9102 by default).
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    GUNICORN_WORKER_TMP_DIR=/dev/shm
+    GUNICORN_WORKER_TMP_DIR=/dev/shm \
+    PROMETHEUS_MULTIPROC_DIR=/dev/shm/finance-metrics
 
 # Owned by root and not writable by the app user; `python -m service ...` and gunicorn's
 # `service:create_app()` import the package from this working directory.
@@ -49,7 +52,8 @@ COPY --from=builder /opt/venv /opt/venv
 COPY service/ ./service/
 
 USER 10001:10001
-EXPOSE 8000
+# The API, and the Prometheus metrics (never to be published with the API).
+EXPOSE 8000 9102
 
 # Liveness only: /health never touches the database. Slim images have no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

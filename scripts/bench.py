@@ -664,7 +664,8 @@ def spread_text(spread: dict[str, int] | None) -> str:
 
 def keeps_connections(server: dict) -> bool:
     """Whether gunicorn keeps connections alive (gthread); sync workers close each after one response."""
-    return server["worker_class"] != "sync" or server["threads"] > 1
+    # "sync" or a subclass of gunicorn's SyncWorker (service.workers.DrainingSyncWorker)
+    return not server["worker_class"].endswith(("sync", "SyncWorker")) or server["threads"] > 1
 
 
 def format_table(results: dict) -> str:

@@ -233,6 +233,8 @@ class Server:
     url: str
     process: subprocess.Popen
     env: dict[str, str]
+    # Where the master serves the workers' Prometheus metrics ("" when they are off).
+    metrics_url: str = ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.process.poll() is None:
@@ -308,11 +310,22 @@ class Stack:
         return env
 
     def start_server(
-        self, tenant: str, env: dict[str, str], port: int, *, detach: bool = False, wait_ready: bool = True
+        self, tenant: str, env: dict[str, str], port: int, *, detach: bool = False, wait_ready: bool = True,
+        metrics_port: int | None = None,
     ) -> Server:
         """Start gunicorn with the production config on 127.0.0.1:port and (unless told not to)
-        wait until it is ready."""
-        env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
+        wait until it is ready.
+
+        Its metrics are served on 127.0.0.1:metrics_port (a free port unless given; 0: off), from
+        a multiprocess directory of its own, `metrics/<tenant>-<port>` of the stack's folder.
+        """
+        while metrics_port is None or metrics_port == port:
+            metrics_port = free_port()
+        metrics_dir = self.directory / "metrics" / f"{tenant}-{port}"
+        env = {
+            **env, "HOST": "127.0.0.1", "PORT": str(port),
+            "METRICS_PORT": str(metrics_port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
         log_dir = self.directory / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_file = log_dir / f"{tenant}-{port}.log"
@@ -322,11 +335,12 @@ class Stack:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
             )
         url = f"http://127.0.0.1:{port}"
+        server = Server(tenant, url, process, env, f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "")
         if not wait_ready:
-            return Server(tenant, url, process, env)
+            return server
         try:
             _wait_ready(url, process, log_file)
         except RuntimeError:
-            Server(tenant, url, process, env).stop()
+            server.stop()
             raise
-        return Server(tenant, url, process, env)
+        return server

@@ -16,6 +16,20 @@ MIN_SECRET_BYTES = 32
 # Words that mark a secret copied from an example file rather than generated.
 PLACEHOLDER_MARKERS = ("change", "placeholder", "example", "secret", "replace")
 DEVELOPMENT_JWT_SECRET = "development-only-signing-key-never-use-in-production!"  # noqa: S105 - used only with APP_ENV=development
+# The key id of JWT_SECRET unless JWT_KEY_ID names another; a token without a `kid` header (one
+# issued before key ids existed) is taken to be signed by the key of this id.
+DEFAULT_JWT_KEY_ID = "1"
+KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# The most requests a rate limit may allow per window (0 turns a limit off).
+MAX_RATE_LIMIT = 1_000_000
+# A browser origin exactly as the Origin header carries it: scheme, lowercase host, optional port.
+ORIGIN = re.compile(
+    r"(?P<scheme>https?)://(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])(?::(?P<port>[1-9][0-9]{0,4}))?"
+)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# The most proxies in front of the app whose X-Forwarded-For entries may be trusted.
+MAX_TRUSTED_PROXY_HOPS = 5
 
 
 class ConfigError(Exception):
@@ -40,11 +54,35 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """Requests each client address and each account may make per window; 0 turns a limit off.
+
+    The defaults are far above what a person (or a whole office behind one address) does, and
+    above what the test suite and the Postman run do: they stop floods, not users.
+    """
+
+    window_seconds: int = 3600
+    login_per_client: int = 3000
+    login_per_account: int = 100
+    register_per_client: int = 1000
+    register_per_account: int = 20
+    import_per_client: int = 1000
+    import_per_account: int = 100
+
+    def limit(self, action: str, scope: str) -> int:
+        """The limit of an action ('login', 'register', 'import') per scope ('client', 'account')."""
+        return getattr(self, f"{action}_per_{scope}")
+
+
+@dataclass(frozen=True)
 class Settings:
     tenant_id: str
     database_url: Secret
     jwt_secret: Secret
     token_ttl_seconds: int = 3600
+    # The kid of jwt_secret (the signing key), and (kid, key) pairs accepted only to verify.
+    jwt_key_id: str = DEFAULT_JWT_KEY_ID
+    jwt_previous_keys: tuple[tuple[str, Secret], ...] = ()
     currency: str = "USD"
     timezone: ZoneInfo = ZoneInfo("UTC")
     log_level: str = "INFO"
@@ -55,6 +93,12 @@ class Settings:
     login_max_failures: int = 5
     login_failure_window_seconds: int = 900
     login_lockout_seconds: int = 900
+    rate_limits: RateLimits = RateLimits()
+    # Proxies in front of the app (ingress-nginx: 1) whose X-Forwarded-For entries name the client;
+    # 0 takes the TCP peer's address and ignores the header.
+    trusted_proxy_hops: int = 0
+    # Browser origins allowed to call the API cross-origin (CORS); empty: CORS is off.
+    cors_allowed_origins: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +118,9 @@ class Settings:
             if not low <= value <= high:
                 problems.append(f"{name} must be between {low} and {high}, got {value}")
             return value
+
+        def rate(name: str, default: int) -> int:
+            return integer(name, default, 0, MAX_RATE_LIMIT)
 
         development = env.get("APP_ENV", "production").strip().lower() == "development"
 
@@ -95,6 +142,11 @@ class Settings:
             jwt_secret, secret_problem = jwt_secret or DEVELOPMENT_JWT_SECRET, None
         if secret_problem:
             problems.append(f"JWT_SECRET {secret_problem}")
+
+        jwt_key_id = env.get("JWT_KEY_ID", "").strip() or DEFAULT_JWT_KEY_ID
+        if not KEY_ID.fullmatch(jwt_key_id):
+            problems.append("JWT_KEY_ID must be 1 to 64 letters, digits, '.', '_' or '-'")
+        previous_keys = _previous_keys(env.get("JWT_PREVIOUS_KEYS", ""), jwt_key_id, development, problems)
 
         currency = env.get("TENANT_CURRENCY", "USD").strip().upper()
         if currency not in ISO_4217:
@@ -118,6 +170,8 @@ class Settings:
             tenant_id=tenant_id,
             database_url=Secret(database_url),
             jwt_secret=Secret(jwt_secret),
+            jwt_key_id=jwt_key_id,
+            jwt_previous_keys=previous_keys,
             token_ttl_seconds=integer("JWT_TTL_SECONDS", 3600, 60, 86_400),
             currency=currency,
             timezone=timezone,
@@ -130,11 +184,49 @@ class Settings:
             login_max_failures=integer("LOGIN_MAX_FAILURES", 5, 1, 1000),
             login_failure_window_seconds=integer("LOGIN_FAILURE_WINDOW_SECONDS", 900, 1, 86_400),
             login_lockout_seconds=integer("LOGIN_LOCKOUT_SECONDS", 900, 1, 86_400),
+            rate_limits=RateLimits(
+                window_seconds=integer("RATE_LIMIT_WINDOW_SECONDS", RateLimits.window_seconds, 1, 86_400),
+                login_per_client=rate("RATE_LIMIT_LOGIN_PER_CLIENT", RateLimits.login_per_client),
+                login_per_account=rate("RATE_LIMIT_LOGIN_PER_ACCOUNT", RateLimits.login_per_account),
+                register_per_client=rate("RATE_LIMIT_REGISTER_PER_CLIENT", RateLimits.register_per_client),
+                register_per_account=rate("RATE_LIMIT_REGISTER_PER_ACCOUNT", RateLimits.register_per_account),
+                import_per_client=rate("RATE_LIMIT_IMPORT_PER_CLIENT", RateLimits.import_per_client),
+                import_per_account=rate("RATE_LIMIT_IMPORT_PER_ACCOUNT", RateLimits.import_per_account),
+            ),
+            trusted_proxy_hops=integer("TRUSTED_PROXY_HOPS", 0, 0, MAX_TRUSTED_PROXY_HOPS),
+            cors_allowed_origins=_allowed_origins(env.get("CORS_ALLOWED_ORIGINS", ""), problems),
         )
         if problems:
             # One line, so it reads whole in a container's or a process manager's log.
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return settings
+
+
+def _previous_keys(
+    raw: str, current_kid: str, development: bool, problems: list[str]
+) -> tuple[tuple[str, Secret], ...]:
+    """Parse JWT_PREVIOUS_KEYS, `kid=secret` pairs separated by commas.
+
+    Problems name an entry by its position only: a mistyped entry may hold a secret anywhere.
+    """
+    keys: list[tuple[str, Secret]] = []
+    for position, entry in enumerate((part.strip() for part in raw.split(",")), start=1):
+        if not entry:
+            continue
+        kid, sep, secret = (part.strip() for part in entry.partition("="))
+        name = f"JWT_PREVIOUS_KEYS entry {position}"
+        if not sep or not KEY_ID.fullmatch(kid):
+            problems.append(f"{name} must be kid=secret, the kid 1 to 64 letters, digits, '.', '_' or '-'")
+            continue
+        if kid == current_kid or any(kid == seen for seen, _ in keys):
+            problems.append(f"{name} repeats the key id of JWT_KEY_ID or of an earlier entry")
+            continue
+        secret_problem = None if development and secret else _secret_problem(secret)
+        if secret_problem:
+            problems.append(f"{name}: the secret {secret_problem.split(' (')[0]}")
+            continue
+        keys.append((kid, Secret(secret)))
+    return tuple(keys)
 
 
 def _secret_problem(value: str) -> str | None:
@@ -147,3 +239,22 @@ def _secret_problem(value: str) -> str | None:
     if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(set(value)) < 8:
         return "looks like a placeholder (generate one, e.g. `openssl rand -base64 48`)"
     return None
+
+
+def _allowed_origins(raw: str, problems: list[str]) -> frozenset[str]:
+    """Parse CORS_ALLOWED_ORIGINS: exact origins separated by commas, compared byte for byte with
+    the Origin header, so each must be written as browsers send it."""
+    origins = set()
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        match = ORIGIN.fullmatch(entry)
+        port = int(match["port"]) if match and match["port"] else None
+        if match is None or (port is not None and (port > 65535 or port == DEFAULT_PORTS[match["scheme"]])):
+            problems.append(
+                "CORS_ALLOWED_ORIGINS entries must be origins as browsers send them: http(s)://host[:port],"
+                f" lowercase, without a path, a trailing slash, a default port or a wildcard, got {entry!r}"
+            )
+            continue
+        origins.add(entry)
+    return frozenset(origins)

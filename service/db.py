@@ -35,9 +35,29 @@ def _probe_if_idle(conn: Connection) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def create_pool(settings: Settings) -> ConnectionPool[Connection]:
+# While the database seems unreachable, a request waits at most this long for a connection instead
+# of DB_POOL_TIMEOUT_MS. A sync worker serves nothing else while it waits, not even /health: full
+# waits made every request of an outage take 5 s, and those queued behind them 10 s and more. A
+# short wait still asks the pool for a connection, so the database coming back is noticed at once.
+UNREACHABLE_WAIT_SECONDS = 0.25
+
+
+class Pool(ConnectionPool[Connection]):
+    """The worker's pool, and whether the database seems unreachable (see connection())."""
+
+    # Set when a lent connection comes back broken or the pool gives up reconnecting; cleared
+    # when a connection is lent again.
+    unreachable = False
+
+
+def _reconnect_failed(pool: ConnectionPool[Any]) -> None:
+    if isinstance(pool, Pool):
+        pool.unreachable = True
+
+
+def create_pool(settings: Settings) -> Pool:
     """Open a pool without waiting for the database, so a worker starts even while it is down."""
-    pool: ConnectionPool[Connection] = ConnectionPool(
+    pool = Pool(
         settings.database_url.reveal(),
         min_size=1,
         max_size=settings.db_pool_size,
@@ -48,6 +68,7 @@ def create_pool(settings: Settings) -> ConnectionPool[Connection]:
         # the pool recovers within a second or two of the database coming back instead of
         # waiting out an exponential backoff.
         reconnect_timeout=2.0,
+        reconnect_failed=_reconnect_failed,
         kwargs={
             "autocommit": True,
             "row_factory": dict_row,
@@ -84,13 +105,17 @@ def init_app(app: Flask, settings: Settings) -> None:
 def connection(timeout: float | None = None) -> Connection:
     """The request's connection (autocommit), taken from the pool on first use.
 
-    Waits at most `timeout` seconds (default DB_POOL_TIMEOUT_MS) for a free one, then raises
-    PoolTimeout, which the error handlers answer with 503.
+    Waits at most `timeout` seconds (default DB_POOL_TIMEOUT_MS; UNREACHABLE_WAIT_SECONDS while
+    the database seems unreachable) for a free one, then raises PoolTimeout, which the error
+    handlers answer with 503.
     """
     conn = g.get("db_connection")
     if conn is None:
-        pool: ConnectionPool[Connection] = current_app.extensions["db_pool"]
+        pool: Pool = current_app.extensions["db_pool"]
+        if pool.unreachable:
+            timeout = min(pool.timeout if timeout is None else timeout, UNREACHABLE_WAIT_SECONDS)
         conn = g.db_connection = pool.getconn(timeout=timeout)
+        pool.unreachable = False
     return conn
 
 
@@ -98,7 +123,12 @@ def release() -> None:
     """Give the request's connection back before the request ends (before slow work without it)."""
     conn = g.pop("db_connection", None)
     if conn is not None:
+        pool: Pool = current_app.extensions["db_pool"]
+        if conn.broken:
+            # Lost mid-request (the database went away or restarted): the pool discards it and
+            # opens another; until one is lent, requests wait only briefly (see connection()).
+            pool.unreachable = True
         # Noted here rather than in a pool `reset` callback, which would hand every return to
         # the pool's worker thread (a thread switch per request).
         _returned_at[conn] = time.monotonic()
-        current_app.extensions["db_pool"].putconn(conn)
+        pool.putconn(conn)

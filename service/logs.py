@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from flask import Flask, Response, g, has_request_context, request
 
+from . import metrics
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged too.
@@ -71,14 +73,17 @@ def init_app(app: Flask) -> None:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
         started = g.get("started")
+        seconds = time.perf_counter() - started if started else None
+        route = request.url_rule.rule if request.url_rule else None
+        metrics.observe_request(request.method, route, response.status_code, seconds)
         access_log.info(
             "request",
             extra={
                 "method": request.method,
                 "path": request.path,
-                "route": request.url_rule.rule if request.url_rule else None,
+                "route": route,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+                "duration_ms": round(seconds * 1000, 2) if seconds is not None else None,
                 "user_id": g.get("user_id"),
             },
         )

@@ -22,7 +22,9 @@ GROUP_BYS = ("category", "month", "day")
 # calendar converting between zones overflows.
 EARLIEST_DAY = date(1900, 1, 1)
 LATEST_DAY = date(2999, 12, 31)
-_AMOUNT_TEXT = re.compile(r"^-?[0-9]{1,40}(\.[0-9]{1,40})?$")
+# The most digits an amount may have on either side of its point, as a string or a JSON number.
+AMOUNT_DIGITS = 40
+_AMOUNT_TEXT = re.compile(rf"^-?[0-9]{{1,{AMOUNT_DIGITS}}}(\.[0-9]{{1,{AMOUNT_DIGITS}}})?$")
 # PostgreSQL text can hold neither NUL nor an unpaired surrogate (which has no UTF-8 form).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -82,6 +84,10 @@ class Money(fields.Field):
         except InvalidOperation as exc:
             raise self.make_error("invalid") from exc
         if not amount.is_finite():
+            raise self.make_error("invalid")
+        exponent = amount.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -AMOUNT_DIGITS:
+            # A JSON number such as 1.000...0 with thousands of zeros, refused like the same string.
             raise self.make_error("invalid")
         lowest_ok = amount >= 0 if self.allow_zero else amount > 0
         if not lowest_ok or amount > MAX_AMOUNT:
@@ -162,6 +168,13 @@ class Username(fields.String):
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
+# A new password: what registration accepts, and a password change too. A lone surrogate has
+# no UTF-8 form to hash.
+PASSWORD_RULES = (Length(min=8, max=128), storable_text)
+# A password to check against the stored hash: nothing longer can be right.
+PRESENTED_PASSWORD_RULES = (Length(min=1, max=128), storable_text)
+
+
 class Credentials(Schema):
     username = Username(
         required=True,
@@ -171,9 +184,31 @@ class Credentials(Schema):
     password = fields.String(
         required=True,
         load_only=True,
-        # A lone surrogate has no UTF-8 form to hash.
-        validate=[Length(min=8, max=128), storable_text],
+        validate=list(PASSWORD_RULES),
         metadata={"example": "password@123"},
+    )
+
+
+class PasswordChange(Schema):
+    current_password = fields.String(
+        required=True, load_only=True, validate=list(PRESENTED_PASSWORD_RULES),
+        metadata={"example": "password@123"},
+    )
+    new_password = fields.String(
+        required=True, load_only=True, validate=list(PASSWORD_RULES),
+        metadata={"description": "8 to 128 characters, as at registration.", "example": "another-password@456"},
+    )
+
+    @validates_schema
+    def new_differs(self, data, **kwargs) -> None:
+        if data["current_password"] == data["new_password"]:
+            raise ValidationError("Must differ from the current password.", "new_password")
+
+
+class AccountDeletion(Schema):
+    password = fields.String(
+        required=True, load_only=True, validate=list(PRESENTED_PASSWORD_RULES),
+        metadata={"description": "The account's password, to confirm.", "example": "password@123"},
     )
 
 

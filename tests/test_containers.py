@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from service.config import ConfigError, Settings
+from service.metrics import DEFAULT_METRICS_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -119,6 +120,15 @@ def test_final_stage_copies_the_venv_and_installs_no_build_tools():
     env = " ".join(_final_stage("ENV"))
     for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "GUNICORN_WORKER_TMP_DIR=/dev/shm"):
         assert setting in env, f"the image sets {setting}"
+
+
+def test_image_keeps_the_metrics_files_on_a_tmpfs_and_exposes_the_metrics_port():
+    env = " ".join(_final_stage("ENV"))
+    directory = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", env)
+    # Writable under a read-only root filesystem (docker, compose's read_only, Kubernetes).
+    tmpfs = "/dev/shm/"  # noqa: S108 - the container's tmpfs, not a file of this process
+    assert directory and directory.group(1).startswith(tmpfs), "the workers' metrics files go to /dev/shm"
+    assert str(DEFAULT_METRICS_PORT) in " ".join(_final_stage("EXPOSE")).split()
 
 
 def test_builder_installs_only_the_runtime_dependencies():

@@ -23,23 +23,28 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from service.metrics import DEFAULT_METRICS_PORT, METRICS_PATH
+
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_DIR = ROOT / "kubernetes"
 TENANTS_DIR = ROOT / "tenants"
 BACKUP_SCRIPT = KUBERNETES_DIR / "base" / "postgres-backup.sh"
 EXTERNAL_SECRETS_COMPONENT = "../../kubernetes/components/external-secrets"
+SERVICE_MONITOR_COMPONENT = "../../kubernetes/components/service-monitor"
 
 # The Kubernetes release whose JSON schemas (shipped by kubernetes-validate) every object must meet:
 # the oldest we support, so a field added later fails here.
 KUBERNETES_VERSION = "1.32.0"
 # API groups of custom resources: kubernetes-validate has no schema for their CRDs, so they are
 # skipped by the schema check and covered by the assertions of their own test instead.
-CUSTOM_RESOURCE_GROUPS = {"external-secrets.io"}
+CUSTOM_RESOURCE_GROUPS = {"external-secrets.io", "monitoring.coreos.com"}
 
 NAMESPACE_PREFIX = "finance-"
 TENANT_LABEL = "finance.example.com/tenant"
 SECRET_NAME = "finance-secrets"
 SECRET_KEYS = {"JWT_SECRET", "POSTGRES_PASSWORD"}
+# Keys the Secret holds only while the signing key is rotated; their references must be optional.
+ROTATION_KEYS = {"JWT_KEY_ID", "JWT_PREVIOUS_KEYS"}
 APP_IMAGE = "ghcr.io/finance-platform/finance-service"
 DEMO_TENANTS = {"tenant1": "tenant1.finance.example.com", "tenant2": "tenant2.finance.example.com"}
 
@@ -69,6 +74,8 @@ CONTRACT_OBJECTS = {
 # pod name (app.kubernetes.io/name) in the tenant's namespace, or "namespace/pod" elsewhere.
 ALLOWED_TRAFFIC = {
     ("ingress", "finance-api", "ingress-nginx/ingress-nginx", "TCP", 8000),
+    # Any pod of the monitoring namespace (Prometheus) may scrape the metrics port.
+    ("ingress", "finance-api", "monitoring/*", "TCP", DEFAULT_METRICS_PORT),
     ("egress", "finance-api", "postgres", "TCP", 5432),
     ("ingress", "postgres", "finance-api", "TCP", 5432),
     ("ingress", "postgres", "postgres-backup", "TCP", 5432),
@@ -423,7 +430,9 @@ def test_api_rolls_out_without_dropping_capacity_and_drains_gracefully(tenant):
     assert api["startupProbe"]["httpGet"]["path"] == "/health"
     assert api["livenessProbe"]["httpGet"]["path"] == "/health"
     assert api["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-    assert [port["containerPort"] for port in api["ports"]] == [8000]
+    assert {port["name"]: port["containerPort"] for port in api["ports"]} == {
+        "http": 8000, "metrics": DEFAULT_METRICS_PORT,
+    }
     assert "command" not in api and "args" not in api, "the app runs the image's own command"
 
 
@@ -573,8 +582,8 @@ def test_ingresses_serve_the_tenants_host_over_tls_with_login_rate_limited(tenan
     assert login_per_minute < overall_per_minute
 
     service = tenant.one("Service", "finance-api")
-    (port,) = service["spec"]["ports"]
-    assert port["name"] == "http" and port["targetPort"] == "http"
+    ports = {port["name"]: port["targetPort"] for port in service["spec"]["ports"]}
+    assert ports == {"http": "http", "metrics": "metrics"}
 
 
 # --- secrets --------------------------------------------------------------------------------------
@@ -586,7 +595,9 @@ def test_secrets_are_only_referenced_never_rendered(tenant):
         for container in all_containers(pod):
             for variable in container.get("env", []):
                 secret_ref = variable.get("valueFrom", {}).get("secretKeyRef")
-                if secret_ref:
+                if secret_ref and secret_ref["key"] in ROTATION_KEYS:
+                    assert secret_ref == {"name": SECRET_NAME, "key": variable["name"], "optional": True}, variable
+                elif secret_ref:
                     assert secret_ref["name"] == SECRET_NAME and secret_ref["key"] in SECRET_KEYS, variable
                 elif SECRET_LIKE_NAME.search(variable["name"]):
                     pytest.fail(f"{ref(workload)}: {variable['name']} has a literal value")
@@ -655,6 +666,79 @@ def test_external_secrets_component_supplies_the_tenants_secret(tmp_path):
     assert not [obj for obj in objects if obj["kind"] == "Secret"]
     for obj in objects:
         if obj["apiVersion"].split("/")[0] not in CUSTOM_RESOURCE_GROUPS:  # no CRD schemas, as above
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def test_metrics_port_is_annotated_for_scraping_and_never_routed_by_an_ingress(tenant):
+    deployment = tenant.one("Deployment", "finance-api")
+    template = deployment["spec"]["template"]
+    (api,) = template["spec"]["containers"]
+    container_port = next(port["containerPort"] for port in api["ports"] if port["name"] == "metrics")
+    # gunicorn serves the metrics on METRICS_PORT, left at its default by the settings.
+    assert container_port == DEFAULT_METRICS_PORT
+    assert "METRICS_PORT" not in tenant.generated("finance-settings")["data"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(container_port)
+    assert annotations["prometheus.io/path"] == METRICS_PATH
+
+    service = tenant.one("Service", "finance-api")
+    (metrics,) = [port for port in service["spec"]["ports"] if port["name"] == "metrics"]
+    assert metrics["targetPort"] == "metrics"
+    metrics_ports = {"metrics", metrics["port"], container_port}
+    for ingress in tenant.of_kind("Ingress"):
+        backends = [path["backend"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+        backends += [ingress["spec"]["defaultBackend"]] if "defaultBackend" in ingress["spec"] else []
+        for backend in backends:
+            port = backend["service"]["port"]
+            assert not {port.get("name"), port.get("number")} & metrics_ports, f"{ref(ingress)} routes the metrics"
+
+    # Only the monitoring namespace reaches the metrics port, and only it.
+    allowed = traffic_allowed(tenant.of_kind("NetworkPolicy"))
+    to_metrics = {(peer, port) for direction, selected, peer, _, port in allowed
+                  if direction == "ingress" and selected == "finance-api" and port == container_port}
+    assert to_metrics == {("monitoring/*", container_port)}
+    assert ("ingress", "finance-api", "ingress-nginx/ingress-nginx", "TCP", container_port) not in allowed
+
+
+def test_service_monitor_component_scrapes_the_metrics_port(tmp_path):
+    # A copy of tenant1's overlay with the component enabled, as its kustomization tells an operator.
+    shutil.copytree(KUBERNETES_DIR, tmp_path / "kubernetes")
+    overlay = tmp_path / "tenants" / "tenant1"
+    shutil.copytree(TENANTS_DIR / "tenant1", overlay)
+    with (overlay / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write(f"components:\n  - {SERVICE_MONITOR_COMPONENT}\n")
+    objects = render_directory(overlay)
+
+    plain = _rendered("tenant1")
+    assert {ref(obj) for obj in objects} - {ref(obj) for obj in plain} == {"ServiceMonitor/finance-api"}
+    assert [obj for obj in objects if obj["kind"] != "ServiceMonitor"] == list(plain), "nothing else changes"
+    (monitor,) = [obj for obj in objects if obj["kind"] == "ServiceMonitor"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == "finance-tenant1"
+    assert monitor["metadata"]["labels"][TENANT_LABEL] == "tenant1"
+    spec = monitor["spec"]
+    assert set(spec) <= {"selector", "endpoints", "namespaceSelector", "targetLabels", "podTargetLabels", "jobLabel"}
+    # It selects the API's Service, and only it, in its own namespace.
+    selector = spec["selector"]["matchLabels"]
+    services = [obj for obj in objects if obj["kind"] == "Service"]
+    api_service = next(service for service in services if service["metadata"]["name"] == "finance-api")
+    assert [s["metadata"]["name"] for s in services if selector.items() <= s["metadata"]["labels"].items()] == [
+        "finance-api"
+    ]
+    assert "namespaceSelector" not in spec or spec["namespaceSelector"] == {"matchNames": ["finance-tenant1"]}
+    (endpoint,) = spec["endpoints"]
+    assert endpoint["port"] == "metrics" and "metrics" in {port["name"] for port in api_service["spec"]["ports"]}
+    assert endpoint.get("path", "/metrics") == METRICS_PATH
+    assert endpoint.get("scheme", "http") == "http"
+    interval, timeout = (int(endpoint[key].rstrip("s")) for key in ("interval", "scrapeTimeout"))
+    assert 0 < timeout <= interval
+    assert set(spec.get("targetLabels", [])) <= set(api_service["metadata"]["labels"])
+    for obj in objects:
+        if obj["apiVersion"].split("/")[0] not in CUSTOM_RESOURCE_GROUPS:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask_restx import Namespace, Resource
 
-from .. import db
+from .. import db, metrics
 from ..errors import ApiError
 from ..schemas import Credentials, TokenPublic, UserPublic
 from ..security import hash_password, issue_token, verify_password
 from ..store import login_failures, users
+from . import limits
 from .common import load_body, settings
-from .docs import error_model, model
+from .docs import database_unavailable, error_model, model
 
 ns = Namespace("auth", path="/", description="Accounts and tokens")
 # Schemas are built once: building one per request costs more than using it.
@@ -27,10 +28,17 @@ class Register(Resource):
     @ns.response(201, "Account created", model(ns, UserPublic))
     @ns.response(400, "Invalid username or password", error)
     @ns.response(409, "Username already taken", error)
+    @ns.response(413, "Larger than 1 MiB", error)
+    @ns.response(415, "The body is not JSON", error)
+    @database_unavailable(ns)
+    @ns.response(429, limits.DOCUMENTED_429, error, headers=limits.RETRY_AFTER_HEADER)
     def post(self):
         """Create an account; usernames are unique whatever their letter case."""
         data = load_body(_credentials)
         username = data["username"]
+        limits.enforce("register", account=limits.account_key(username))
+        # The password is hashed without holding a connection: it is slow on purpose.
+        db.release()
         password_hash = hash_password(data["password"])
         try:
             user = users.create_user(db.connection(), username=username, password_hash=password_hash)
@@ -45,11 +53,21 @@ class Login(Resource):
     @ns.response(200, "Logged in", model(ns, TokenPublic))
     @ns.response(400, "Malformed credentials", error)
     @ns.response(401, "Unknown username or wrong password", error)
-    @ns.response(429, "Too many failed attempts for this username; see Retry-After", error)
+    @ns.response(413, "Larger than 1 MiB", error)
+    @ns.response(415, "The body is not JSON", error)
+    @database_unavailable(ns)
+    @ns.response(
+        429,
+        "Too many requests from this client or for this account, or too many failed logins for this"
+        " username; retry after Retry-After seconds",
+        error,
+        headers=limits.RETRY_AFTER_HEADER,
+    )
     def post(self):
         """Exchange a username and password for a bearer token."""
         data = load_body(_credentials)
         username, config = data["username"], settings()
+        limits.enforce("login", account=limits.account_key(username))
         conn = db.connection()
         locked_for = login_failures.begin_attempt(
             conn,
@@ -62,15 +80,17 @@ class Login(Resource):
         # The password is checked without holding a connection: it is slow on purpose.
         db.release()
         if locked_for:
+            metrics.login_failed("locked")
             raise ApiError(
                 429, "too_many_attempts",
                 "Too many failed logins for this username; try again later.",
                 headers={"Retry-After": str(locked_for)},
             )
         if not verify_password(user["password_hash"] if user else None, data["password"]):
+            metrics.login_failed("invalid_credentials")
             raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
         login_failures.clear_failures(db.connection(), username=username)
-        issued = issue_token(config, user["id"])
+        issued = issue_token(config, user["id"], user["token_version"])
         return _token_public.dump(
             {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
         )

@@ -10,11 +10,22 @@ from marshmallow import Schema, missing
 from marshmallow import fields as ma
 from marshmallow.validate import Length, OneOf, Range
 
-from ..schemas import Cursor, DateOrDateTime, Money
+from ..schemas import Cursor, DateOrDateTime, Money, storable_text
 
+# An amount as a decimal string: 0.01 to 999999999999.99, at most 2 places.
+AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
+# A query amount (min_amount, max_amount): 0 to 999999999999.99, at most 2 places.
+QUERY_AMOUNT_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+# A date (1900-01-01 to 2999-12-31) or a date-time with an offset on such a day.
+DATE_OR_DATE_TIME_PATTERN = (
+    r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"
+)
+# Text PostgreSQL can store (schemas.storable_text): no NUL character.
+STORABLE_TEXT_PATTERN = r"^[^\u0000]*$"
 _SIMPLE = [
     (Money, rx.String, {"pattern": r"^-?[0-9]+\.[0-9]{2}$"}),
-    (DateOrDateTime, rx.String, {}),
+    (DateOrDateTime, rx.String, {"pattern": DATE_OR_DATE_TIME_PATTERN}),
     (ma.AwareDateTime, rx.DateTime, {}),
     (ma.Date, rx.Date, {}),
     (ma.Integer, rx.Integer, {}),
@@ -36,6 +47,23 @@ def _constraints(field: ma.Field) -> dict:
     return {key: value for key, value in found.items() if value is not None}
 
 
+class _Nullable:
+    """Mixin of a flask-restx field that may be null: Swagger 2 has no `nullable`, so the document
+    says it with the `x-nullable` extension that client generators and schemathesis read."""
+
+    def schema(self) -> dict:
+        return {**super().schema(), "x-nullable": True}  # type: ignore[misc]
+
+
+_NULLABLE_TYPES: dict[type, type] = {}
+
+
+def _nullable(rx_type: type) -> type:
+    if rx_type not in _NULLABLE_TYPES:
+        _NULLABLE_TYPES[rx_type] = type(f"Nullable{rx_type.__name__}", (_Nullable, rx_type), {})
+    return _NULLABLE_TYPES[rx_type]
+
+
 def _rx_field(ns: Namespace, field: ma.Field, *, for_input: bool) -> rx.Raw:
     options = {"required": field.required}
     options.update({key: field.metadata[key] for key in ("description", "example") if key in field.metadata})
@@ -46,8 +74,11 @@ def _rx_field(ns: Namespace, field: ma.Field, *, for_input: bool) -> rx.Raw:
     for ma_type, rx_type, extra in _SIMPLE:
         if isinstance(field, ma_type):
             if isinstance(field, Money) and for_input:
-                extra = {"description": "A decimal string or a number, at most 2 places."}
-            return rx_type(**{**extra, **options, **_constraints(field)})
+                extra = {"description": "A decimal string or a number, at most 2 places.", "pattern": AMOUNT_PATTERN}
+            if storable_text in field.validators:
+                extra = {**extra, "pattern": STORABLE_TEXT_PATTERN}
+            field_type = _nullable(rx_type) if field.allow_none else rx_type
+            return field_type(**{**extra, **options, **_constraints(field)})
     raise TypeError(f"no Swagger mapping for {type(field).__name__}")
 
 
@@ -61,22 +92,34 @@ def model(ns: Namespace, schema: type[Schema], *, for_input: bool = False) -> Mo
         if (for_input and field.dump_only) or (not for_input and field.load_only):
             continue
         fields[field.data_key or attr] = _rx_field(ns, field, for_input=for_input)
-    return ns.model(name, fields)
+    # Input refuses unknown fields (marshmallow's RAISE): additionalProperties false says so.
+    return ns.model(name, fields, strict=for_input)
 
 
 def query_params(schema: type[Schema]) -> dict:
-    """Swagger query parameters of a query schema."""
+    """Swagger query parameters of a query schema. An empty value (`?q=`) counts as absent."""
     params = {}
     for attr, field in schema._declared_fields.items():
         swagger_type = "integer" if isinstance(field, ma.Integer) else "string"
-        param = {"in": "query", "type": swagger_type, "required": field.required}
+        param = {"in": "query", "type": swagger_type, "required": field.required, "allowEmptyValue": True}
         if field.metadata.get("description"):
             param["description"] = field.metadata["description"]
+        if isinstance(field, Money):
+            param["pattern"] = QUERY_AMOUNT_PATTERN
+        elif isinstance(field, ma.Date):
+            param["format"] = "date"
+        elif isinstance(field, DateOrDateTime):
+            param["pattern"] = DATE_OR_DATE_TIME_PATTERN
+        elif storable_text in field.validators:
+            param["pattern"] = STORABLE_TEXT_PATTERN
         for validator in field.validators:
             if isinstance(validator, OneOf):
                 param["enum"] = list(validator.choices)
             elif isinstance(validator, Range):
                 param.update(minimum=validator.min, maximum=validator.max)
+            elif isinstance(validator, Length):
+                lengths = {"minLength": validator.min, "maxLength": validator.max}
+                param.update({key: value for key, value in lengths.items() if value is not None})
         if field.load_default is not missing:
             param["default"] = field.load_default
         params[field.data_key or attr] = param
@@ -110,11 +153,23 @@ AUTHORIZATIONS = {
 }
 
 
+# Any operation that reaches the database answers 503 while it is unreachable (errors.py).
+DATABASE_UNAVAILABLE = "The database is unavailable; retry after Retry-After seconds"
+RETRY_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds to wait before retrying"}}
+
+
+def database_unavailable(ns: Namespace):
+    """Decorator: document the 503 of a database outage."""
+    return ns.response(503, DATABASE_UNAVAILABLE, error_model(ns), headers=RETRY_AFTER)
+
+
 def authenticated(ns: Namespace):
-    """Class decorator: document that every method needs a token and may answer 401."""
+    """Class decorator: document that every method needs a token and may answer 401 (and, as
+    checking the token reads the database, 503 during an outage)."""
 
     def decorate(cls: type) -> type:
-        cls = ns.response(401, "Missing, invalid or expired token", error_model(ns))(cls)
+        cls = ns.response(401, "Missing, invalid, expired or revoked token", error_model(ns))(cls)
+        cls = database_unavailable(ns)(cls)
         return ns.doc(security=[{"token": []}, {"bearer": []}])(cls)
 
     return decorate

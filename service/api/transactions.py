@@ -24,6 +24,7 @@ from ..schemas import (
     TransactionUpdate,
 )
 from ..store import idempotency, transactions
+from . import limits
 from .common import UserResource, load_body, load_query, settings
 from .docs import authenticated, error_model, model, query_params
 
@@ -95,11 +96,13 @@ _documented_create = ns.doc(
             "in": "header",
             "type": "string",
             "description": "Retries with the same key and body replay the first response.",
+            "pattern": IDEMPOTENCY_KEY.pattern,
         }
     },
     responses={
         201: ("Created; Location names it", transaction_model),
         400: ("Invalid transaction", error),
+        413: ("Larger than 1 MiB", error),
         415: ("The body is not JSON", error),
         422: ("Idempotency-Key reused with a different body", error),
     },
@@ -162,6 +165,7 @@ class TransactionItem(UserResource):
     @ns.response(200, "The updated transaction", transaction_model)
     @ns.response(400, "Invalid change", error)
     @ns.response(404, "No such transaction of this user", error)
+    @ns.response(413, "Larger than 1 MiB", error)
     @ns.response(415, "The body is not JSON", error)
     def patch(self, transaction_id: int):
         """Change some fields of a transaction."""
@@ -188,7 +192,8 @@ class TransactionItem(UserResource):
 class TransactionExport(UserResource):
 
     @ns.doc(params=query_params(TransactionFilters))
-    @ns.produces(["text/csv"])
+    # The CSV, or the JSON error envelope (Swagger 2 names the media types per operation).
+    @ns.produces(["text/csv", "application/json"])
     @ns.response(200, "CSV with a header row, oldest first")
     @ns.response(400, "Invalid filter", error)
     def get(self):
@@ -214,15 +219,17 @@ class TransactionImport(UserResource):
 
     @ns.doc(
         consumes=["text/csv", "multipart/form-data"],
-        params={"file": {"in": "formData", "type": "file", "description": "The CSV (multipart)"}},
+        params={"file": {"in": "formData", "type": "file", "required": True, "description": "The CSV (multipart)"}},
     )
     @ns.response(201, "Every row imported", model(ns, ImportResult))
     @ns.response(400, "Not a readable CSV file", error)
     @ns.response(413, "Larger than 1 MiB", error)
     @ns.response(415, "Neither text/csv nor multipart/form-data", error)
     @ns.response(422, "Some rows are invalid; nothing was imported", error)
+    @ns.response(429, limits.DOCUMENTED_429, error, headers=limits.RETRY_AFTER_HEADER)
     def post(self):
         """Import transactions from CSV: all rows or none."""
+        limits.enforce("import", account=str(g.user_id))
         config = settings()
         try:
             valid, errors = csvio.parse_import(_uploaded_csv(), config.currency)
