@@ -6,55 +6,34 @@ from flask import g
 from flask_restx import Namespace
 
 from .. import db
-from ..errors import ApiError
 from ..schemas import AccountDeletion, PasswordChange, TokenPublic
-from ..security import LEEWAY_SECONDS, hash_password, issue_token, verify_password
-from ..store import login_failures, tokens, users
-from .common import UserResource, _unauthorized, load_body, settings
+from ..security import LEEWAY_SECONDS, hash_password, issue_token
+from ..store import tokens, users
+from .auth import check_password_attempt, token_body
+from .common import UserResource, load_body, settings, token_revoked, user_gone
 from .docs import authenticated, error_model, model
 
 ns = Namespace("account", path="/", description="The logged-in user's session, password and account")
 # Schemas are built once: building one per request costs more than using it.
 _account_deletion = AccountDeletion()
 _password_change = PasswordChange()
-_token_public = TokenPublic()
 error = error_model(ns)
 REFUSED_401 = "Wrong password, or a missing, invalid, expired or revoked token"
 LOCKED = "Too many wrong passwords for this username (logins included); see Retry-After"
 RETRY_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds until the username is unlocked."}}
 
 
-def _revoked() -> ApiError:
-    return _unauthorized("invalid_token", "The token has been revoked; log in again.")
-
-
 def _check_password(password: str) -> dict:
-    """Check the logged-in user's password; a wrong one counts toward their username's login
-    lockout, exactly like a failed login (429 once locked), and a right one clears the count.
+    """Check the logged-in user's password like a login (it counts toward the same lockout).
     Returns the user's row, password hash included: never to be shown."""
-    config = settings()
-    conn = db.connection()
-    user = users.get_credentials(conn, g.user_id)
+    user = users.get_credentials(db.connection(), g.user_id)
     if user is None:  # deleted since the token was checked
-        raise _unauthorized("invalid_token", "The token's user no longer exists.")
-    locked_for = login_failures.begin_attempt(
-        conn,
-        username=user["username"],
-        max_failures=config.login_max_failures,
-        window=config.login_failure_window_seconds,
-        lockout=config.login_lockout_seconds,
+        raise user_gone()
+    check_password_attempt(
+        user["username"], user, password,
+        wrong="The password is wrong.",
+        locked="Too many wrong passwords for this username; try again later.",
     )
-    # The password is checked without holding a connection: it is slow on purpose.
-    db.release()
-    if locked_for:
-        raise ApiError(
-            429, "too_many_attempts",
-            "Too many wrong passwords for this username; try again later.",
-            headers={"Retry-After": str(locked_for)},
-        )
-    if not verify_password(user["password_hash"], password):
-        raise ApiError(401, "invalid_credentials", "The password is wrong.")
-    login_failures.clear_failures(db.connection(), username=user["username"])
     return user
 
 
@@ -76,6 +55,7 @@ class Password(UserResource):
     @ns.response(200, "Changed; every earlier token of the user is revoked: use this new one", model(ns, TokenPublic))
     @ns.response(400, "A field missing, unknown or invalid; a new password as at registration, not the current", error)
     @ns.response(401, REFUSED_401, error)
+    @ns.response(413, "Larger than 1 MiB", error)
     @ns.response(415, "The body is not JSON", error)
     @ns.response(429, LOCKED, error, headers=RETRY_AFTER)
     def post(self):
@@ -92,11 +72,8 @@ class Password(UserResource):
             new_hash=new_hash,
         )
         if version is None:  # another password change (or this token's revocation) came first
-            raise _revoked()
-        issued = issue_token(settings(), g.user_id, version)
-        return _token_public.dump(
-            {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
-        )
+            raise token_revoked()
+        return token_body(issue_token(settings(), g.user_id, version))
 
 
 @ns.route("/me")
@@ -106,6 +83,7 @@ class Me(UserResource):
     @ns.response(204, "Deleted, with every transaction and total of the user; their tokens are refused")
     @ns.response(400, "The password missing or invalid, or an unknown field", error)
     @ns.response(401, REFUSED_401, error)
+    @ns.response(413, "Larger than 1 MiB", error)
     @ns.response(415, "The body is not JSON", error)
     @ns.response(429, LOCKED, error, headers=RETRY_AFTER)
     def delete(self):
@@ -113,5 +91,5 @@ class Me(UserResource):
         data = load_body(_account_deletion)
         _check_password(data["password"])
         if not users.delete_user(db.connection(), user_id=g.user_id, token_version=g.token_claims["ver"]):
-            raise _revoked()
+            raise token_revoked()
         return None, 204

@@ -7,7 +7,7 @@ from flask_restx import Namespace, Resource
 from .. import db, metrics
 from ..errors import ApiError
 from ..schemas import Credentials, TokenPublic, UserPublic
-from ..security import hash_password, issue_token, verify_password
+from ..security import IssuedToken, hash_password, issue_token, verify_password
 from ..store import login_failures, users
 from . import limits
 from .common import load_body, settings
@@ -66,31 +66,44 @@ class Login(Resource):
     def post(self):
         """Exchange a username and password for a bearer token."""
         data = load_body(_credentials)
-        username, config = data["username"], settings()
+        username = data["username"]
         limits.enforce("login", account=limits.account_key(username))
-        conn = db.connection()
-        locked_for = login_failures.begin_attempt(
-            conn,
-            username=username,
-            max_failures=config.login_max_failures,
-            window=config.login_failure_window_seconds,
-            lockout=config.login_lockout_seconds,
+        user = users.find_user_by_username(db.connection(), username)
+        check_password_attempt(
+            username, user, data["password"],
+            wrong="The username or password is wrong.",
+            locked="Too many failed logins for this username; try again later.",
         )
-        user = None if locked_for else users.find_user_by_username(conn, username)
-        # The password is checked without holding a connection: it is slow on purpose.
-        db.release()
-        if locked_for:
-            metrics.login_failed("locked")
-            raise ApiError(
-                429, "too_many_attempts",
-                "Too many failed logins for this username; try again later.",
-                headers={"Retry-After": str(locked_for)},
-            )
-        if not verify_password(user["password_hash"] if user else None, data["password"]):
-            metrics.login_failed("invalid_credentials")
-            raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
-        login_failures.clear_failures(db.connection(), username=username)
-        issued = issue_token(config, user["id"], user["token_version"])
-        return _token_public.dump(
-            {"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
-        )
+        return token_body(issue_token(settings(), user["id"], user["token_version"]))
+
+
+def check_password_attempt(username: str, user: dict | None, password: str, *, wrong: str, locked: str) -> None:
+    """One password attempt for `username` (login, or confirming a password change or deletion).
+
+    The attempt is counted toward the username's lockout before the password is checked, so
+    parallel guesses cannot pass the limit, and a success clears the count. `user` is the row
+    found on the request's connection (None for an unknown username, which is checked against a
+    dummy hash in the same time). The slow check runs with the connection given back. Raises 429
+    while the username is locked and 401 for a wrong password.
+    """
+    config = settings()
+    locked_for = login_failures.begin_attempt(
+        db.connection(),
+        username=username,
+        max_failures=config.login_max_failures,
+        window=config.login_failure_window_seconds,
+        lockout=config.login_lockout_seconds,
+    )
+    db.release()
+    if locked_for:
+        metrics.login_failed("locked")
+        raise ApiError(429, "too_many_attempts", locked, headers={"Retry-After": str(locked_for)})
+    if not verify_password(user["password_hash"] if user else None, password):
+        metrics.login_failed("invalid_credentials")
+        raise ApiError(401, "invalid_credentials", wrong)
+    login_failures.clear_failures(db.connection(), username=username)
+
+
+def token_body(issued: IssuedToken) -> dict:
+    """The body that hands a client its new token."""
+    return _token_public.dump({"token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in})

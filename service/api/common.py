@@ -78,6 +78,14 @@ def _unauthorized(code: str, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def user_gone() -> ApiError:
+    return _unauthorized("invalid_token", "The token's user no longer exists.")
+
+
+def token_revoked() -> ApiError:
+    return _unauthorized("invalid_token", "The token has been revoked; log in again.")
+
+
 def require_user(method: Callable) -> Callable:
     """Let the request through only with a valid, unrevoked token of this tenant for an existing
     user; sets g.user_id and g.token_claims. Costs one database query (store.tokens)."""
@@ -97,9 +105,9 @@ def require_user(method: Callable) -> Callable:
         user_id = int(claims["sub"])
         status = tokens.token_status(db.connection(), user_id=user_id, token_version=claims["ver"], jti=claims["jti"])
         if status == "no_user":
-            raise _unauthorized("invalid_token", "The token's user no longer exists.")
+            raise user_gone()
         if status == "revoked":
-            raise _unauthorized("invalid_token", "The token has been revoked; log in again.")
+            raise token_revoked()
         g.user_id = user_id
         g.token_claims = claims
         return method(*args, **kwargs)
