@@ -18,6 +18,10 @@ TRANSACTION_TYPES = ("income", "expense")
 SORTS = ("occurred_at", "-occurred_at", "amount", "-amount")
 PERIODS = ("current_month", "last_month", "current_year", "last_year")
 GROUP_BYS = ("category", "month", "day")
+# The most groups one analytics answer holds, and the most categories one page lists: whatever
+# the data behind them, an answer stays a few hundred kilobytes.
+MAX_GROUPS = 1000
+MAX_CATEGORIES_PAGE = 1000
 # Dates outside this span are refused: they are not finance records, and near the ends of the
 # calendar converting between zones overflows.
 EARLIEST_DAY = date(1900, 1, 1)
@@ -137,28 +141,55 @@ class DateOrDateTime(fields.Field):
         return moment
 
 
+# PostgreSQL's bigint, the type of every id.
+MAX_ID = 2**63 - 1
+
+
+def encode_cursor(position: dict) -> str:
+    """An opaque next_cursor: base64url of the position as compact JSON."""
+    raw = json.dumps(position, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: object) -> dict:
+    """The position a cursor encodes; raises ValueError (or TypeError, binascii.Error) otherwise."""
+    if not isinstance(value, str):
+        raise TypeError("a cursor is a string")
+    position = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    if not isinstance(position, dict):
+        raise TypeError("a cursor encodes an object")
+    return position
+
+
 class Cursor(fields.Field):
-    """An opaque page cursor: base64url of the last row's sort key."""
+    """A transaction page's cursor: the last row's sort key and id (see encode_cursor).
+
+    A client can forge one, so its key is held to the rules of the column it came from: an
+    amount as Money accepts it, an instant with an offset within the supported days.
+    """
 
     default_error_messages = {"invalid": "Not a valid cursor; pass next_cursor unchanged."}
-
-    @staticmethod
-    def encode(position: dict) -> str:
-        raw = json.dumps(position, separators=(",", ":"), default=str).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    _amount = Money()
 
     def _deserialize(self, value, attr, data, **kwargs) -> dict:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
         try:
-            position = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            position = decode_cursor(value)
             sort, key, row_id = position["s"], position["k"], position["id"]
-            if sort not in SORTS or type(row_id) is not int or not isinstance(key, str):
+            if sort not in SORTS or type(row_id) is not int or not 0 < row_id <= MAX_ID or not isinstance(key, str):
                 raise ValueError(sort)
-            parsed_key = Decimal(key) if sort.lstrip("-") == "amount" else datetime.fromisoformat(key)
-        except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error) as exc:
+            parsed_key = self._amount.deserialize(key) if sort.lstrip("-") == "amount" else _instant(key)
+        except (ValueError, KeyError, TypeError, binascii.Error, ValidationError) as exc:
             raise self.make_error("invalid") from exc
         return {"sort": sort, "key": parsed_key, "id": row_id}
+
+
+def _instant(text: str) -> datetime:
+    """A cursor's date-time key: ISO 8601 with an offset, on a supported day."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(text)
+    supported_day(moment)
+    return moment
 
 
 class Username(fields.String):
@@ -298,8 +329,33 @@ class CategoryPublic(Schema):
     count = fields.Integer(required=True)
 
 
+class CategoryCursor(fields.Field):
+    """next_cursor of a category page: base64url of the page's last name."""
+
+    default_error_messages = {"invalid": "Not a valid cursor; pass next_cursor unchanged."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        try:
+            after = decode_cursor(value)["after"]
+            if not isinstance(after, str) or not 0 < len(after) <= 64:
+                raise ValueError(after)
+            storable_text(after)
+        except (ValueError, KeyError, TypeError, binascii.Error, ValidationError) as exc:
+            raise self.make_error("invalid") from exc
+        return after
+
+
+class CategoryListQuery(Schema):
+    limit = fields.Integer(
+        load_default=MAX_CATEGORIES_PAGE, validate=Range(min=1, max=MAX_CATEGORIES_PAGE),
+        metadata={"description": f"At most {MAX_CATEGORIES_PAGE} (the default)."},
+    )
+    cursor = CategoryCursor(metadata={"description": "next_cursor of the previous page."})
+
+
 class CategoryList(Schema):
     items = fields.List(fields.Nested(CategoryPublic), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
 
 
 class AnalyticsQuery(Schema):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.periods import resolve_period
-from tests.utils import auth_headers, create
+from tests.utils import assert_error, auth_headers, create
 
 NEW_YORK = ZoneInfo("America/New_York")  # tenant1
 BERLIN = ZoneInfo("Europe/Berlin")  # tenant2
@@ -440,10 +440,12 @@ def test_categories_lists_own_categories_with_counts_sorted_by_name(client):
             {"name": "food", "count": 3},
             {"name": "rent", "count": 1},
             {"name": "travel", "count": 2},
-        ]
+        ],
+        "next_cursor": None,
     }
     assert client.get("/categories", headers=bob).json() == {
-        "items": [{"name": "food", "count": 1}, {"name": "zoo", "count": 1}]
+        "items": [{"name": "food", "count": 1}, {"name": "zoo", "count": 1}],
+        "next_cursor": None,
     }
 
 
@@ -452,7 +454,7 @@ def test_categories_of_a_user_without_transactions_is_empty(client):
     create(client, headers)  # only a null category
     response = client.get("/categories", headers=headers)
     assert response.status_code == 200
-    assert response.json() == {"items": []}
+    assert response.json() == {"items": [], "next_cursor": None}
 
 
 def test_categories_follow_updates_and_deletes(client):
@@ -474,6 +476,33 @@ def test_categories_are_trimmed_and_case_sensitive(client):
     create(client, headers, category="Food")
     items = client.get("/categories", headers=headers).json()["items"]
     assert sorted((i["name"], i["count"]) for i in items) == [("Food", 1), ("food", 2)]
+
+
+def test_categories_come_in_pages_that_join_up(client):
+    headers = auth_headers(client)
+    names = ["a", "B", "c", "d", "e"]
+    for name in names:
+        create(client, headers, category=name)
+    create(client, headers, category="c")
+    everything = client.get("/categories", headers=headers).json()["items"]
+    seen, cursor = [], None
+    for _ in range(len(names)):
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/categories", params=params, headers=headers).json()
+        assert len(page["items"]) <= 2
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == everything
+    assert sorted(item["name"] for item in seen) == sorted(names)
+    assert {item["name"]: item["count"] for item in seen}["c"] == 2
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"cursor": "not-a-cursor"}, {"cursor": "e30"}])
+def test_categories_refuse_a_bad_limit_or_cursor(client, params):
+    response = client.get("/categories", params=params, headers=auth_headers(client))
+    assert_error(response, 400, "validation_error")
 
 
 def test_categories_need_a_token(client):

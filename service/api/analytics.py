@@ -8,8 +8,9 @@ from flask import g
 from flask_restx import Namespace
 
 from .. import db
+from ..errors import ApiError
 from ..periods import resolve_period
-from ..schemas import AnalyticsQuery, AnalyticsSummary
+from ..schemas import MAX_GROUPS, AnalyticsQuery, AnalyticsSummary
 from ..store import analytics
 from .common import UserResource, load_query, settings
 from .docs import authenticated, error_model, model, query_params
@@ -25,7 +26,7 @@ _analytics_summary = AnalyticsSummary()
 class Analytics(UserResource):
     @ns.doc(params=query_params(AnalyticsQuery))
     @ns.response(200, "Totals for the period", model(ns, AnalyticsSummary))
-    @ns.response(400, "Unknown period, bad dates or group_by", error_model(ns))
+    @ns.response(400, f"Unknown period, bad dates or group_by, or more than {MAX_GROUPS} groups", error_model(ns))
     def get(self):
         """Sum income and expense over a calendar period of the tenant's time zone, or from/to."""
         query = load_query(_analytics_query)
@@ -35,9 +36,16 @@ class Analytics(UserResource):
         else:
             period = query.get("period", "current_month")
             first, last = resolve_period(period, datetime.now(tz).date())
+        group_by = query.get("group_by")
         summary = analytics.summarize(
-            db.connection(), user_id=g.user_id, first=first, last=last, group_by=query.get("group_by")
+            db.connection(), user_id=g.user_id, first=first, last=last, group_by=group_by, max_groups=MAX_GROUPS
         )
+        if len(summary.get("groups", ())) > MAX_GROUPS:
+            raise ApiError(
+                400, "too_many_groups",
+                f"The answer would hold more than {MAX_GROUPS} groups by {group_by};"
+                " ask for a shorter span (from/to) or a coarser group_by.",
+            )
         return _analytics_summary.dump(
             {
                 **summary,
@@ -45,6 +53,6 @@ class Analytics(UserResource):
                 "from_": first,
                 "to": last,
                 "currency": settings().currency,
-                "group_by": query.get("group_by"),
+                "group_by": group_by,
             }
         )

@@ -6,21 +6,27 @@ from flask import g
 from flask_restx import Namespace
 
 from .. import db
-from ..schemas import CategoryList
-from ..store import transactions
-from .common import UserResource
-from .docs import authenticated, model
+from ..schemas import CategoryList, CategoryListQuery, encode_cursor
+from ..store import analytics
+from .common import UserResource, load_query
+from .docs import authenticated, error_model, model, query_params
 
 ns = Namespace("categories", path="/", description="Categories in use")
 # Schemas are built once: building one per request costs more than using it.
 _category_list = CategoryList()
+_category_list_query = CategoryListQuery()
 
 
 @ns.route("/categories")
 @authenticated(ns)
 class Categories(UserResource):
-    @ns.response(200, "Categories with their transaction counts", model(ns, CategoryList))
+    @ns.doc(params=query_params(CategoryListQuery))
+    @ns.response(200, "Categories with their transaction counts, one page", model(ns, CategoryList))
+    @ns.response(400, "Invalid limit or cursor", error_model(ns))
     def get(self):
         """List the user's categories, by name, with how many transactions each has."""
-        items = transactions.list_categories(db.connection(), user_id=g.user_id)
-        return _category_list.dump({"items": items})
+        query = load_query(_category_list_query)
+        limit = query["limit"]
+        items = analytics.list_categories(db.connection(), user_id=g.user_id, after=query.get("cursor"), limit=limit + 1)
+        next_cursor = encode_cursor({"after": items[limit - 1]["name"]}) if len(items) > limit else None
+        return _category_list.dump({"items": items[:limit], "next_cursor": next_cursor})

@@ -10,7 +10,7 @@ from marshmallow import Schema, missing
 from marshmallow import fields as ma
 from marshmallow.validate import Length, OneOf, Range
 
-from ..schemas import Cursor, DateOrDateTime, Money, storable_text
+from ..schemas import CategoryCursor, Cursor, DateOrDateTime, Money, Username, storable_text
 
 # An amount as a decimal string: 0.01 to 999999999999.99, at most 2 places.
 AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
@@ -23,6 +23,12 @@ DATE_OR_DATE_TIME_PATTERN = (
 )
 # Text PostgreSQL can store (schemas.storable_text): no NUL character.
 STORABLE_TEXT_PATTERN = r"^[^\u0000]*$"
+# Whitespace by the rules of both Python (str.strip, which the server uses) and ECMAScript (which
+# many generators use for `pattern`): outside it, both agree a character is not whitespace.
+_SPACE = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# A username as the server counts it, after trimming surrounding whitespace: at least three
+# characters from the first non-space to the last, no NUL.
+USERNAME_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\u0000][^\u0000]+[^{_SPACE}\u0000][{_SPACE}]*$"
 _SIMPLE = [
     (Money, rx.String, {"pattern": r"^-?[0-9]+\.[0-9]{2}$"}),
     (DateOrDateTime, rx.String, {"pattern": DATE_OR_DATE_TIME_PATTERN}),
@@ -30,6 +36,8 @@ _SIMPLE = [
     (ma.Date, rx.Date, {}),
     (ma.Integer, rx.Integer, {}),
     (Cursor, rx.String, {}),
+    (CategoryCursor, rx.String, {}),
+    (Username, rx.String, {"pattern": USERNAME_PATTERN}),
     (ma.String, rx.String, {}),
 ]
 
@@ -76,7 +84,7 @@ def _rx_field(ns: Namespace, field: ma.Field, *, for_input: bool) -> rx.Raw:
             if isinstance(field, Money) and for_input:
                 extra = {"description": "A decimal string or a number, at most 2 places.", "pattern": AMOUNT_PATTERN}
             if storable_text in field.validators:
-                extra = {**extra, "pattern": STORABLE_TEXT_PATTERN}
+                extra = {"pattern": STORABLE_TEXT_PATTERN, **extra}
             field_type = _nullable(rx_type) if field.allow_none else rx_type
             return field_type(**{**extra, **options, **_constraints(field)})
     raise TypeError(f"no Swagger mapping for {type(field).__name__}")

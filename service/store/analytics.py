@@ -55,9 +55,10 @@ def _with_net(row: dict) -> dict:
 
 
 def summarize(
-    conn: Connection, *, user_id: int, first: date, last: date, group_by: str | None = None
+    conn: Connection, *, user_id: int, first: date, last: date, group_by: str | None = None, max_groups: int = 0
 ) -> dict:
-    """Sum income and expense over the days first..last; with group_by, also per group."""
+    """Sum income and expense over the days first..last; with group_by, also per group, at most
+    max_groups + 1 of them (one more than the caller allows, so it can tell the limit was passed)."""
     months_from, months_to = whole_months(first, last)
     params = {"user_id": user_id, "first": first, "last": last, "months_from": months_from, "months_to": months_to}
     rows = _DAYS if group_by == "day" else _ROWS
@@ -65,15 +66,26 @@ def summarize(
         query = sql.SQL("SELECT {totals} FROM ({rows}) AS t").format(totals=_TOTALS, rows=rows)
         return _with_net(fetch_one(conn.execute(query, params)))
 
-    # One scan: per-group rows plus the grand total from the same grouping set. Groups whose
-    # transactions were all deleted or moved keep a zero row in the totals; they are left out.
+    # One scan: the grand total (the () grouping set, sorted first) plus per-group rows. Groups
+    # whose transactions were all deleted or moved keep a zero row in the totals; they are left out.
     query = sql.SQL(
         "SELECT {key} AS key, grouping({key}) AS is_total, {totals} FROM ({rows}) AS t"
         " GROUP BY GROUPING SETS (({key}), ())"
         " HAVING sum(count) > 0 OR grouping({key}) = 1"
-        " ORDER BY is_total, key NULLS LAST"
+        " ORDER BY is_total DESC, key NULLS LAST LIMIT %(limit)s"
     ).format(key=_GROUP_KEYS[group_by], totals=_TOTALS, rows=rows)
-    rows_out = [_with_net(row) for row in conn.execute(query, params)]
-    summary = rows_out.pop()  # the () grouping set sorts last
-    summary["groups"] = rows_out
+    summary, *groups = (_with_net(row) for row in conn.execute(query, {**params, "limit": max_groups + 2}))
+    summary["groups"] = groups
     return summary
+
+
+def list_categories(conn: Connection, *, user_id: int, after: str | None, limit: int) -> list[dict]:
+    """The user's categories in name order after `after`, with their transaction counts; at most
+    limit rows. Read from the monthly totals: a few rows per category and month, not every row."""
+    return conn.execute(
+        "SELECT category AS name, sum(count)::bigint AS count FROM monthly_totals"
+        " WHERE user_id = %s AND category > %s"
+        " GROUP BY category HAVING sum(count) > 0 ORDER BY category LIMIT %s",
+        # '' is "no category" in the totals; every real name sorts after it.
+        (user_id, after or "", limit),
+    ).fetchall()

@@ -1,4 +1,4 @@
-"""Transactions of one user: create, read, update, delete, list by keyset, import, categories."""
+"""Transactions of one user: create, read, update, delete, list by keyset, count, export, import."""
 
 from __future__ import annotations
 
@@ -121,6 +121,15 @@ def list_transactions(
     return rows, {"s": sort, "k": last[key], "id": last["id"]}
 
 
+def count_transactions(conn: Connection, *, user_id: int, filters: dict, at_most: int) -> int:
+    """How many transactions match, counting no further than at_most."""
+    conditions, params = _filter_conditions(user_id, filters)
+    query = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 FROM transactions WHERE {where} LIMIT %s) AS t").format(
+        where=sql.SQL(" AND ").join(conditions)
+    )
+    return fetch_one(conn.execute(query, [*params, at_most]))["n"]
+
+
 def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
     """Stream every matching transaction, oldest first, without holding them all in memory."""
     conditions, params = _filter_conditions(user_id, filters)
@@ -155,12 +164,3 @@ def import_transactions(conn: Connection, *, user_id: int, rows: Iterable[dict])
                 )
                 count += 1
     return count
-
-
-def list_categories(conn: Connection, *, user_id: int) -> list[dict]:
-    return conn.execute(
-        "SELECT category AS name, count(*) AS count FROM transactions"
-        " WHERE user_id = %s AND category IS NOT NULL GROUP BY category ORDER BY category",
-        (user_id,),
-    ).fetchall()
-

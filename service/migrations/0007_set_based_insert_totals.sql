@@ -1,0 +1,44 @@
+-- Inserts update the daily and monthly totals once per statement, not once per row.
+-- A CSV import is one COPY of up to 1 MiB (about 100,000 rows): the row trigger of 0002/0003
+-- ran two upserts per row and could not finish within the statement timeout. A statement
+-- trigger reads the inserted rows as a transition table and adds one row per user, day, type and
+-- category touched, in key order (concurrent writers of the same keys lock them in one order).
+-- A single insert costs about the same as before. Updates and deletes keep the row trigger.
+
+CREATE FUNCTION transactions_inserted_totals() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH days AS (
+        SELECT user_id,
+               (occurred_at AT TIME ZONE (SELECT timezone FROM rollup_settings))::date AS day,
+               type,
+               coalesce(category, '') AS category,
+               sum(amount) AS total,
+               count(*) AS count
+        FROM inserted
+        GROUP BY 1, 2, 3, 4
+    ), daily AS (
+        INSERT INTO daily_totals AS d (user_id, day, type, category, total, count)
+        SELECT user_id, day, type, category, total, count FROM days
+        ORDER BY 1, 2, 3, 4
+        ON CONFLICT (user_id, day, type, category)
+        DO UPDATE SET total = d.total + excluded.total, count = d.count + excluded.count
+    )
+    INSERT INTO monthly_totals AS m (user_id, month, type, category, total, count)
+    SELECT user_id, date_trunc('month', day)::date, type, category, sum(total), sum(count)
+    FROM days
+    GROUP BY 1, 2, 3, 4
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (user_id, month, type, category)
+    DO UPDATE SET total = m.total + excluded.total, count = m.count + excluded.count;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER transactions_daily_totals ON transactions;
+CREATE TRIGGER transactions_daily_totals
+    AFTER DELETE OR UPDATE OF user_id, type, amount, category, occurred_at ON transactions
+    FOR EACH ROW EXECUTE FUNCTION transactions_daily_totals();
+CREATE TRIGGER transactions_inserted_totals
+    AFTER INSERT ON transactions
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION transactions_inserted_totals();
