@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import re
 import threading
 import time
 
@@ -561,3 +562,32 @@ def test_missing_token_is_401_with_www_authenticate(client, headers):
 )
 def test_garbage_token_is_refused_with_401(client, token):
     _assert_refused_token(_analytics(client, token))
+
+
+# --- what the document says of usernames ---------------------------------------------------------
+
+# Usernames at the edges of the rule: the server trims surrounding whitespace (Python's, which
+# includes \x1c-\x1f and \x85) before it counts 3 to 254 characters.
+USERNAME_SAMPLES = [
+    "w_\n",  # what schemathesis sent: 3 characters before trimming, 2 after
+    "ab ", " ab", "\x1cab", "ab\x85", "\ufeffab", "a\u3000",
+    "abc", " abc ", "a b", "a\nb", "a\x1cb", "\tabc\n", "x" * 254, " " + "x" * 253,
+]
+
+
+def test_a_username_the_document_allows_is_never_refused_for_its_shape(client):
+    """The review found `"w_\\n"` valid for the document (minLength 3) and refused by the server."""
+    document = client.get("/swagger.json").json()
+    username = document["definitions"]["Credentials"]["properties"]["username"]
+    pattern = re.compile(username["pattern"])
+    allowed = [
+        sample for sample in USERNAME_SAMPLES
+        if username["minLength"] <= len(sample) <= username["maxLength"] and pattern.search(sample)
+    ]
+    assert "w_\n" not in allowed and "abc" in allowed and " abc " in allowed
+    for sample in allowed:
+        unique = sample.replace("x" * 12, new_username()[:12], 1) if "x" * 12 in sample else sample
+        response = client.post("/register", json={"username": unique, "password": PASSWORD})
+        assert response.status_code in (201, 409), (sample, response.text)
+    refused = [sample for sample in USERNAME_SAMPLES if sample not in allowed]
+    assert refused, "the samples must include names the document refuses"

@@ -41,6 +41,8 @@ UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
     # A cursor is opaque: only a next_cursor of the same sort is one.
     "GET /transactions": {(400, "validation_error"): {"from", "to", "cursor"}},
     "GET /transactions/export": DAYS,
+    # Like a transaction page's, a category page's cursor is opaque.
+    "GET /categories": {(400, "validation_error"): {"cursor"}},
     "POST /transactions": CREATE,
     "POST /transaction": CREATE,
     "PATCH /transactions/{transaction_id}": {(400, "validation_error"): {"occurred_at"}},

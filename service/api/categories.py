@@ -27,6 +27,8 @@ class Categories(UserResource):
         """List the user's categories, by name, with how many transactions each has."""
         query = load_query(_category_list_query)
         limit = query["limit"]
-        items = analytics.list_categories(db.connection(), user_id=g.user_id, after=query.get("cursor"), limit=limit + 1)
+        items = analytics.list_categories(
+            db.connection(), user_id=g.user_id, after=query.get("cursor"), limit=limit + 1
+        )
         next_cursor = encode_cursor({"after": items[limit - 1]["name"]}) if len(items) > limit else None
         return _category_list.dump({"items": items[:limit], "next_cursor": next_cursor})
