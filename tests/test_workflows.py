@@ -102,11 +102,14 @@ def test_every_file_the_workflows_run_exists():
 
 
 def test_one_postgresql_release_everywhere():
-    """Kubernetes, compose, CI's service container and the e2e probe run the same PostgreSQL."""
+    """Kubernetes, compose, CI's service container and the e2e probe run the same PostgreSQL, to the
+    digest. Dependabot updates only compose's copy: its pull request fails here until the others follow."""
     base = yaml.safe_load((ROOT / "kubernetes" / "base" / "kustomization.yaml").read_text())
-    tag = next(image["newTag"] for image in base["images"] if image["name"] == "postgres")
+    postgres = next(image for image in base["images"] if image["name"] == "postgres")
+    reference = f"postgres:{postgres['newTag']}@{postgres['digest']}"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     images = {service["image"] for service in compose["services"].values() if "image" in service}
-    assert f"postgres:{tag}" in images
-    assert _workflow("ci.yml")["jobs"]["test"]["services"]["postgres"]["image"] == f"postgres:{tag}"
-    assert (WORKFLOWS / "e2e.yml").read_text().count(f"postgres:{tag}") == 2
+    assert {image for image in images if image.startswith("postgres:")} == {reference}
+    assert _workflow("ci.yml")["jobs"]["test"]["services"]["postgres"]["image"] == reference
+    e2e = (WORKFLOWS / "e2e.yml").read_text()
+    assert e2e.count(reference) == 2 and e2e.count("postgres:") == 2
