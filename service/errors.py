@@ -6,7 +6,7 @@ import logging
 
 import psycopg
 import psycopg_pool
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, has_app_context, jsonify
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,22 @@ def _as_api_error(exc: BaseException) -> ApiError:
         if exc.code == 413:
             message = "The request body is larger than the 1 MiB limit."
         return ApiError(exc.code, HTTP_CODES.get(exc.code, "http_error"), message, headers=headers)
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        log.warning("lock timeout")
+        return ApiError(
+            503, "busy", "Other requests hold the records this one needs; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        # The statement timeout: this request asked for more work than one request may do. A retry
+        # would fail the same way, so it is the client's to narrow, not a database outage.
+        limit = current_app.extensions["settings"].db_statement_timeout_ms if has_app_context() else None
+        log.warning("statement timeout", extra={"statement_timeout_ms": limit})
+        return ApiError(
+            422, "request_too_expensive",
+            f"The request needs more than the {limit} ms of database time one request may use;"
+            " ask for less at a time (a shorter span, a smaller file).",
+        )
     if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError):
         log.warning("database unavailable: %s", type(exc).__name__)
         return ApiError(
