@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, jsonify
+from flask.globals import request_ctx
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, db, errors, http_headers, logs, metrics
@@ -11,11 +12,21 @@ from .config import Settings
 MAX_BODY_BYTES = 1024 * 1024
 
 
+class JsonFlask(Flask):
+    """Flask whose automatic OPTIONS answer is JSON like every other one, not an empty text/html."""
+
+    def make_default_options_response(self) -> Response:
+        methods = sorted(request_ctx.url_adapter.allowed_methods())  # type: ignore[union-attr]
+        response = jsonify({"allow": methods})
+        response.allow.update(methods)
+        return response
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app for one tenant; settings come from the environment unless given."""
     settings = settings or Settings.from_env()
     logs.configure(settings.tenant_id, settings.log_level)
-    app = Flask(__name__)
+    app = JsonFlask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         RESTX_ERROR_404_HELP=False,

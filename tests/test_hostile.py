@@ -414,9 +414,23 @@ def test_requests_gunicorn_refuses_get_the_json_envelope_not_html(client, reques
     assert status_line.startswith(f"HTTP/1.1 {status} "), status_line
     assert headers["content-type"] == "application/json"
     assert headers["x-content-type-options"] == "nosniff"
+    assert headers["server"] == "finance-api"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["x-request-id"])
     error = json.loads(body)["error"]
     assert error["code"] and error["message"]
     assert b"<html" not in body.lower()
+    # Nothing the client sent is quoted back.
+    for sent in (b"aaaaaaaaaa", b"NOT A REQUEST", b"Bad Header"):
+        assert sent.lower() not in body.lower()
+
+
+def test_options_answers_json_with_the_allowed_methods(client):
+    response = client.options("/transactions")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    allowed = {"GET", "HEAD", "OPTIONS", "POST"}
+    assert set(response.json()["allow"]) == allowed
+    assert {method.strip() for method in response.headers["allow"].split(",")} == allowed
 
 
 # --- CORS --------------------------------------------------------------------------------------
