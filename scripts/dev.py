@@ -55,9 +55,21 @@ def up() -> list[localstack.Server]:
     if not tenants:
         sys.exit("no tenants: tenants/<name>/tenant.env is missing")
     stack = _stack()
+    if not stack.cluster.is_running() and localstack.port_taken(PG_PORT):
+        sys.exit(
+            f"port {PG_PORT} of the local PostgreSQL is taken (another checkout's `make run`?):"
+            " choose a free one with DEV_PG_PORT, e.g. `DEV_PG_PORT=55433 make run`"
+        )
+    ports = _ports(tenants)
+    for tenant, port in ports.items():
+        if not _running(tenant) and localstack.port_taken(port):
+            sys.exit(
+                f"port {port} of tenant {tenant} is taken (another checkout's `make run`?):"
+                f" choose a free one with LOCAL_PORT in tenants/{tenant}/local.env"
+            )
     stack.cluster.start()
     servers = []
-    for tenant, port in _ports(tenants).items():
+    for tenant, port in ports.items():
         if _running(tenant):
             continue
         env = stack.prepare(next(t for t in tenants if t.name == tenant))

@@ -47,6 +47,16 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def port_taken(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,20 +136,32 @@ class _Databases:
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
         raise NotImplementedError
 
+    def client_env(self) -> dict[str, str]:
+        """The libpq variables (and PATH) that make psql or pg_dump connect as the superuser."""
+        raise NotImplementedError
+
     def ensure_database(self, name: str, password: str) -> str:
-        """Create (or update) a role and a database it owns that no other role may connect to."""
+        """Create (or update) a role and a database it owns that no other role may connect to.
+
+        The role is what kubernetes/base/postgres-init.sh makes of the app's role: it may log in
+        and owns its database and schema public (so it migrates them), and has no other power.
+        """
         role = f"{name}_app"
         with self.connect() as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
             conn.execute(
-                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                    sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
-                )
+                sql.SQL(
+                    "{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+                ).format(sql.SQL(verb), sql.Identifier(role), sql.Literal(password))
             )
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(role)))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(role)))
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+        with self.connect(name) as conn:
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         return f"postgresql://{role}:{password}@{self.host}:{self.port}/{name}"
 
 
@@ -208,6 +230,12 @@ class Cluster(_Databases):
             host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname, autocommit=True
         )
 
+    def client_env(self) -> dict[str, str]:
+        return {
+            "PGHOST": str(self.socket_dir), "PGPORT": str(self.port), "PGUSER": SUPERUSER,
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
 
 def _wait_ready(url: str, process: subprocess.Popen, log_file: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
@@ -263,6 +291,13 @@ class ExternalServer(_Databases):
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(self.admin_url, dbname=dbname, autocommit=True)
+
+    def client_env(self) -> dict[str, str]:
+        info = conninfo_to_dict(self.admin_url)
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": str(info.get("user", SUPERUSER))}
+        if info.get("password"):
+            env["PGPASSWORD"] = str(info["password"])
+        return {**env, "PATH": os.environ.get("PATH", "")}
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""The local run (`make run`, scripts/dev): a taken port is one clear line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import localstack
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def taken_port():
+    """A port something else listens on, as a second checkout's PostgreSQL would."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_a_taken_postgresql_port_is_one_line_naming_dev_pg_port(taken_port):
+    dev_cluster = localstack.Cluster(localstack.cluster_directory(ROOT / ".local" / "dev" / "postgresql"), 0)
+    if dev_cluster.is_running():
+        pytest.skip("this checkout's own `make run` cluster is running; the check applies before it starts")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dev.py"), "up"],
+        env={**os.environ, "DEV_PG_PORT": str(taken_port)}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(taken_port) in lines[0] and "DEV_PG_PORT" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not dev_cluster.is_running()
