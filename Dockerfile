@@ -3,6 +3,10 @@
 #   docker run ... finance-service:dev                              serve on port 8000
 #   docker run ... finance-service:dev python -m service migrate    apply migrations, then exit
 
+# Both stages start from the same base image. It is not pinned by digest yet: no digest of this tag
+# could be verified from a trusted record when the other images were pinned. Add it to both FROM
+# lines as `python:3.11.17-slim-bookworm@sha256:<index digest>` (docs/security.md, Supply chain).
+
 # Builder: the runtime dependencies of pyproject.toml in a virtual environment. Every dependency
 # ships wheels, so no compiler is needed even here; the stage keeps pip's work out of the image.
 FROM python:3.11.17-slim-bookworm AS builder
