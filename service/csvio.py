@@ -15,6 +15,15 @@ IMPORT_COLUMNS = ("occurred_at", "type", "amount", "category", "description")
 # Columns of an export that an import accepts but does not store: ids are assigned anew.
 IGNORED_COLUMNS = ("id",)
 MAX_REPORTED_ERRORS = 100
+# The most one export holds: typical rows make 100,000 about 6 MB; long descriptions can make
+# rows 40 times larger, hence a bound in bytes too. The proxy in front of the app buffers the
+# whole answer, so a slow reader never holds a worker.
+MAX_EXPORT_ROWS = 100_000
+MAX_EXPORT_BYTES = 32 * 1024 * 1024
+# The most bytes of an exported row besides its category and description: a 19-digit id, a
+# 32-character instant, the type, a 15-character amount, the currency, six commas, CRLF, and
+# the enclosing quotes and the apostrophe of two escaped cells.
+_FIXED_ROW_BYTES = 19 + 32 + 7 + 15 + 3 + 6 + 2 + 2 * 3
 # A spreadsheet runs a cell starting with one of these as a formula; exports defuse such cells
 # with a leading apostrophe, which imports remove again.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,6 +50,12 @@ def _line(values: Iterable) -> str:
     buffer = io.StringIO()
     csv.writer(buffer).writerow(values)
     return buffer.getvalue()
+
+
+def export_within_limits(rows: int, text_bytes: int) -> bool:
+    """Whether an export of `rows` rows whose categories and descriptions take `text_bytes` bytes
+    stays within MAX_EXPORT_ROWS and MAX_EXPORT_BYTES."""
+    return rows <= MAX_EXPORT_ROWS and rows * _FIXED_ROW_BYTES + text_bytes <= MAX_EXPORT_BYTES
 
 
 def export_lines(rows: Iterable[dict], currency: str) -> Iterator[str]:

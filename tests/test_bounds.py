@@ -14,8 +14,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from service.api.transactions import MAX_EXPORT_ROWS
+from service import csvio
+from service.csvio import MAX_EXPORT_BYTES, MAX_EXPORT_ROWS
 from service.schemas import MAX_CATEGORIES_PAGE, MAX_GROUPS
+from service.store import transactions
 from tests.utils import assert_error, auth_headers, user_with_headers
 
 # What README and docs/security.md promise for the largest import (1 MiB, about 105,000 rows).
@@ -118,6 +120,20 @@ def test_an_export_past_the_row_limit_is_refused_and_a_narrower_one_answers(clie
     assert len(rows) == MAX_EXPORT_ROWS + 1  # and the header
 
 
+def test_an_export_past_the_byte_limit_is_refused(client, db):
+    """Long descriptions make rows 30 times the typical size: 16,500 rows of 500 four-byte
+    characters pass 32 MiB (16,500 x 2,090 bytes)."""
+    user_id, headers = user_with_headers(client)
+    description = "\U0001F4B0" * 500
+    with db.cursor().copy("COPY transactions (user_id, type, amount, description) FROM STDIN") as copy:
+        for _ in range(16_500):
+            copy.write_row((user_id, "expense", "1.00", description))
+    error = assert_error(client.get("/transactions/export", headers=headers), 400, "export_too_large")
+    assert f"{MAX_EXPORT_BYTES // 2**20} MiB" in error["message"]
+    response = client.get("/transactions/export", params={"max_amount": "0.50"}, headers=headers)
+    assert response.status_code == 200 and response.text.count("\n") == 1
+
+
 # --- import -------------------------------------------------------------------------------------
 
 
@@ -180,3 +196,18 @@ def test_a_cursor_at_the_edges_of_the_columns_is_accepted(client):
         cursor = _cursor({"s": sort, "k": key, "id": 2**63 - 1})
         response = client.get("/transactions", params={"sort": sort, "cursor": cursor}, headers=headers)
         assert response.status_code == 200, response.text
+
+
+def test_the_export_byte_bound_is_never_below_the_real_size(client, db):
+    """The bound counts what CSV makes of the text: quotes doubled, cells quoted and defused."""
+    user_id, headers = user_with_headers(client)
+    cells = [('"' * 500, '"' * 64), ("=1+2," * 100, "-x"), ("\U0001F4B0" * 500, "a\nb"), (None, None)]
+    for description, category in cells:
+        body = {"type": "expense", "amount": "999999999999.99", "description": description, "category": category,
+                "occurred_at": "2026-01-01T12:34:56.123456-09:30"}
+        assert client.post("/transactions", json=body, headers=headers).status_code == 201
+    exported = client.get("/transactions/export", headers=headers).content
+    header = len(exported.split(b"\n", 1)[0]) + 1
+    size = transactions.export_size(db, user_id=user_id, filters={}, at_most=MAX_EXPORT_ROWS + 1)
+    assert size["rows"] == 4
+    assert len(exported) - header <= size["rows"] * csvio._FIXED_ROW_BYTES + size["text_bytes"]

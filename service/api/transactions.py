@@ -41,9 +41,7 @@ error = error_model(ns)
 transaction_model = model(ns, TransactionPublic)
 create_model = model(ns, TransactionCreate, for_input=True)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-# The most rows one CSV export holds: about 6 MB, which the proxy in front buffers whole, so a
-# slow reader never holds a worker.
-MAX_EXPORT_ROWS = 100_000
+EXPORT_LIMITS = f"{csvio.MAX_EXPORT_ROWS} rows or {csvio.MAX_EXPORT_BYTES // 2**20} MiB"
 
 
 def _public(row: dict) -> dict:
@@ -198,16 +196,17 @@ class TransactionExport(UserResource):
     # The CSV, or the JSON error envelope (Swagger 2 names the media types per operation).
     @ns.produces(["text/csv", "application/json"])
     @ns.response(200, "CSV with a header row, oldest first")
-    @ns.response(400, f"Invalid filter, or more than {MAX_EXPORT_ROWS} rows", error)
+    @ns.response(400, f"Invalid filter, or more than {EXPORT_LIMITS}", error)
     def get(self):
-        """Download transactions as CSV (same filters as the list), at most 100,000 rows."""
+        """Download transactions as CSV (same filters as the list), at most 100,000 rows and 32 MiB."""
         filters = _filters(load_query(_transaction_filters))
         user_id, config = g.user_id, settings()
-        if transactions.count_transactions(db.connection(), user_id=user_id, filters=filters,
-                                           at_most=MAX_EXPORT_ROWS + 1) > MAX_EXPORT_ROWS:
+        size = transactions.export_size(db.connection(), user_id=user_id, filters=filters,
+                                        at_most=csvio.MAX_EXPORT_ROWS + 1)
+        if not csvio.export_within_limits(**size):
             raise ApiError(
                 400, "export_too_large",
-                f"The export would hold more than {MAX_EXPORT_ROWS} rows; export a shorter span (from/to) at a time.",
+                f"The export would hold more than {EXPORT_LIMITS}; export a shorter span (from/to) at a time.",
             )
 
         def lines():

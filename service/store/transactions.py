@@ -1,4 +1,4 @@
-"""Transactions of one user: create, read, update, delete, list by keyset, count, export, import."""
+"""Transactions of one user: create, read, update, delete, list by keyset, export, import."""
 
 from __future__ import annotations
 
@@ -121,13 +121,19 @@ def list_transactions(
     return rows, {"s": sort, "k": last[key], "id": last["id"]}
 
 
-def count_transactions(conn: Connection, *, user_id: int, filters: dict, at_most: int) -> int:
-    """How many transactions match, counting no further than at_most."""
+def export_size(conn: Connection, *, user_id: int, filters: dict, at_most: int) -> dict:
+    """How many transactions match (counting no further than at_most) and the bytes their
+    descriptions and categories take in CSV (each double quote doubled), the only unbounded part
+    of an exported row."""
     conditions, params = _filter_conditions(user_id, filters)
-    query = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 FROM transactions WHERE {where} LIMIT %s) AS t").format(
-        where=sql.SQL(" AND ").join(conditions)
-    )
-    return fetch_one(conn.execute(query, [*params, at_most]))["n"]
+    query = sql.SQL(
+        "SELECT count(*) AS rows, coalesce(sum(octet_length(text) + octet_length(text) - octet_length(unquoted)), 0)"
+        " AS text_bytes FROM ("
+        "  SELECT concat(description, category) AS text, replace(concat(description, category), '\"', '') AS unquoted"
+        "  FROM transactions WHERE {where} LIMIT %s"
+        ") AS t"
+    ).format(where=sql.SQL(" AND ").join(conditions))
+    return fetch_one(conn.execute(query, [*params, at_most]))
 
 
 def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
