@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_DIR = ROOT / "kubernetes"
 TENANTS_DIR = ROOT / "tenants"
 BACKUP_SCRIPT = KUBERNETES_DIR / "base" / "postgres-backup.sh"
+INIT_SCRIPT = KUBERNETES_DIR / "base" / "postgres-init.sh"
 EXTERNAL_SECRETS_COMPONENT = "../../kubernetes/components/external-secrets"
 SERVICE_MONITOR_COMPONENT = "../../kubernetes/components/service-monitor"
 
@@ -42,7 +43,13 @@ CUSTOM_RESOURCE_GROUPS = {"external-secrets.io", "monitoring.coreos.com"}
 NAMESPACE_PREFIX = "finance-"
 TENANT_LABEL = "finance.example.com/tenant"
 SECRET_NAME = "finance-secrets"
-SECRET_KEYS = {"JWT_SECRET", "POSTGRES_PASSWORD"}
+SECRET_KEYS = {"JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD"}
+# Where PostgreSQL finds its passwords: files of the tenant's Secret, not its environment.
+SECRET_FILES_DIR = "/run/secrets/finance"
+# The database roles: the bootstrap superuser no pod connects as, the app's owner role and the backup's reader.
+SUPERUSER = "postgres"
+APP_ROLE = "finance"
+BACKUP_ROLE = "finance_backup"
 # Keys the Secret holds only while the signing key is rotated; their references must be optional.
 ROTATION_KEYS = {"JWT_KEY_ID", "JWT_PREVIOUS_KEYS"}
 APP_IMAGE = "ghcr.io/finance-platform/finance-service"
@@ -473,8 +480,6 @@ def test_postgres_keeps_its_data_on_a_claimed_volume(tenant):
     assert pgdata.startswith(data_mount + "/"), "PGDATA must be a subdirectory of the volume (lost+found)"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["exec"]["command"][0] == "pg_isready"
-    password = next(v for v in container["env"] if v["name"] == "POSTGRES_PASSWORD")
-    assert password["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "POSTGRES_PASSWORD"}
     writable = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert {"/var/run/postgresql", "/tmp"} <= writable  # noqa: S108 - emptyDir mounts
 
@@ -489,11 +494,85 @@ def test_backups_are_dumped_in_custom_format_one_at_a_time(tenant):
     (container,) = pod["containers"]
     env = {variable["name"]: variable for variable in container["env"]}
     assert env["BACKUP_KEEP"]["value"] == "7"
-    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "POSTGRES_PASSWORD"}
+    # The backup role, a reader (postgres-init.sh), with its own password.
+    assert env["PGUSER"]["value"] == BACKUP_ROLE
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "BACKUP_PASSWORD"}
     script = tenant.generated("postgres-backup-script")
     assert script["data"]["postgres-backup.sh"] == BACKUP_SCRIPT.read_text()
     # pg_dump of the server's own version.
     assert container["image"] == tenant.pod_spec("StatefulSet", "postgres")["containers"][0]["image"]
+
+
+def env_value(container: dict, name: str) -> str | None:
+    return next((v.get("value") for v in container.get("env", []) if v["name"] == name), None)
+
+
+def test_postgres_reads_its_passwords_from_files_and_creates_the_roles_on_first_start(tenant):
+    pod = tenant.pod_spec("StatefulSet", "postgres")
+    (container,) = pod["containers"]
+    names = {variable["name"] for variable in container["env"]}
+    # The image's bootstrap superuser stays postgres, its password read from a file.
+    assert env_value(container, "POSTGRES_USER") in (None, SUPERUSER)
+    assert not {"POSTGRES_PASSWORD", "POSTGRES_DB"} & names
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+
+    # Each *_FILE names a file of the Secret's volume holding the key it should.
+    (secret_volume,) = [volume for volume in volumes.values() if "secret" in volume]
+    mount = mounts[secret_volume["name"]]
+    assert mount["mountPath"] == SECRET_FILES_DIR and mount["readOnly"] is True
+    files = {f"{SECRET_FILES_DIR}/{item['path']}": item["key"] for item in secret_volume["secret"]["items"]}
+    assert {env_value(container, name): key for name, key in (
+        ("POSTGRES_PASSWORD_FILE", "POSTGRES_SUPERUSER_PASSWORD"),
+        ("APP_PASSWORD_FILE", "POSTGRES_PASSWORD"),
+        ("BACKUP_PASSWORD_FILE", "BACKUP_PASSWORD"),
+    )} == files
+    # Readable by the postgres user through its group (fsGroup), by no one else.
+    assert pod["securityContext"]["runAsUser"] == 70 and pod["securityContext"]["fsGroup"] == 70
+    assert secret_volume["secret"]["defaultMode"] == 0o440
+
+    # postgres-init.sh, mounted where the image runs it on first initialisation, executable (else
+    # the image would source it into its own shell).
+    init_mount = mounts["init-script"]
+    assert init_mount["mountPath"] == "/docker-entrypoint-initdb.d" and init_mount["readOnly"] is True
+    config_map = volumes["init-script"]["configMap"]
+    generated = tenant.generated("postgres-init-script")
+    assert config_map["name"] == generated["metadata"]["name"]
+    assert config_map["defaultMode"] & 0o555 == 0o555 and config_map["defaultMode"] & 0o022 == 0
+    assert generated["data"] == {"postgres-init.sh": INIT_SCRIPT.read_text()}
+    assert INIT_SCRIPT.stat().st_mode & 0o111, "executable for docker-compose's bind mount too"
+    assert INIT_SCRIPT.read_text().startswith("#!/bin/sh\n")
+    # The roles it creates are the ones the app and the backup job log in as.
+    assert (env_value(container, "APP_USER"), env_value(container, "APP_DB")) == (APP_ROLE, "finance")
+    assert env_value(container, "BACKUP_USER") == BACKUP_ROLE
+
+
+def connecting_users(container: dict) -> set[str]:
+    """The database users a container names: PGUSER, a DATABASE_URL's user, pg_isready's --username."""
+    users = set()
+    for variable in container.get("env", []):
+        if variable["name"] == "PGUSER":
+            users.add(variable["value"])
+        elif variable["name"] == "DATABASE_URL":
+            users.add(re.match(r"postgresql://([^:@]+)", variable["value"]).group(1))
+    commands = [container.get("command", []), container.get("args", [])]
+    commands += [container[probe]["exec"]["command"] for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+                 if "exec" in container.get(probe, {})]
+    for word in " ".join(part for command in commands for part in command).split():
+        if word.startswith("--username="):
+            users.add(word.partition("=")[2])
+    return users
+
+
+def test_no_container_connects_as_a_superuser(tenant):
+    used = {}
+    for workload, pod in workloads(tenant.objects):
+        for container in all_containers(pod):
+            for user in connecting_users(container):
+                used.setdefault(user, set()).add(f"{ref(workload)}/{container['name']}")
+    assert SUPERUSER not in used, f"connects as the superuser: {used.get(SUPERUSER)}"
+    assert set(used) == {APP_ROLE, BACKUP_ROLE}, used
+    assert used[BACKUP_ROLE] == {"CronJob/postgres-backup/backup"}
 
 
 def test_api_scaling_floor_follows_the_overlay_and_the_quota_fits_the_ceiling(tenant):
@@ -599,11 +678,19 @@ def test_secrets_are_only_referenced_never_rendered(tenant):
                     assert secret_ref == {"name": SECRET_NAME, "key": variable["name"], "optional": True}, variable
                 elif secret_ref:
                     assert secret_ref["name"] == SECRET_NAME and secret_ref["key"] in SECRET_KEYS, variable
+                elif variable["name"].endswith("_FILE") and variable["value"].startswith(SECRET_FILES_DIR + "/"):
+                    pass  # the path of a file of the Secret's volume (below)
                 elif SECRET_LIKE_NAME.search(variable["name"]):
                     pytest.fail(f"{ref(workload)}: {variable['name']} has a literal value")
             for source in container.get("envFrom", []):
                 assert "secretRef" not in source, f"{ref(workload)}: envFrom a Secret exposes every key"
-        assert not [v for v in pod.get("volumes", []) if "secret" in v], ref(workload)
+        # Only PostgreSQL mounts the Secret, and only the keys it names, readable by its group alone.
+        for volume in [v for v in pod.get("volumes", []) if "secret" in v]:
+            assert ref(workload) == "StatefulSet/postgres", f"{ref(workload)} mounts the Secret"
+            secret = volume["secret"]
+            assert secret["secretName"] == SECRET_NAME and secret["items"], volume
+            assert {item["key"] for item in secret["items"]} <= SECRET_KEYS - {"JWT_SECRET"}, volume
+            assert secret["defaultMode"] & 0o007 == 0 and not any("mode" in item for item in secret["items"])
 
 
 def secret_like_strings(text: str) -> list[str]:
