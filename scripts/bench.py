@@ -42,7 +42,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.schemas import Cursor  # noqa: E402
+from service.schemas import encode_cursor  # noqa: E402
 from service.security import hash_password  # noqa: E402
 
 STATE = ROOT / ".local" / "bench"
@@ -337,7 +337,7 @@ def cursor_after(occurred_at: datetime, row_id: int) -> str:
 
     The app's connections run with TimeZone=UTC, so its keys print with +00:00.
     """
-    return Cursor.encode({"s": "-occurred_at", "k": occurred_at.astimezone(UTC), "id": row_id})
+    return encode_cursor({"s": "-occurred_at", "k": occurred_at.astimezone(UTC), "id": row_id})
 
 
 # --- seeding -----------------------------------------------------------------------------------
