@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+
+from tests.utils.pg_roles import drop, new_tenant, require_client, run_init_script, script_env, server_major
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "restore-tenant"
@@ -100,32 +101,31 @@ def load_script():
 
 @pytest.fixture
 def tenant_database(stack, tmp_path):
-    """A migrated database with one user, its custom-format dump, and the env the pod would have."""
-    name = "restore_test"
-    with stack.cluster.connect() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = f"postgresql://postgres@/{name}?host={stack.cluster.socket_dir}&port={stack.cluster.port}"
+    """A database made by postgres-init.sh and migrated by its app role, with one user, a dump of it
+    made as the backup job makes it (the backup role), and the env the postgres pod would have."""
+    tenant = new_tenant(stack, "restore")
+    pod_env = script_env(stack, tmp_path, tenant)
+    assert run_init_script(pod_env).returncode == 0
+    url = tenant.url
     env = {**os.environ, "DATABASE_URL": url}
     subprocess.run([sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (username, password_hash) VALUES ('before@example.com', 'x')")
-    pod_env = {
-        **os.environ,
-        "PATH": f"{stack.cluster.bin_dir}:{os.environ['PATH']}",
-        "PGHOST": str(stack.cluster.socket_dir), "PGPORT": str(stack.cluster.port),
-        "POSTGRES_USER": "postgres", "POSTGRES_DB": name,
-    }
+        require_client("pg_dump", pod_env, server_major(conn))
     dump = tmp_path / "backup.dump"
     # As the backup job makes it.
-    dump_env = {**pod_env, "PGUSER": "postgres", "PGDATABASE": name}
+    dump_env = {
+        **pod_env, "PGHOST": tenant.host, "PGPORT": str(tenant.port), "PGDATABASE": tenant.app_db,
+        "PGUSER": tenant.backup_user, "PGPASSWORD": tenant.backup_password,
+    }
     subprocess.run(["pg_dump", "--format=custom", f"--file={dump}"], env=dump_env, check=True)
     # What happened after the backup: a new user, and a later migration's table.
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (username, password_hash) VALUES ('after@example.com', 'y')")
         conn.execute("CREATE TABLE later_feature (id int)")
         conn.execute("INSERT INTO schema_migrations (version) VALUES ('9999_later_feature')")
-    return url, dump, pod_env
+    yield url, dump, pod_env
+    drop(stack, tenant)
 
 
 def run_restore_step(dump: Path, env: dict) -> subprocess.CompletedProcess:
@@ -150,6 +150,28 @@ def test_restore_returns_the_database_exactly_to_the_backup(tenant_database):
     # Newer objects are gone too, so the migrate init container can re-apply later migrations.
     assert later is None and "9999_later_feature" not in versions
     assert not dump.exists(), "the uploaded dump is removed after the restore"
+
+
+def test_restored_objects_belong_to_the_apps_role_which_migrates_them(tenant_database):
+    url, dump, env = tenant_database
+    assert run_restore_step(dump, env).returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        foreign = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = 'public' AND nspowner <> current_user::regrole"
+            " UNION ALL SELECT relname FROM pg_class"
+            "  WHERE relnamespace = 'public'::regnamespace AND relowner <> current_user::regrole"
+            " UNION ALL SELECT proname FROM pg_proc"
+            "  WHERE pronamespace = 'public'::regnamespace AND proowner <> current_user::regrole"
+        ).fetchall()
+        assert foreign == []
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+    migrated = subprocess.run(
+        [sys.executable, "-m", "service", "migrate"], cwd=ROOT, env={**os.environ, "DATABASE_URL": url},
+        capture_output=True, text=True, check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE next_feature (id int)")  # what a later migration does
 
 
 def test_an_unreadable_dump_changes_nothing(tenant_database):
