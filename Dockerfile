@@ -3,13 +3,13 @@
 #   docker run ... finance-service:dev                              serve on port 8000
 #   docker run ... finance-service:dev python -m service migrate    apply migrations, then exit
 
-# Both stages start from the same base image. It is not pinned by digest yet: no digest of this tag
-# could be verified from a trusted record when the other images were pinned. Add it to both FROM
-# lines as `python:3.11.17-slim-bookworm@sha256:<index digest>` (docs/security.md, Supply chain).
+# Both stages start from the same base image, pinned by the digest of its multi-arch index as
+# docker-library/repo-info records it (the 2026-09-01 build of 3.11.16, the newest Python 3.11 whose
+# digest could be verified there); Dependabot moves tag and digest together (docs/security.md).
 
 # Builder: the runtime dependencies of pyproject.toml in a virtual environment. Every dependency
 # ships wheels, so no compiler is needed even here; the stage keeps pip's work out of the image.
-FROM python:3.11.17-slim-bookworm AS builder
+FROM python:3.11.16-slim-bookworm@sha256:c425d915a89a6dcd3183b1797ad9bd8878caff5a417f6371c8df93c8ea8b727f AS builder
 
 WORKDIR /build
 COPY pyproject.toml ./
@@ -21,7 +21,7 @@ RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
 
 
-FROM python:3.11.17-slim-bookworm AS runtime
+FROM python:3.11.16-slim-bookworm@sha256:c425d915a89a6dcd3183b1797ad9bd8878caff5a417f6371c8df93c8ea8b727f AS runtime
 
 ARG VERSION=0.1.0
 ARG REVISION=""

@@ -127,11 +127,6 @@ def test_pinned_actions_pass_actionlint_as_the_releases_their_comments_name(tmp_
 # --- images --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="python:3.11.17-slim-bookworm has no digest verified from a trusted source yet; add it to "
-    "both FROM lines (docs/security.md, Supply chain) and remove this mark",
-)
 def test_dockerfile_base_images_are_pinned_by_digest():
     stages: set[str] = set()
     froms = [line.split()[1:] for line in DOCKERFILE.read_text().splitlines() if line.upper().startswith("FROM ")]
