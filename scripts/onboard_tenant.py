@@ -6,8 +6,8 @@
 The overlay is written to a hidden folder of tenants/, rendered with `kubectl kustomize` and
 validated against the Kubernetes schemas there, and only then renamed to tenants/NAME, so a
 failure leaves nothing behind. --apply then creates the tenant's Secret in the current
-cluster (random values, only if it does not exist yet), applies the overlay and waits for the
-database and the app to roll out.
+cluster (random values; an existing one is kept, and only given the keys it lacks), applies the
+overlay and waits for the database and the app to roll out.
 """
 
 import argparse
@@ -36,7 +36,9 @@ FIRST_LOCAL_PORT = 8001
 MIN_REPLICAS = 2
 MAX_REPLICAS = 20
 ROLLOUT_TIMEOUT = "5m"
-SECRET_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD")
+# The signing key, the app's database password (URL-safe: it goes into DATABASE_URL), the
+# PostgreSQL superuser's and the backup role's passwords (kubernetes/base/postgres-init.sh).
+SECRET_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")
 SECRET_BYTES = 48  # token_urlsafe(48) is 64 characters; the service wants at least 32 bytes
 FILES = ("kustomization.yaml", "tenant.env", "local.env", "postman_environment.json")
 
@@ -241,19 +243,50 @@ def scaffold(tenant: Tenant) -> list[dict]:
     return objects
 
 
-def ensure_secret(tenant: Tenant) -> bool:
-    """Create the tenant's Secret with fresh random values unless it exists; True if created.
+def _kubectl_secret(action: str, namespace: str, args: list[str], values: dict[str, str]) -> bool:
+    """Send a manifest or patch holding secret values to kubectl on stdin; False if it already exists.
 
-    The manifest goes to kubectl on stdin: the values are never printed nor written to disk.
+    The values are never printed nor written to disk, nor left in kubectl's error in our message.
+    """
+    result = tenancy.kubectl(*args, stdin=json.dumps(values), capture=True, check=False)
+    if result.returncode == 0:
+        return True
+    if "AlreadyExists" in result.stderr:
+        return False
+    message = result.stderr.strip()
+    for value in _secret_values(values):
+        message = message.replace(value, "***")
+    raise StepError(f"{action} Secret {tenancy.SECRET_NAME} in {namespace} failed: {message}")
+
+
+def _secret_values(document: dict) -> list[str]:
+    data = document.get("stringData", {})
+    return [value for value in data.values() if isinstance(value, str)]
+
+
+def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
+    """Create the tenant's Secret with fresh random values, or give an existing one the keys it lacks.
+
+    Returns what was done ("created", "completed" or "kept") and the keys written. An existing
+    value is never replaced: the database was initialised with it.
     """
     namespace = tenancy.namespace(tenant.name)
     found = tenancy.kubectl(
-        "get", "secret", tenancy.SECRET_NAME, "--namespace", namespace, "--ignore-not-found", "--output=name",
+        "get", "secret", tenancy.SECRET_NAME, "--namespace", namespace, "--ignore-not-found",
+        "--output=go-template={{.metadata.name}}{{range $key, $value := .data}} {{$key}}{{end}}",
         capture=True,
     )
-    if found.stdout.strip():
-        return False
-    values = {key: secrets.token_urlsafe(SECRET_BYTES) for key in SECRET_KEYS}
+    name, *present = found.stdout.split() or [""]
+    if name:
+        missing = [key for key in SECRET_KEYS if key not in present]
+        if not missing:
+            return "kept", []
+        patch = {"stringData": {key: secrets.token_urlsafe(SECRET_BYTES) for key in missing}}
+        _kubectl_secret("completing", namespace, [
+            "patch", "secret", tenancy.SECRET_NAME, "--namespace", namespace, "--type=merge",
+            "--patch-file=/dev/stdin",
+        ], patch)
+        return "completed", missing
     manifest = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -263,17 +296,11 @@ def ensure_secret(tenant: Tenant) -> bool:
             "labels": {tenancy.TENANT_LABEL: tenant.name},
         },
         "type": "Opaque",
-        "stringData": values,
+        "stringData": {key: secrets.token_urlsafe(SECRET_BYTES) for key in SECRET_KEYS},
     }
-    created = tenancy.kubectl("create", "--filename", "-", stdin=json.dumps(manifest), capture=True, check=False)
-    if created.returncode != 0:
-        if "AlreadyExists" in created.stderr:  # created by someone else since the check: keep theirs
-            return False
-        message = created.stderr.strip()
-        for value in values.values():
-            message = message.replace(value, "***")
-        raise StepError(f"creating Secret {tenancy.SECRET_NAME} in {namespace} failed: {message}")
-    return True
+    if _kubectl_secret("creating", namespace, ["create", "--filename", "-"], manifest):
+        return "created", list(SECRET_KEYS)
+    return "kept", []  # created by someone else since the check: keep theirs
 
 
 def deploy(tenant: Tenant, objects: list[dict]) -> None:
@@ -284,8 +311,12 @@ def deploy(tenant: Tenant, objects: list[dict]) -> None:
         raise StepError(f"the overlay renders no Namespace {namespace} to hold the Secret")
     # The Secret needs its namespace, created with the labels of the base (pod security) first.
     tenancy.kubectl("apply", "--filename", "-", stdin=json.dumps(namespaces[0]))
-    if ensure_secret(tenant):
-        print(f"created Secret {tenancy.SECRET_NAME} in {namespace} ({', '.join(SECRET_KEYS)}, random)", flush=True)
+    done, keys = ensure_secret(tenant)
+    if done == "created":
+        print(f"created Secret {tenancy.SECRET_NAME} in {namespace} ({', '.join(keys)}, random)", flush=True)
+    elif done == "completed":
+        print(f"added {', '.join(keys)} (random) to the existing Secret {tenancy.SECRET_NAME} in {namespace}",
+              flush=True)
     else:
         print(f"kept the existing Secret {tenancy.SECRET_NAME} in {namespace}", flush=True)
     tenancy.kubectl("apply", "--kustomize", str(tenancy.tenant_dir(tenant.name)))

@@ -25,21 +25,25 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 REAL_KUBECTL = shutil.which("kubectl")
 HOST = "acme.finance.example.com"
+SECRET_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")
+# How onboarding asks for an existing Secret's name and keys (never its values).
+SECRET_KEYS_OUTPUT = "--output=go-template={{.metadata.name}}{{range $key, $value := .data}} {{$key}}{{end}}"
 
 # Records each call as a JSON line, renders with the real kubectl, and plays the cluster's part
-# for `get secret` (FAKE_SECRET_EXISTS) and failures (FAKE_FAIL: a subcommand that exits 1).
+# for `get secret` (FAKE_SECRET_KEYS: the keys of an existing Secret) and failures (FAKE_FAIL: a
+# subcommand that exits 1).
 FAKE_KUBECTL = """#!{python}
 import json, os, sys
 args = sys.argv[1:]
-stdin = sys.stdin.read() if "-" in args else None
+stdin = sys.stdin.read() if "-" in args or "--patch-file=/dev/stdin" in args else None
 with open(os.environ["KUBECTL_LOG"], "a") as log:
     log.write(json.dumps({{"args": args, "stdin": stdin}}) + "\\n")
 if args[0] == "kustomize":
     os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *args])
 if args[0] == os.environ.get("FAKE_FAIL"):
     sys.exit("error: the server could not be reached")
-if args[:2] == ["get", "secret"] and os.environ.get("FAKE_SECRET_EXISTS"):
-    print("secret/finance-secrets")
+if args[:2] == ["get", "secret"] and "FAKE_SECRET_KEYS" in os.environ:
+    print("finance-secrets", os.environ["FAKE_SECRET_KEYS"])
 """
 
 
@@ -320,7 +324,7 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
     applied_namespace = json.loads(calls[1]["stdin"])
     assert [call["args"] for call in calls[1:]] == [
         ["apply", "--filename", "-"],
-        ["get", "secret", "finance-secrets", "--namespace", "finance-acme", "--ignore-not-found", "--output=name"],
+        ["get", "secret", "finance-secrets", "--namespace", "finance-acme", "--ignore-not-found", SECRET_KEYS_OUTPUT],
         ["create", "--filename", "-"],
         ["apply", "--kustomize", str(repo / "tenants" / "acme")],
         ["rollout", "status", "statefulset/postgres", "--namespace", "finance-acme", "--timeout=5m"],
@@ -334,9 +338,10 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
         "name": "finance-secrets", "namespace": "finance-acme", "labels": {tenancy.TENANT_LABEL: "acme"},
     }
     values = secret["stringData"]
-    assert sorted(values) == ["JWT_SECRET", "POSTGRES_PASSWORD"]
+    assert sorted(values) == sorted(SECRET_KEYS)
     assert all(len(value) >= 43 for value in values.values())  # token_urlsafe of 32 bytes or more
-    assert values["JWT_SECRET"] != values["POSTGRES_PASSWORD"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in values.values())  # URL-safe
+    assert len(set(values.values())) == len(SECRET_KEYS)
     written = b"".join(content or b"" for content in snapshot(repo).values())
     for value in values.values():
         assert value not in result.stdout + result.stderr
@@ -344,12 +349,31 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
 
 
 def test_apply_keeps_an_existing_secret(repo, fake_kubectl, monkeypatch):
-    monkeypatch.setenv("FAKE_SECRET_EXISTS", "1")
+    monkeypatch.setenv("FAKE_SECRET_KEYS", " ".join(SECRET_KEYS))
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 0, result.stderr
     commands = [call["args"][0] for call in recorded(fake_kubectl)]
     assert commands == ["kustomize", "apply", "get", "apply", "rollout", "rollout"]
     assert "kept the existing Secret" in result.stdout
+
+
+def test_apply_adds_only_the_keys_an_existing_secret_lacks(repo, fake_kubectl, monkeypatch):
+    """A tenant onboarded before the database roles were split has JWT_SECRET and POSTGRES_PASSWORD only."""
+    monkeypatch.setenv("FAKE_SECRET_KEYS", "JWT_SECRET POSTGRES_PASSWORD")
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 0, result.stderr
+    calls = recorded(fake_kubectl)
+    assert [call["args"][0] for call in calls] == ["kustomize", "apply", "get", "patch", "apply", "rollout", "rollout"]
+    patch = calls[3]
+    assert patch["args"] == [
+        "patch", "secret", "finance-secrets", "--namespace", "finance-acme", "--type=merge", "--patch-file=/dev/stdin",
+    ]
+    values = json.loads(patch["stdin"])["stringData"]
+    assert sorted(values) == ["BACKUP_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD"], "existing values are never replaced"
+    assert all(len(value) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in values.values())
+    assert "added POSTGRES_SUPERUSER_PASSWORD, BACKUP_PASSWORD (random)" in result.stdout
+    for value in values.values():
+        assert value not in result.stdout + result.stderr
 
 
 def test_a_failed_apply_keeps_the_overlay_and_says_how_to_retry(repo, fake_kubectl, monkeypatch):
