@@ -29,7 +29,9 @@ APP_PORT = 8000
 GUNICORN_CMD = ["gunicorn", "-c", "service/gunicorn.conf.py", "service:create_app()"]
 # A release tag with a full x.y.z version (any suffix such as -slim-bookworm), optionally a digest.
 PINNED_IMAGE = re.compile(r"^[\w.\-/]+:\d+\.\d+(\.\d+)?[\w.\-]*(@sha256:[0-9a-f]{64})?$")
-SECRET_KEYS = ("POSTGRES_PASSWORD", "DATABASE_URL", "JWT_SECRET")
+SECRET_KEYS = ("POSTGRES_PASSWORD", "APP_PASSWORD", "DATABASE_URL", "JWT_SECRET")
+INIT_SCRIPT = ROOT / "kubernetes" / "base" / "postgres-init.sh"
+INIT_SCRIPT_TARGET = "/docker-entrypoint-initdb.d/postgres-init.sh"
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -258,9 +260,30 @@ def test_app_and_migration_connect_only_to_their_own_database(compose, compose_e
     db = _service(compose, tenant, "db")["environment"]
     url = urlsplit(_service(compose, tenant, role)["environment"]["DATABASE_URL"])
     assert url.hostname == f"{tenant}-db"
-    assert (url.username, url.path) == (db["POSTGRES_USER"], f"/{db['POSTGRES_DB']}")
-    assert url.password == db["POSTGRES_PASSWORD"]
+    # The role postgres-init.sh creates: the owner of the tenant's database, no superuser.
+    assert (url.username, url.path) == (db["APP_USER"], f"/{db['APP_DB']}")
+    assert url.password == db["APP_PASSWORD"]
     assert url.password == compose_env[f"{tenant.upper()}_DB_PASSWORD"]
+
+
+@pytest.mark.parametrize("tenant", DEMO_TENANTS)
+def test_databases_superuser_is_postgres_and_no_container_connects_as_it(compose, compose_env, tenant):
+    db = _service(compose, tenant, "db")
+    env = db["environment"]
+    # The image's bootstrap superuser stays postgres, with a password of its own.
+    assert env.get("POSTGRES_USER", "postgres") == "postgres" and "POSTGRES_DB" not in env
+    assert env["POSTGRES_PASSWORD"] == compose_env[f"{tenant.upper()}_DB_SUPERUSER_PASSWORD"]
+    assert env["POSTGRES_PASSWORD"] != env["APP_PASSWORD"]
+    assert env["APP_USER"] != "postgres"
+    for role in ("migrate", "app"):
+        assert urlsplit(_service(compose, tenant, role)["environment"]["DATABASE_URL"]).username == env["APP_USER"]
+    # The same init script as in Kubernetes, where the image runs it on first start (executable,
+    # so it runs in a shell of its own).
+    mounts = {volume.split(":")[1]: volume.split(":") for volume in db["volumes"]}
+    source, _, mode = mounts[INIT_SCRIPT_TARGET]
+    assert Path(source) == INIT_SCRIPT and mode == "ro"
+    assert INIT_SCRIPT.stat().st_mode & 0o111
+    assert "APP_USER" in " ".join(db["healthcheck"]["test"])
 
 
 def test_tenants_share_no_network(compose):
@@ -277,7 +300,7 @@ def test_tenants_share_no_network(compose):
 def test_databases_keep_their_data_in_distinct_named_volumes(compose):
     sources = []
     for tenant in DEMO_TENANTS:
-        (volume,) = _service(compose, tenant, "db")["volumes"]
+        (volume,) = [v for v in _service(compose, tenant, "db")["volumes"] if INIT_SCRIPT_TARGET not in v]
         source, target = volume.split(":")[:2]
         assert source in compose["volumes"], f"{tenant}'s data is in a named volume"
         assert target == "/var/lib/postgresql/data"
