@@ -63,7 +63,7 @@ replicas:
   - name: finance-api
     count: {replicas}
 patches:
-  # Every Ingress of the base (the app's and the /login one) serves the tenant's host.
+  # Every Ingress of the base (the app's, the /login one, the Swagger UI files') serves the tenant's host.
   - target:
       kind: Ingress
     patch: |-

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from service.metrics import DEFAULT_METRICS_PORT, METRICS_PATH
+from tests.utils.sizes import largest_export_bytes, nginx_size
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_DIR = ROOT / "kubernetes"
@@ -663,6 +664,40 @@ def test_ingresses_serve_the_tenants_host_over_tls_with_login_rate_limited(tenan
     service = tenant.one("Service", "finance-api")
     ports = {port["name"]: port["targetPort"] for port in service["spec"]["ports"]}
     assert ports == {"http": "http", "metrics": "metrics"}
+
+
+def test_ingresses_buffer_whole_answers_and_keep_each_client_below_the_workers(tenant):
+    """No slow client holds a sync worker: the controller takes whole requests and whole answers
+    (the same settings, in nginx, are attacked in tests/test_slow_clients.py)."""
+    prefix = "nginx.ingress.kubernetes.io/"
+    ingresses = {
+        ingress["metadata"]["name"]: {
+            key.removeprefix(prefix): value for key, value in ingress["metadata"]["annotations"].items()
+            if key.startswith(prefix)
+        }
+        for ingress in tenant.of_kind("Ingress")
+    }
+    assert set(ingresses) == {"finance-api", "finance-api-login", "finance-api-docs"}
+    for name, nginx in ingresses.items():
+        assert nginx["proxy-buffering"] == "on", name
+        assert nginx["proxy-request-buffering"] == "on", name
+        # ingress-nginx writes proxy_max_temp_file_size only for a value of this form.
+        assert re.fullmatch(r"\d+[kKmM]?", nginx["proxy-max-temp-file-size"]), name
+        in_memory = int(nginx["proxy-buffers-number"]) * nginx_size(nginx["proxy-buffer-size"])
+        assert in_memory + nginx_size(nginx["proxy-max-temp-file-size"]) >= largest_export_bytes(), name
+        assert nginx_size(nginx["proxy-body-size"]) == 1024 * 1024, name
+
+    # Requests in flight per client address (and controller replica): fewer than the workers of
+    # the tenant's smallest deployment, so that one address never occupies all of them.
+    workers = int(tenant.generated("finance-settings")["data"]["WEB_CONCURRENCY"])
+    replicas = tenant.one("Deployment", "finance-api")["spec"]["replicas"]
+    for name in ("finance-api", "finance-api-login"):
+        assert int(ingresses[name]["limit-connections"]) < replicas * workers, name
+    # Only the Swagger UI's static files, which a browser fetches six at once, may have more.
+    docs = tenant.one("Ingress", "finance-api-docs")
+    paths = [(p["path"], p["pathType"]) for rule in docs["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == [("/swaggerui", "Prefix")]
+    assert int(ingresses["finance-api-docs"]["limit-rps"]) <= int(ingresses["finance-api"]["limit-rps"])
 
 
 # --- secrets --------------------------------------------------------------------------------------
