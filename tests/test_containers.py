@@ -24,8 +24,12 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_ENV_SCRIPT = ROOT / "scripts" / "compose-env"
 DEMO_TENANTS = ("tenant1", "tenant2")
-ROLES = ("db", "migrate", "app")
+ROLES = ("db", "migrate", "app", "proxy")
 APP_PORT = 8000
+# The nginx in front of each app: the one template both render, and the port it listens on.
+PROXY_TEMPLATE = ROOT / "proxy" / "finance-proxy.conf.template"
+PROXY_PORT = 8080
+NGINX_UID = 101  # the official nginx image's nginx user
 GUNICORN_CMD = ["gunicorn", "-c", "service/gunicorn.conf.py", "service:create_app()"]
 # A release tag with a full x.y.z version (any suffix such as -slim-bookworm), optionally a digest.
 PINNED_IMAGE = re.compile(r"^[\w.\-/]+:\d+\.\d+(\.\d+)?[\w.\-]*(@sha256:[0-9a-f]{64})?$")
@@ -238,7 +242,7 @@ def _service(compose: dict, tenant: str, role: str) -> dict:
     return compose["services"][f"{tenant}-{role}"]
 
 
-def test_compose_runs_a_database_a_migration_and_an_app_per_demo_tenant(compose):
+def test_compose_runs_a_database_a_migration_an_app_and_its_proxy_per_demo_tenant(compose):
     assert set(compose["services"]) == {f"{tenant}-{role}" for tenant in DEMO_TENANTS for role in ROLES}
 
 
@@ -310,18 +314,58 @@ def test_databases_keep_their_data_in_distinct_named_volumes(compose):
     assert len(set(sources)) == len(DEMO_TENANTS)
 
 
-def test_only_the_apps_publish_ports_their_local_run_ports(compose):
+def test_only_the_proxies_publish_ports_their_local_run_ports(compose):
     published = {}
     for tenant in DEMO_TENANTS:
-        for role in ("db", "migrate"):
+        for role in ("db", "migrate", "app"):
             assert not _service(compose, tenant, role).get("ports"), f"{tenant}-{role} publishes no port"
-        (port,) = _service(compose, tenant, "app")["ports"]
+        # gunicorn is reached only through its proxy: slow clients must never meet a sync worker.
+        assert _service(compose, tenant, "app")["expose"] == [str(APP_PORT)]
+        (port,) = _service(compose, tenant, "proxy")["ports"]
         match = re.fullmatch(r"127\.0\.0\.1:(\d+):(\d+)(/tcp)?", port)
-        assert match, f"{tenant}-app publishes {port} on the loopback interface only"
-        assert int(match.group(2)) == APP_PORT
+        assert match, f"{tenant}-proxy publishes {port} on the loopback interface only"
+        assert int(match.group(2)) == PROXY_PORT
         published[tenant] = int(match.group(1))
         assert published[tenant] == int(_read_env_file(ROOT / "tenants" / tenant / "local.env")["LOCAL_PORT"])
     assert published == {"tenant1": 8001, "tenant2": 8002}
+
+
+@pytest.mark.parametrize("tenant", DEMO_TENANTS)
+def test_proxy_renders_the_one_template_in_front_of_its_own_app(compose, tenant):
+    proxy = _service(compose, tenant, "proxy")
+    # The template, read-only, where the official image's entrypoint renders it into conf.d.
+    (volume,) = proxy["volumes"]
+    source, target, mode = volume.split(":")
+    assert Path(source) == PROXY_TEMPLATE and PROXY_TEMPLATE.is_file()
+    assert (target, mode) == (f"/etc/nginx/templates/{PROXY_TEMPLATE.name}", "ro")
+    env = proxy["environment"]
+    assert env["FINANCE_UPSTREAM"] == f"{tenant}-app:{APP_PORT}"
+    assert env["FINANCE_PROXY_LISTEN"] == str(PROXY_PORT)
+    # envsubst replaces only these, never nginx's own variables ($remote_addr, $status, ...).
+    assert env["NGINX_ENVSUBST_FILTER"] == "^FINANCE_"
+    used = set(re.findall(r"\$\{(\w+)\}", PROXY_TEMPLATE.read_text()))
+    assert used == {name for name in env if name.startswith("FINANCE_")}
+    # nginx resolves the app's name at start, and the app trusts the one hop the proxy adds.
+    assert proxy["depends_on"] == {f"{tenant}-app": {"condition": "service_healthy"}}
+    assert _service(compose, tenant, "app")["environment"]["TRUSTED_PROXY_HOPS"] == "1"
+    assert "/health" in " ".join(proxy["healthcheck"]["test"])
+    assert str(PROXY_PORT) in " ".join(proxy["healthcheck"]["test"])
+
+
+@pytest.mark.parametrize("tenant", DEMO_TENANTS)
+def test_proxy_runs_unprivileged_on_a_read_only_root_with_tmpfs_where_nginx_writes(compose, tenant):
+    proxy = _service(compose, tenant, "proxy")
+    assert proxy["user"] == f"{NGINX_UID}:{NGINX_UID}"
+    assert proxy["read_only"] is True
+    assert proxy["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in proxy["security_opt"]
+    owned = f"uid={NGINX_UID},gid={NGINX_UID}"
+    # The rendered template, the temporary files of buffered bodies and answers, the pid file.
+    writable = ("/etc/nginx/conf.d", "/var/cache/nginx", "/run")
+    assert sorted(proxy["tmpfs"]) == sorted(f"{path}:{owned}" for path in writable)
+    # Above 1023: nginx binds it without root.
+    assert PROXY_PORT >= 1024
+    assert re.search(r"^\s*listen \$\{FINANCE_PROXY_LISTEN\};", PROXY_TEMPLATE.read_text(), re.M)
 
 
 @pytest.mark.parametrize("tenant", DEMO_TENANTS)
@@ -338,7 +382,9 @@ def test_images_are_pinned_or_built_here(compose):
             assert Path(service["build"]["context"]) == ROOT
         else:
             assert PINNED_IMAGE.match(image), f"{name} uses {image}, not a pinned release"
-            assert image.startswith("postgres:")
+            assert image.startswith("nginx:" if name.endswith("-proxy") else "postgres:")
+            if name.endswith("-proxy"):
+                assert "-alpine" in image, f"{name} uses {image}, not the official image's alpine variant"
 
 
 @pytest.mark.parametrize("tenant", DEMO_TENANTS)
