@@ -39,8 +39,10 @@ def superuser_name(stack) -> str:
     return stack.cluster.client_env()["PGUSER"]
 
 
-def migrate(url: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": url}
+def migrate(url: str, tenant_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m service migrate` on url; with a tenant's environment (its TENANT_TIMEZONE), so
+    that a shared tenant's totals are not re-keyed to UTC under the tests that follow."""
+    env = {**os.environ, **(tenant_env or {}), "DATABASE_URL": url}
     return subprocess.run(
         [sys.executable, "-m", "service", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
@@ -78,7 +80,7 @@ def test_the_apps_role_cannot_read_a_server_file_run_a_program_or_create_a_role(
 
 def test_the_apps_role_owns_its_schema_and_migrates_it(stack, tenant_envs):
     url = tenant_envs["tenant1"]["DATABASE_URL"]
-    result = migrate(url)
+    result = migrate(url, tenant_envs["tenant1"])
     assert result.returncode == 0, result.stderr
     with psycopg.connect(url, autocommit=True) as conn:
         role = conn.execute("SELECT current_user").fetchone()[0]
