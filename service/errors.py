@@ -29,6 +29,11 @@ HTTP_CODES = {
 }
 
 
+# Errors of contention with other requests (a lock waited for too long, a deadlock, a
+# serialization failure): worth a retry, unlike an outage or a request that asks too much.
+CONTENTION = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
 class ApiError(Exception):
     """An error the client should see: its status, code, message and optional details."""
 
@@ -77,8 +82,8 @@ def _as_api_error(exc: BaseException) -> ApiError:
         if exc.code == 413:
             message = "The request body is larger than the 1 MiB limit."
         return ApiError(exc.code, HTTP_CODES.get(exc.code, "http_error"), message, headers=headers)
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
-        log.warning("lock timeout")
+    if isinstance(exc, CONTENTION):
+        log.warning("contention: %s", type(exc).__name__)
         return ApiError(
             503, "busy", "Other requests hold the records this one needs; retry shortly.",
             headers={"Retry-After": "2"},

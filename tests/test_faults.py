@@ -394,10 +394,10 @@ def test_timeouts_stay_below_the_worker_timeout(monkeypatch):
 def test_more_requests_than_connections_and_a_query_too_long_get_503_and_nothing_breaks(faults):
     """One connection, four threads: while a request holds the connection, waiting on the test's
     lock, the others wait DB_POOL_TIMEOUT_MS and get a JSON 503; the holder's wait for the lock
-    gives up at the lock timeout, 9/10 of DB_STATEMENT_TIMEOUT_MS (503 busy: contention, worth a
+    gives up at the lock timeout, a third of DB_STATEMENT_TIMEOUT_MS (503 busy: contention, worth a
     retry); then the same worker serves normally."""
-    pool_timeout, statement_timeout = 0.5, 3.0
-    lock_timeout = statement_timeout * 0.9
+    pool_timeout, statement_timeout = 0.5, 6.0
+    lock_timeout = statement_timeout / 3
     with running_server(
         faults,
         WEB_CONCURRENCY="1",
@@ -448,7 +448,7 @@ def test_more_requests_than_connections_and_a_query_too_long_get_503_and_nothing
             assert finished < holder_finished
         assert_error(holder_response, 503, "busy")
         assert int(holder_response.headers["retry-after"]) > 0
-        assert lock_timeout * 0.95 <= holder_finished - holder_started < statement_timeout + 5
+        assert lock_timeout * 0.95 <= holder_finished - holder_started < statement_timeout
         # Afterwards the same worker serves normally on its (reused or replaced) connection.
         assert after_release.status_code == 200, after_release.text
         assert [item["description"] for item in after_release.json()["items"]] == ["before"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import random
 import subprocess
+import threading
 import uuid
 from decimal import Decimal
 
+import httpx
 import localstack
 from psycopg import sql
 
@@ -64,6 +66,54 @@ def test_totals_equal_the_transactions_after_any_mix_of_writes(client, db, serve
     assert db.execute(KEPT).fetchall() == db.execute(EXPECTED, {"tz": tz}).fetchall()
     assert db.execute(KEPT_MONTHLY).fetchall() == db.execute(EXPECTED_MONTHLY, {"tz": tz}).fetchall()
 
+
+def test_imports_and_updates_of_the_same_totals_at_once_neither_deadlock_nor_drift(client, db, servers):
+    """The review found an import's statement trigger locking monthly totals before daily ones,
+    the reverse of the row trigger of updates: an import beside updates of the same user's month
+    deadlocked. Both now lock daily rows first; every request succeeds and the totals still equal
+    the transactions."""
+    headers = auth_headers(client)
+    days = [f"2026-03-{day:02d}T12:00:00Z" for day in range(1, 29)]
+    mine = [create(client, headers, occurred_at=day, category=f"c{n % 4}") for n, day in enumerate(days)]
+    rows = "".join(f"expense,1.00,c{n % 4},{days[n % len(days)]}\n" for n in range(25_000))
+    csv = "type,amount,category,occurred_at\n" + rows
+    url = servers["tenant1"].url
+    failures: list[str] = []
+
+    importing = threading.Event()
+
+    def import_once() -> None:
+        with httpx.Client(base_url=url, timeout=60) as own:
+            response = own.post("/transactions/import", content=csv, headers={**headers, "Content-Type": "text/csv"})
+            if response.status_code != 201:
+                failures.append(f"import {response.status_code} {response.text[:200]}")
+
+    def update_while_importing(amount: str) -> None:
+        """PATCH the user's March transactions in turn until the imports are done (at most 3,000)."""
+        with httpx.Client(base_url=url, timeout=60) as own:
+            importing.wait(10)
+            for n in range(3_000):
+                if not importing.is_set():
+                    break
+                transaction = mine[n % len(mine)]
+                response = own.patch(f"/transactions/{transaction['id']}", json={"amount": amount}, headers=headers)
+                if response.status_code != 200:
+                    failures.append(f"update {response.status_code} {response.text[:200]}")
+
+    imports = [threading.Thread(target=import_once) for _ in range(3)]
+    updates = [threading.Thread(target=update_while_importing, args=(f"{n + 2}.00",)) for n in range(2)]
+    for thread in updates + imports:
+        thread.start()
+    importing.set()
+    for thread in imports:
+        thread.join(120)
+    importing.clear()
+    for thread in updates:
+        thread.join(120)
+    assert failures == []
+    tz = servers["tenant1"].env["TENANT_TIMEZONE"]
+    assert db.execute(KEPT).fetchall() == db.execute(EXPECTED, {"tz": tz}).fetchall()
+    assert db.execute(KEPT_MONTHLY).fetchall() == db.execute(EXPECTED_MONTHLY, {"tz": tz}).fetchall()
 
 def test_a_deleted_users_totals_go_with_them(client, db):
     headers = auth_headers(client)
