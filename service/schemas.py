@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
@@ -178,17 +178,23 @@ class Cursor(fields.Field):
             if sort not in SORTS or type(row_id) is not int or not 0 < row_id <= MAX_ID or not isinstance(key, str):
                 raise ValueError(sort)
             parsed_key = self._amount.deserialize(key) if sort.lstrip("-") == "amount" else _instant(key)
-        except (ValueError, KeyError, TypeError, binascii.Error, ValidationError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, ValidationError) as exc:
             raise self.make_error("invalid") from exc
         return {"sort": sort, "key": parsed_key, "id": row_id}
 
 
 def _instant(text: str) -> datetime:
-    """A cursor's date-time key: ISO 8601 with an offset, on a supported day."""
+    """A cursor's date-time key: ISO 8601 with an offset, an instant of a supported day.
+
+    The key is written in UTC, the app's session time zone; a supported day in an offset of up to
+    a day lies within a day of the span in UTC.
+    """
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(text)
-    supported_day(moment)
+    day = moment.astimezone(UTC).date()
+    if not EARLIEST_DAY - timedelta(days=1) <= day <= LATEST_DAY + timedelta(days=1):
+        raise ValueError(text)
     return moment
 
 

@@ -178,6 +178,8 @@ def _cursor(position: dict) -> str:
         ("amount", "1.001", 8),
         ("-occurred_at", "2026-01-01T00:00:00", 8),  # no offset
         ("-occurred_at", "9999-12-31T00:00:00+00:00", 8),
+        ("-occurred_at", "3000-01-02T00:00:00+00:00", 8),
+        ("-occurred_at", "0001-01-01T00:00:00+14:00", 8),  # overflows when turned into UTC
         ("-occurred_at", "2026-01-01T00:00:00+00:00", 0),
         ("-occurred_at", "2026-01-01T00:00:00+00:00", 2**63),
     ],
@@ -211,3 +213,24 @@ def test_the_export_byte_bound_is_never_below_the_real_size(client, db):
     size = transactions.export_size(db, user_id=user_id, filters={}, at_most=MAX_EXPORT_ROWS + 1)
     assert size["rows"] == 4
     assert len(exported) - header <= size["rows"] * csvio._FIXED_ROW_BYTES + size["text_bytes"]
+
+
+@pytest.mark.parametrize("sort", ["occurred_at", "-occurred_at"])
+def test_cursors_the_server_issues_at_the_edges_of_the_span_are_accepted_back(client, sort):
+    """A supported day in a far offset is stored as an instant of the day before or after in UTC;
+    the cursor holds that instant, and paging must go on past it."""
+    headers = auth_headers(client)
+    edges = ["1900-01-01T00:00:00+14:00", "1900-01-01T00:00:00+14:00", "2999-12-31T23:59:59-12:00",
+             "2999-12-31T23:59:59-12:00"]
+    for moment in edges:
+        assert client.post("/transactions", json={"type": "expense", "amount": "1.00", "occurred_at": moment},
+                           headers=headers).status_code == 201
+    seen, params = [], {"sort": sort, "limit": 1}
+    for _ in range(len(edges)):
+        page = client.get("/transactions", params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        seen += page.json()["items"]
+        if page.json()["next_cursor"] is None:
+            break
+        params["cursor"] = page.json()["next_cursor"]
+    assert len(seen) == len(edges)
