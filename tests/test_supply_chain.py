@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from onboard_tenant import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -206,9 +207,11 @@ def _stub(directory: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def test_deploy_resolves_the_app_tag_once_and_applies_every_tenant_by_that_digest(tmp_path):
+@pytest.mark.parametrize("missing_key", [None, "BACKUP_PASSWORD"])
+def test_deploy_resolves_the_app_tag_once_and_applies_every_tenant_by_that_digest(tmp_path, missing_key):
     """Runs deploy.yml's own pin and apply scripts, with docker and kubectl's cluster calls stubbed
-    (kubectl's kustomize is the real one)."""
+    (kubectl's kustomize is the real one). A tenant whose Secret lacks a key PostgreSQL mounts (one
+    from before the database roles) is refused before anything is applied."""
     steps = _deploy_steps()
     names = [step.get("name", "") for step in steps]
     pin = next(i for i, step in enumerate(steps) if "imagetools inspect" in step.get("run", ""))
@@ -227,8 +230,11 @@ if [ "$1 $2 $3" = "buildx imagetools inspect" ]; then
 fi
 exit 1
 """)
+    # A tenant's Secret holds every key PostgreSQL mounts (values are never read).
+    keys = ",".join(f'"{key}":"eA=="' for key in SECRET_KEYS if key != missing_key)
     _stub(bin_dir, "kubectl", f"""if [ "$1" = kustomize ]; then exec {shutil.which("kubectl")} "$@"; fi
 echo "kubectl $*" >> {log}
+case "$*" in *"get secret finance-secrets -o jsonpath"*) echo '{{{keys}}}';; esac
 """)
     summary = tmp_path / "summary.md"
     env = {
@@ -241,6 +247,10 @@ echo "kubectl $*" >> {log}
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[index]["run"]],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
         )
+        if missing_key and index == apply:
+            assert result.returncode == 1 and f"lacks {missing_key}" in result.stdout, result.stdout + result.stderr
+            assert not [call for call in log.read_text().splitlines() if call.startswith("kubectl apply")]
+            return
         assert result.returncode == 0, f"{names[index]}: {result.stdout}{result.stderr}"
 
     calls = log.read_text().splitlines()
