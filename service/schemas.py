@@ -19,7 +19,7 @@ SORTS = ("occurred_at", "-occurred_at", "amount", "-amount")
 PERIODS = ("current_month", "last_month", "current_year", "last_year")
 GROUP_BYS = ("category", "month", "day")
 # The most groups one analytics answer holds, and the most categories one page lists: whatever
-# the data behind them, an answer stays a few hundred kilobytes.
+# the data behind them, an answer stays under 1 MB (texts at their longest, escaped as JSON).
 MAX_GROUPS = 1000
 MAX_CATEGORIES_PAGE = 1000
 # Dates outside this span are refused: they are not finance records, and near the ends of the
