@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 from weakref import WeakKeyDictionary
 
@@ -88,6 +90,28 @@ def create_pool(settings: Settings) -> Pool:
     pool.open(wait=False)
     atexit.register(pool.close)
     return pool
+
+
+@contextmanager
+def streaming_connection() -> Iterator[Connection]:
+    """A connection of its own for a streamed response, held until the stream ends.
+
+    Flask tears the request down, giving back the request's connection, before the response
+    streams; a generator that started reading in the view must hold its connection itself. The
+    request's connection goes back first, so a worker never holds two.
+    """
+    release()
+    pool: Pool = current_app.extensions["db_pool"]
+    with pool.connection() as conn:
+        yield conn
+
+
+@contextmanager
+def snapshot(conn: Connection) -> Iterator[None]:
+    """A REPEATABLE READ transaction: every statement in it sees the same committed rows."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 def fetch_one(cursor: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from service.config import ConfigError, Settings
-from tests.utils import assert_error, auth_headers, poll
+from tests.utils import assert_error, auth_headers, poll, user_with_headers
 
 TENANT = "faults"
 APPLICATION_NAME = f"finance-{TENANT}"
@@ -472,3 +472,29 @@ def test_a_request_needing_more_than_the_statement_timeout_is_a_422_that_names_i
         assert client.get("/analytics", headers=headers).json()["count"] == 0
         assert client.get("/health/ready").status_code == 200
         assert server_log_problems(faults, server) == []
+
+
+def test_an_export_abandoned_midway_gives_its_connection_back(faults):
+    """An export reads one snapshot on a connection its stream holds; a client that goes away
+    mid-download must not leave that connection in its transaction, nor away from the pool: one
+    worker with one connection serves the next requests at once."""
+    with running_server(faults, WEB_CONCURRENCY="1", DB_POOL_TIMEOUT_MS="1000") as server, \
+            httpx.Client(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
+        me, headers = user_with_headers(client)
+        with faults.connect() as conn, conn.cursor().copy(
+            "COPY transactions (user_id, type, amount, description) FROM STDIN"
+        ) as copy:
+            for n in range(50_000):
+                copy.write_row((me, "expense", "1.00", f"row {n} " + "x" * 40))
+        with client.stream("GET", "/transactions/export", headers=headers) as response:
+            assert response.status_code == 200
+            next(response.iter_bytes())  # a first chunk, then the client goes away
+        for _ in range(3):
+            assert client.get("/transactions", params={"limit": 1}, headers=headers).status_code == 200
+        with faults.connect() as observer:
+            wait_for(lambda: observer.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'"
+                " AND pid <> pg_backend_pid()", (APPLICATION_NAME,)).fetchone()[0] == 0,
+                10, "a connection of the app is still in a transaction")
+        problems = server_log_problems(faults, server)
+        assert problems == [], problems[0][:3000]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextlib import closing
 from datetime import datetime
 
-from flask import Response, g, request, stream_with_context
+from flask import Response, g, request
 from flask_restx import Namespace
 
 from .. import csvio, db
@@ -201,21 +202,35 @@ class TransactionExport(UserResource):
         """Download transactions as CSV (same filters as the list), at most 100,000 rows and 32 MiB."""
         filters = _filters(load_query(_transaction_filters))
         user_id, config = g.user_id, settings()
-        size = transactions.export_size(db.connection(), user_id=user_id, filters=filters,
-                                        at_most=csvio.MAX_EXPORT_ROWS + 1)
-        if not csvio.export_within_limits(**size):
-            raise ApiError(
-                400, "export_too_large",
-                f"The export would hold more than {EXPORT_LIMITS}; export a shorter span (from/to) at a time.",
-            )
 
         def lines():
-            rows = transactions.iter_transactions(db.connection(), user_id=user_id, filters=filters)
-            yield from csvio.export_lines(rows, config.currency)
+            # The size check and the rows read one snapshot: an import committing in between
+            # cannot take the export past its limits.
+            with db.streaming_connection() as conn, db.snapshot(conn):
+                size = transactions.export_size(conn, user_id=user_id, filters=filters,
+                                                at_most=csvio.MAX_EXPORT_ROWS + 1)
+                if not csvio.export_within_limits(**size):
+                    raise ApiError(
+                        400, "export_too_large",
+                        f"The export would hold more than {EXPORT_LIMITS};"
+                        " export a shorter span (from/to) at a time.",
+                    )
+                with closing(transactions.iter_transactions(conn, user_id=user_id, filters=filters)) as rows:
+                    yield from csvio.export_lines(rows, config.currency)
+
+        stream = lines()
+        header = next(stream)  # after the size check: a refusal is raised here, before any byte
+
+        def body():
+            try:
+                yield header
+                yield from stream
+            finally:
+                stream.close()  # ends the snapshot at once if the client goes away
 
         filename = f"transactions-{config.tenant_id}-{datetime.now(config.timezone).date().isoformat()}.csv"
         return Response(
-            stream_with_context(lines()),
+            body(),
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )

@@ -137,13 +137,16 @@ def export_size(conn: Connection, *, user_id: int, filters: dict, at_most: int) 
 
 
 def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
-    """Stream every matching transaction, oldest first, without holding them all in memory."""
+    """Stream every matching transaction, oldest first, without holding them all in memory.
+
+    A server-side cursor: call it inside the caller's transaction, and close the iterator before
+    that transaction ends.
+    """
     conditions, params = _filter_conditions(user_id, filters)
     query = sql.SQL(
         "SELECT {columns} FROM transactions WHERE {where} ORDER BY occurred_at, id"
     ).format(columns=COLUMNS, where=sql.SQL(" AND ").join(conditions))
-    # A server-side cursor lives in a transaction.
-    with conn.transaction(), conn.cursor(name="export") as cur:
+    with conn.cursor(name="export") as cur:
         cur.itersize = 1000
         yield from cur.execute(query, params)
 
