@@ -64,7 +64,7 @@ class RateLimits:
     window_seconds: int = 3600
     login_per_client: int = 3000
     login_per_account: int = 100
-    register_per_client: int = 2000
+    register_per_client: int = 1000
     register_per_account: int = 20
     import_per_client: int = 1000
     import_per_account: int = 100
