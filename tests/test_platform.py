@@ -128,6 +128,12 @@ def test_swagger_documents_errors_and_security(client):
     assert {"201", "400", "401", "422"} <= set(create["responses"])
     assert create["security"]
     assert "/transaction" in paths and "post" in paths["/transaction"]
+    # Every operation that needs a token reads the database: it may be past the statement timeout
+    # (422 request_too_expensive) or meet an outage or contention (503).
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method != "parameters" and operation.get("security"):
+                assert {"401", "422", "503"} <= set(operation["responses"]), (method, path)
 
 
 def test_migrate_is_idempotent_and_safe_to_run_concurrently(stack):

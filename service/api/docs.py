@@ -161,22 +161,30 @@ AUTHORIZATIONS = {
 }
 
 
-# Any operation that reaches the database answers 503 while it is unreachable (errors.py).
-DATABASE_UNAVAILABLE = "The database is unavailable; retry after Retry-After seconds"
+# Any operation that reaches the database answers 503 while it is unreachable or while other
+# requests hold what it needs, and 422 when it needs more database time than one request may
+# use (errors.py).
+DATABASE_UNAVAILABLE = (
+    "The database is unavailable (service_unavailable), or other requests hold the records this one"
+    " needs (busy); retry after Retry-After seconds"
+)
+TOO_EXPENSIVE = "More database time than one request may use (request_too_expensive); ask for less"
 RETRY_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds to wait before retrying"}}
 
 
 def database_unavailable(ns: Namespace):
-    """Decorator: document the 503 of a database outage."""
+    """Decorator: document the 503 of a database outage or of contention."""
     return ns.response(503, DATABASE_UNAVAILABLE, error_model(ns), headers=RETRY_AFTER)
 
 
 def authenticated(ns: Namespace):
     """Class decorator: document that every method needs a token and may answer 401 (and, as
-    checking the token reads the database, 503 during an outage)."""
+    checking the token reads the database, 503 during an outage or contention, and 422 past the
+    statement timeout)."""
 
     def decorate(cls: type) -> type:
         cls = ns.response(401, "Missing, invalid, expired or revoked token", error_model(ns))(cls)
+        cls = ns.response(422, TOO_EXPENSIVE, error_model(ns))(cls)
         cls = database_unavailable(ns)(cls)
         return ns.doc(security=[{"token": []}, {"bearer": []}])(cls)
 
