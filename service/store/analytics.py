@@ -55,7 +55,7 @@ def _with_net(row: dict) -> dict:
 
 
 def summarize(
-    conn: Connection, *, user_id: int, first: date, last: date, group_by: str | None = None, max_groups: int = 0
+    conn: Connection, *, user_id: int, first: date, last: date, group_by: str | None, max_groups: int
 ) -> dict:
     """Sum income and expense over the days first..last; with group_by, also per group, at most
     max_groups + 1 of them (one more than the caller allows, so it can tell the limit was passed)."""
