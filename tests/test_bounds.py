@@ -153,6 +153,35 @@ def test_an_import_of_the_largest_allowed_file_succeeds_within_the_documented_ti
     assert (totals["count"], totals["total_expense"]) == (104_850, "104850.00")
 
 
+def _shortest_rows() -> str:
+    return "type,amount\n" + "income,1\n" * ((2**20 - 12) // 9)
+
+
+def _rows_of_distinct_days_and_categories() -> str:
+    first = date(1900, 1, 1)
+    return "occurred_at,type,amount,category\n" + "".join(
+        f"{first + timedelta(days=n)}T12:00:00Z,expense,1,c{n % 5000}\n" for n in range((2**20 - 40) // 37)
+    )
+
+
+@pytest.mark.parametrize("make_csv", [_shortest_rows, _rows_of_distinct_days_and_categories])
+def test_the_largest_imports_of_other_shapes_succeed_within_the_documented_time(client, make_csv):
+    """The most rows a MiB holds (116,500 of `income,1`), and the most totals one import touches
+    (28,339 rows, each its own day, 5,000 categories)."""
+    text = make_csv()
+    assert len(text.encode()) <= 2**20
+    headers = auth_headers(client)
+    started = time.monotonic()
+    response = import_csv(client, headers, text)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    rows = text.count("\n") - 1
+    assert response.json() == {"imported": rows}
+    assert elapsed < MAX_IMPORT_SECONDS, elapsed
+    totals = client.get("/analytics", params={"from": "1900-01-01", "to": "2999-12-31"}, headers=headers).json()
+    assert totals["count"] == rows
+
+
 def test_an_import_over_one_mebibyte_is_413_and_imports_nothing(client):
     headers = auth_headers(client)
     response = import_csv(client, headers, "type,amount\n" + "expense,1\n" * 105_000)
