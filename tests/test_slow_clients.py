@@ -528,18 +528,24 @@ def test_slow_headers_starve_gunicorn_but_not_the_proxy(proxy, gunicorn):
 
     # The same attack on the bare gunicorn: each worker waits for the end of a header that never
     # comes, and /health goes unanswered.
-    with slow_headers(_port(gunicorn.url), count) as attack:
-        time.sleep(0.5)
-        starved = health(gunicorn.url, STARVED_AFTER)
-        assert attack.still_open == count
-    assert starved is None, f"gunicorn answered /health in {starved:.2f} s under the attack"
-    recovered = wait_until_served(gunicorn.url)
+    recovered = starve_bare_gunicorn(slow_headers, gunicorn.url, count)
     print(
         f"\nslow headers x{count}: /health through the proxy max {max(through_proxy):.3f} s "
         f"over {len(through_proxy)} probes; nginx dropped them after "
         f"{dropped_after[0]:.1f}-{dropped_after[-1]:.1f} s; "
         f"bare gunicorn: no answer within {STARVED_AFTER} s, served again {recovered:.2f} s after the attack"
     )
+
+
+def starve_bare_gunicorn(attack, url: str, count: int) -> float:
+    """Run the attack on the bare gunicorn: /health goes unanswered while it lasts. Returns how
+    long after it gunicorn serves again."""
+    with attack(_port(url), count) as running:
+        time.sleep(0.5)
+        starved = health(url, STARVED_AFTER)
+        assert running.still_open == count
+    assert starved is None, f"gunicorn answered /health in {starved:.2f} s under the attack"
+    return wait_until_served(url)
 
 
 def test_slow_bodies_starve_gunicorn_but_not_the_proxy(proxy, gunicorn):
@@ -553,12 +559,7 @@ def test_slow_bodies_starve_gunicorn_but_not_the_proxy(proxy, gunicorn):
     assert all(latency is not None and latency < BOUND for latency in through_proxy), through_proxy
     assert direct is not None, "the proxy passed an incomplete body on to gunicorn"
 
-    with slow_bodies(_port(gunicorn.url), count) as attack:
-        time.sleep(0.5)
-        starved = health(gunicorn.url, STARVED_AFTER)
-        assert attack.still_open == count
-    assert starved is None, f"gunicorn answered /health in {starved:.2f} s under the attack"
-    recovered = wait_until_served(gunicorn.url)
+    recovered = starve_bare_gunicorn(slow_bodies, gunicorn.url, count)
     print(
         f"\nslow bodies x{count}: /health through the proxy max {max(through_proxy):.3f} s; "
         f"bare gunicorn: no answer within {STARVED_AFTER} s, served again {recovered:.2f} s after"

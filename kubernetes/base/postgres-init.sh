@@ -48,14 +48,14 @@ SET client_min_messages = 'warning';
 \getenv app_password APP_PASSWORD
 \getenv backup_password BACKUP_PASSWORD
 
-SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') AS app_user_exists \gset
-\if :app_user_exists
-ALTER ROLE :"app_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
-  PASSWORD :'app_password';
-\else
-CREATE ROLE :"app_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
-  PASSWORD :'app_password';
+-- What both roles are: able to log in, and nothing else.
+\set no_powers 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
+
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app_user') AS create_app_user \gset
+\if :create_app_user
+CREATE ROLE :"app_user";
 \endif
+ALTER ROLE :"app_user" WITH :no_powers PASSWORD :'app_password';
 
 SELECT NOT EXISTS (SELECT FROM pg_database WHERE datname = :'app_db') AS create_db \gset
 \if :create_db
@@ -66,14 +66,11 @@ ALTER DATABASE :"app_db" OWNER TO :"app_user";
 REVOKE ALL ON DATABASE :"app_db" FROM PUBLIC;
 
 \if :with_backup
-SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = :'backup_user') AS backup_user_exists \gset
-\if :backup_user_exists
-ALTER ROLE :"backup_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
-  PASSWORD :'backup_password';
-\else
-CREATE ROLE :"backup_user" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
-  PASSWORD :'backup_password';
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'backup_user') AS create_backup_user \gset
+\if :create_backup_user
+CREATE ROLE :"backup_user";
 \endif
+ALTER ROLE :"backup_user" WITH :no_powers PASSWORD :'backup_password';
 GRANT pg_read_all_data TO :"backup_user";
 GRANT CONNECT ON DATABASE :"app_db" TO :"backup_user";
 \endif
