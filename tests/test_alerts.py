@@ -1,0 +1,214 @@
+"""The alerts component (kubernetes/components/alerts): rendered per tenant, checked and unit-tested by promtool.
+
+Offline: tenant overlays are copied into a temporary directory and the component enabled as its
+kustomization.yaml tells an operator (the components and the replacement, read from that comment),
+rendered with `kubectl kustomize`. The PrometheusRule's groups become a Prometheus rules file, which
+`promtool check rules` checks and `promtool test rules` runs tests/alerts/tenant-alerts.test.yml
+against: synthetic series under which each alert must fire, and others under which it must not.
+promtool comes from Debian's prometheus package (scripts/install).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.api import NAMESPACES
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBERNETES_DIR = ROOT / "kubernetes"
+TENANTS_DIR = ROOT / "tenants"
+COMPONENT = KUBERNETES_DIR / "components" / "alerts"
+UNIT_TESTS = Path(__file__).resolve().parent / "alerts" / "tenant-alerts.test.yml"
+README = ROOT / "README.md"
+RUNBOOK = "README.md#alerts"
+TENANT_LABEL = "finance.example.com/tenant"
+# The routes that hash a password on purpose, each with the one method it serves.
+HASHING_ROUTES = {"/login": "POST", "/register": "POST", "/password": "POST", "/me": "DELETE"}
+PROBE_ROUTES = {"/health", "/health/ready"}
+ALERTS = {"FinanceApiDown", "FinanceDatabaseUnavailable", "FinanceApiHighErrorRate", "FinanceApiSlowResponses"}
+# Methods Flask answers on every route by itself.
+AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
+
+
+def tool(name: str, hint: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: {hint}", pytrace=False)
+    return path
+
+
+def promtool() -> str:
+    return tool("promtool", "run scripts/install as root, or apt-get install prometheus (it ships promtool)")
+
+
+def enabling_snippet() -> dict:
+    """The `components:` and `replacements:` the component's kustomization.yaml tells an operator to add."""
+    comment = [line[1:] for line in (COMPONENT / "kustomization.yaml").read_text().splitlines() if line.startswith("#")]
+    start = comment.index("   components:")
+    end = comment.index("", start)
+    return yaml.safe_load(textwrap.dedent("\n".join(comment[start:end])))
+
+
+def render(work: Path, tenant: str, snippet: dict | None) -> list[dict]:
+    """The tenant's overlay, with the snippet added, rendered from a copy under `work`."""
+    copy = work / ("enabled" if snippet else "plain")
+    if not (copy / "kubernetes").exists():
+        shutil.copytree(KUBERNETES_DIR, copy / "kubernetes")
+    overlay = copy / "tenants" / tenant
+    shutil.copytree(TENANTS_DIR / tenant, overlay)
+    if snippet:
+        with (overlay / "kustomization.yaml").open("a") as kustomization:
+            kustomization.write(yaml.safe_dump(snippet, sort_keys=False))
+    kubectl = tool("kubectl", "install kubectl 1.32 or newer, which bundles kustomize 5")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, f"kubectl kustomize {tenant}:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Per tenant (tenant1 and tenant2): its render with the component enabled, and without."""
+    work = tmp_path_factory.mktemp("alerts")
+    return {tenant: (render(work, tenant, enabling_snippet()), render(work, tenant, None))
+            for tenant in ("tenant1", "tenant2")}
+
+
+def the_rule(objects: list[dict]) -> dict:
+    (rule,) = [obj for obj in objects if obj["kind"] == "PrometheusRule"]
+    return rule
+
+
+def alert_rules(rule: dict) -> list[dict]:
+    return [item for group in rule["spec"]["groups"] for item in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def rules_file(renders, tmp_path_factory) -> Path:
+    """tenant1's rule groups as a Prometheus rules file, beside a copy of the unit tests."""
+    work = tmp_path_factory.mktemp("promtool")
+    path = work / "rules.yml"
+    path.write_text(yaml.safe_dump({"groups": the_rule(renders["tenant1"][0])["spec"]["groups"]}, sort_keys=False))
+    shutil.copy(UNIT_TESTS, work / UNIT_TESTS.name)
+    return path
+
+
+# --- the render ---------------------------------------------------------------------------------
+
+
+def test_the_component_adds_the_rule_and_the_service_monitor_and_changes_nothing_else(renders):
+    snippet = enabling_snippet()
+    assert snippet["components"] == [
+        "../../kubernetes/components/service-monitor", "../../kubernetes/components/alerts",
+    ], "the alerts read what the service-monitor component scrapes"
+    for enabled, plain in renders.values():
+        added = [obj for obj in enabled if obj not in plain]
+        assert sorted(f"{obj['kind']}/{obj['metadata']['name']}" for obj in added) == [
+            "PrometheusRule/finance-api", "ServiceMonitor/finance-api",
+        ]
+        assert [obj for obj in enabled if obj not in added] == plain, "nothing else changes"
+
+
+@pytest.mark.parametrize("tenant", ["tenant1", "tenant2"])
+def test_every_alert_watches_its_own_tenants_namespace_only(renders, tenant):
+    namespace = f"finance-{tenant}"
+    rule = the_rule(renders[tenant][0])
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == namespace
+    assert rule["metadata"]["labels"][TENANT_LABEL] == tenant
+    assert "<tenant>" not in yaml.safe_dump(rule), "the overlay's replacement left the placeholder"
+    for item in alert_rules(rule):
+        expr = item["expr"]
+        # The replacement sets the first double-quoted string: the only one, the namespace.
+        assert re.findall(r'"([^"]*)"', expr) == [namespace], f"{item['alert']}: {expr}"
+        # Selectors without the namespace are joined on it to the one that has it.
+        selectors = re.findall(r"\{[^}]*\}", expr)
+        if len(selectors) > 1 or "vector(" in expr:
+            assert "on (namespace)" in expr, f"{item['alert']}: {expr}"
+
+
+def test_each_alert_has_a_severity_a_summary_a_description_and_the_runbook(renders):
+    rule = the_rule(renders["tenant1"][0])
+    assert {item.get("alert") for item in alert_rules(rule)} == ALERTS
+    runbook = README.read_text().split("\n### Alerts\n", 1)
+    assert len(runbook) == 2, "README.md has no Alerts subsection (the runbook)"
+    runbook_text = runbook[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    for item in alert_rules(rule):
+        assert item["labels"]["severity"] in {"critical", "warning"}
+        assert re.fullmatch(r"\d+m", item["for"])
+        annotations = item["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}
+        assert "{{ $labels.namespace }}" in annotations["summary"]
+        assert "{{ $labels.namespace }}" in annotations["description"]
+        assert annotations["runbook_url"] == RUNBOOK
+        assert f"`{item['alert']}`" in runbook_text, f"the README's Alerts subsection says nothing of {item['alert']}"
+
+
+def test_the_alerts_read_the_job_and_the_probe_the_manifests_produce(renders):
+    objects = renders["tenant1"][0]
+    rules = {item["alert"]: item["expr"] for item in alert_rules(the_rule(objects))}
+    # The Prometheus Operator names the job after the Service the ServiceMonitor selects (unless jobLabel).
+    (monitor,) = [obj for obj in objects if obj["kind"] == "ServiceMonitor"]
+    assert "jobLabel" not in monitor["spec"]
+    (service,) = [obj for obj in objects if obj["kind"] == "Service"
+                  and monitor["spec"]["selector"]["matchLabels"].items() <= obj["metadata"]["labels"].items()]
+    assert f"up{{job='{service['metadata']['name']}'}}" in rules["FinanceApiDown"]
+    # The readiness probe is what FinanceDatabaseUnavailable counts: several probes in its 2-minute rate.
+    (deployment,) = [obj for obj in objects if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "finance-api"]
+    (api,) = deployment["spec"]["template"]["spec"]["containers"]
+    probe = api["readinessProbe"]
+    assert f"route='{probe['httpGet']['path']}', status='503'" in rules["FinanceDatabaseUnavailable"]
+    assert probe["periodSeconds"] <= 30 and "[2m]" in rules["FinanceDatabaseUnavailable"]
+
+
+def test_the_routes_left_out_of_the_latency_alert_serve_only_password_hashing():
+    """The latency alert leaves out whole routes; that leaves out only the hashing requests while
+    each of these routes serves nothing else. A route that gains a method fails here."""
+    served = {
+        namespace.path.rstrip("/") + url: set(resource.methods)
+        for namespace in NAMESPACES
+        for resource, urls, *_ in namespace.resources
+        for url in urls
+    }
+    for route, method in HASHING_ROUTES.items():
+        assert served[route] - AUTOMATIC_METHODS == {method}, f"{route} serves {sorted(served[route])}"
+    assert set(served) >= PROBE_ROUTES
+
+
+# --- promtool ---------------------------------------------------------------------------------------
+
+
+def test_promtool_checks_the_rules(rules_file):
+    result = subprocess.run([promtool(), "check", "rules", str(rules_file)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_pass(rules_file):
+    result = subprocess.run([promtool(), "test", "rules", UNIT_TESTS.name], cwd=rules_file.parent,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_the_unit_tests_show_every_alert_firing_and_silent():
+    tests = yaml.safe_load(UNIT_TESTS.read_text())
+    assert tests["rule_files"] == ["rules.yml"]
+    firing, silent = set(), set()
+    for case in tests["tests"]:
+        for check in case["alert_rule_test"]:
+            (firing if check["exp_alerts"] else silent).add(check["alertname"])
+            for alert in check["exp_alerts"]:
+                assert alert["exp_labels"]["namespace"] == "finance-tenant1"
+                assert alert["exp_annotations"]["runbook_url"] == RUNBOOK
+    assert firing == ALERTS, f"never shown firing: {sorted(ALERTS - firing)}"
+    assert silent == ALERTS, f"never shown silent: {sorted(ALERTS - silent)}"
