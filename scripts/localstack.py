@@ -8,6 +8,7 @@ library and psycopg are used, so the venv's python can run it before anything el
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -165,13 +167,91 @@ class _Databases:
         return f"postgresql://{role}:{password}@{self.host}:{self.port}/{name}"
 
 
+# The most time an acknowledged write may wait to leave the server for the archive: an idle
+# server still switches to a new WAL segment, and archives the last one, after this many seconds.
+ARCHIVE_TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class Archive:
+    """pgBackRest for one cluster: continuous WAL archiving and backups into a repository on the
+    filesystem, and point-in-time restores from it (the same tool the tenants' PostgreSQL uses).
+
+    Everything lives under `directory`: pgbackrest.conf, the repository, logs and locks.
+    """
+
+    directory: Path
+    stanza: str = "finance"
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "pgbackrest.conf"
+
+    def postgres_options(self) -> str:
+        """The server settings that archive every WAL segment with pgBackRest."""
+        return (
+            " -c wal_level=replica -c archive_mode=on"
+            f" -c archive_timeout={ARCHIVE_TIMEOUT_SECONDS}"
+            f" -c archive_command='pgbackrest --config={self.config} --stanza={self.stanza} archive-push %p'"
+        )
+
+    def write_config(self, cluster: Cluster) -> None:
+        for folder in ("repo", "log", "lock"):
+            (self.directory / folder).mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "[global]\n"
+            f"repo1-path={self.directory / 'repo'}\n"
+            "repo1-retention-full=2\n"
+            f"log-path={self.directory / 'log'}\n"
+            f"lock-path={self.directory / 'lock'}\n"
+            "log-level-console=warn\n"
+            "start-fast=y\n"
+            f"[{self.stanza}]\n"
+            f"pg1-path={cluster.data_dir}\n"
+            f"pg1-port={cluster.port}\n"
+            f"pg1-socket-path={cluster.socket_dir}\n"
+            f"pg1-user={SUPERUSER}\n"
+        )
+        if IS_ROOT:
+            for path in (self.directory, *self.directory.rglob("*")):
+                shutil.chown(path, "postgres", "postgres")
+
+    def run(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """`pgbackrest <command>` for this stanza, as the server's owner."""
+        return subprocess.run(
+            _as_db_owner(["pgbackrest", f"--config={self.config}", f"--stanza={self.stanza}", command, *args]),
+            check=check, capture_output=True, text=True, cwd="/",
+        )
+
+    def info(self) -> dict:
+        """What the repository holds: its backups and the archived WAL (pgbackrest info)."""
+        (stanza,) = json.loads(self.run("info", "--output=json").stdout)
+        return stanza
+
+    def restore(self, cluster: Cluster, *, to_time: datetime | None = None) -> None:
+        """Replace the cluster's data with the repository's: as it was at `to_time` (an aware
+        instant), or at the end of the archived WAL. The cluster is stopped first and started after."""
+        cluster.stop("immediate")
+        shutil.rmtree(cluster.data_dir)
+        cluster.data_dir.mkdir(mode=0o700)
+        if IS_ROOT:
+            shutil.chown(cluster.data_dir, "postgres", "postgres")
+        target = ["--type=time", f"--target={to_time.isoformat(sep=' ')}", "--target-action=promote"] if to_time else []
+        self.run("restore", *target)
+        cluster.start()
+
+
 @dataclass
 class Cluster(_Databases):
-    """A PostgreSQL cluster in a folder of its own, listening on 127.0.0.1 and a private socket."""
+    """A PostgreSQL cluster in a folder of its own, listening on 127.0.0.1 and a private socket.
+
+    With an Archive, it archives its WAL with pgBackRest from its first start on.
+    """
 
     directory: Path
     port: int
     bin_dir: Path = field(default_factory=postgres_bin_dir)
+    archive: Archive | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -216,6 +296,9 @@ class Cluster(_Databases):
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.socket_dir}"
             " -c fsync=on -c max_connections=200"
         )
+        if self.archive:
+            self.archive.write_config(self)
+            options += self.archive.postgres_options()
         self._pg(
             "pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.log_file), "-w", "-t", "60", "start"
         )
