@@ -5,7 +5,9 @@ totals agree with the restored rows."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,3 +100,51 @@ def test_a_restore_to_a_moment_has_exactly_the_writes_acknowledged_before_it(arc
         assert httpx.get(f"{server.url}/health/ready", timeout=10).status_code == 200
     finally:
         server.stop()
+
+
+def test_losing_the_server_under_load_loses_at_most_the_archive_timeout_of_writes(archived):
+    """The loss window: with archive_timeout as the manifests set it, PostgreSQL is killed with
+    SIGKILL under a steady write load and its data directory deleted; restored to the latest
+    archived point, every write acknowledged more than archive_timeout before the loss is there."""
+    window = localstack.ARCHIVE_TIMEOUT_SECONDS
+    load_seconds = window + 15
+    acknowledged: dict[str, float] = {}
+    server = archived.stack.start_server(TENANT, archived.env, localstack.free_port())
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            headers = auth_headers(client)
+            _archived_up_to_now(archived)  # the archive_timeout clock starts from a fresh segment
+            started = time.monotonic()
+            n = 0
+            while time.monotonic() - started < load_seconds:
+                description = f"load {n}"
+                response = client.post("/transactions", headers=headers, json={
+                    "type": "expense", "amount": "1.00", "description": description,
+                })
+                assert response.status_code == 201, response.text
+                acknowledged[description] = time.monotonic()
+                n += 1
+                time.sleep(0.05)
+            lost_at = time.monotonic()
+            postmaster = int((archived.stack.cluster.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(postmaster, signal.SIGKILL)
+    finally:
+        server.stop()
+
+    archived.archive.restore(archived.stack.cluster)
+
+    with archived.connect() as conn:
+        present = {
+            row[0] for row in conn.execute("SELECT description FROM transactions WHERE description LIKE 'load %'")
+        }
+    missing = {description: at for description, at in acknowledged.items() if description not in present}
+    oldest_missing = max((lost_at - at for at in missing.values()), default=0.0)
+    print(f"\nloss window: {len(acknowledged)} writes acknowledged over {load_seconds} s at about"
+          f" {len(acknowledged) / load_seconds:.0f}/s; {len(missing)} missing after the restore, the oldest"
+          f" acknowledged {oldest_missing:.1f} s before the loss (archive_timeout {window} s)")
+    assert oldest_missing <= window + 5, oldest_missing
+    # What was lost is the tail since the last archived segment: every write before it is there.
+    if missing:
+        first_lost = min(missing.values())
+        assert {d for d, at in acknowledged.items() if at < first_lost} <= present
+        assert not {d for d, at in acknowledged.items() if at >= first_lost} & present
