@@ -215,12 +215,19 @@ def serve(host: str, port: int, directory: str, log: logging.Logger) -> WSGIServ
     exposition = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # A worker creates its file empty, then sizes it: a scrape in that instant cannot read it
+        # (prometheus_client raises struct.error). The output is built before start_response is
+        # called, so a second try a moment later is safe.
+        try:
+            return exposition(environ, start_response)
+        except Exception:  # tried once more below, and logged if that fails too
+            time.sleep(0.05)
         try:
             return exposition(environ, start_response)
         except Exception:
             log.exception("collecting the metrics failed")
-            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-            return [b"collecting the metrics failed\n"]
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+        return [b"collecting the metrics failed\n"]
 
     class Handler(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
