@@ -161,25 +161,33 @@ def decode_cursor(value: object) -> dict:
     return position
 
 
-class Cursor(fields.Field):
-    """A transaction page's cursor: the last row's sort key and id (see encode_cursor).
-
-    A client can forge one, so its key is held to the rules of the column it came from: an
-    amount as Money accepts it, an instant with an offset within the supported days.
-    """
+class PageCursor(fields.Field):
+    """An opaque next_cursor (see encode_cursor). A client can forge one, so what it holds is
+    checked by `position` as strictly as the column it came from; anything else is refused alike."""
 
     default_error_messages = {"invalid": "Not a valid cursor; pass next_cursor unchanged."}
-    _amount = Money()
 
-    def _deserialize(self, value, attr, data, **kwargs) -> dict:
+    def _deserialize(self, value, attr, data, **kwargs):
         try:
-            position = decode_cursor(value)
-            sort, key, row_id = position["s"], position["k"], position["id"]
-            if sort not in SORTS or type(row_id) is not int or not 0 < row_id <= MAX_ID or not isinstance(key, str):
-                raise ValueError(sort)
-            parsed_key = self._amount.deserialize(key) if sort.lstrip("-") == "amount" else _instant(key)
+            return self.position(decode_cursor(value))
         except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, ValidationError) as exc:
             raise self.make_error("invalid") from exc
+
+    def position(self, encoded: dict):
+        raise NotImplementedError
+
+
+class Cursor(PageCursor):
+    """A transaction page's cursor: the last row's sort key (an amount as Money accepts it, or an
+    instant) and id."""
+
+    _amount = Money()
+
+    def position(self, encoded: dict) -> dict:
+        sort, key, row_id = encoded["s"], encoded["k"], encoded["id"]
+        if sort not in SORTS or type(row_id) is not int or not 0 < row_id <= MAX_ID or not isinstance(key, str):
+            raise ValueError(sort)
+        parsed_key = self._amount.deserialize(key) if sort.lstrip("-") == "amount" else _instant(key)
         return {"sort": sort, "key": parsed_key, "id": row_id}
 
 
@@ -335,19 +343,15 @@ class CategoryPublic(Schema):
     count = fields.Integer(required=True)
 
 
-class CategoryCursor(fields.Field):
-    """next_cursor of a category page: base64url of the page's last name."""
+class CategoryCursor(PageCursor):
+    """A category page's cursor: the page's last name, a category as Category accepts it."""
 
-    default_error_messages = {"invalid": "Not a valid cursor; pass next_cursor unchanged."}
+    _category = Category()
 
-    def _deserialize(self, value, attr, data, **kwargs) -> str:
-        try:
-            after = decode_cursor(value)["after"]
-            if not isinstance(after, str) or not 0 < len(after) <= 64:
-                raise ValueError(after)
-            storable_text(after)
-        except (ValueError, KeyError, TypeError, binascii.Error, ValidationError) as exc:
-            raise self.make_error("invalid") from exc
+    def position(self, encoded: dict) -> str:
+        after = self._category.deserialize(encoded["after"])
+        if after is None:
+            raise ValueError("a blank category")
         return after
 
 

@@ -10,7 +10,7 @@ from marshmallow import Schema, missing
 from marshmallow import fields as ma
 from marshmallow.validate import Length, OneOf, Range
 
-from ..schemas import CategoryCursor, Cursor, DateOrDateTime, Money, Username, storable_text
+from ..schemas import DateOrDateTime, Money, PageCursor, Username, storable_text
 
 # An amount as a decimal string: 0.01 to 999999999999.99, at most 2 places.
 AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
@@ -35,8 +35,7 @@ _SIMPLE = [
     (ma.AwareDateTime, rx.DateTime, {}),
     (ma.Date, rx.Date, {}),
     (ma.Integer, rx.Integer, {}),
-    (Cursor, rx.String, {}),
-    (CategoryCursor, rx.String, {}),
+    (PageCursor, rx.String, {}),
     (Username, rx.String, {"pattern": USERNAME_PATTERN}),
     (ma.String, rx.String, {}),
 ]

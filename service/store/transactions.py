@@ -126,12 +126,11 @@ def export_size(conn: Connection, *, user_id: int, filters: dict, at_most: int) 
     descriptions and categories take in CSV (each double quote doubled), the only unbounded part
     of an exported row."""
     conditions, params = _filter_conditions(user_id, filters)
+    # A doubled quote takes its own byte again: the text's bytes, plus those its quotes take.
     query = sql.SQL(
-        "SELECT count(*) AS rows, coalesce(sum(octet_length(text) + octet_length(text) - octet_length(unquoted)), 0)"
-        " AS text_bytes FROM ("
-        "  SELECT concat(description, category) AS text, replace(concat(description, category), '\"', '') AS unquoted"
-        "  FROM transactions WHERE {where} LIMIT %s"
-        ") AS t"
+        "SELECT count(*) AS rows,"
+        " coalesce(sum(2 * octet_length(text) - octet_length(replace(text, '\"', ''))), 0) AS text_bytes"
+        " FROM (SELECT concat(description, category) AS text FROM transactions WHERE {where} LIMIT %s) AS t"
     ).format(where=sql.SQL(" AND ").join(conditions))
     return fetch_one(conn.execute(query, [*params, at_most]))
 
