@@ -8,7 +8,6 @@ library and psycopg are used, so the venv's python can run it before anything el
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -216,17 +215,12 @@ class Archive:
             for path in (self.directory, *self.directory.rglob("*")):
                 shutil.chown(path, "postgres", "postgres")
 
-    def run(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, command: str, *args: str) -> subprocess.CompletedProcess:
         """`pgbackrest <command>` for this stanza, as the server's owner."""
         return subprocess.run(
             _as_db_owner(["pgbackrest", f"--config={self.config}", f"--stanza={self.stanza}", command, *args]),
-            check=check, capture_output=True, text=True, cwd="/",
+            check=True, capture_output=True, text=True, cwd="/",
         )
-
-    def info(self) -> dict:
-        """What the repository holds: its backups and the archived WAL (pgbackrest info)."""
-        (stanza,) = json.loads(self.run("info", "--output=json").stdout)
-        return stanza
 
     def restore(self, cluster: Cluster, *, to_time: datetime | None = None) -> None:
         """Replace the cluster's data with the repository's: as it was at `to_time` (an aware

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import runpy
-import shutil
 import signal
 import threading
 import time
@@ -26,6 +25,7 @@ import pytest
 
 from service.config import ConfigError, Settings
 from tests.utils import assert_error, auth_headers, poll, user_with_headers
+from tests.utils.private_tenant import PrivateTenant, private_tenant
 
 TENANT = "faults"
 APPLICATION_NAME = f"finance-{TENANT}"
@@ -33,32 +33,15 @@ APPLICATION_NAME = f"finance-{TENANT}"
 CLIENT_TIMEOUT = 35.0
 
 
-@dataclass
-class Faults:
-    stack: localstack.Stack
-    env: dict[str, str]
-
-    def connect(self) -> psycopg.Connection:
-        return self.stack.cluster.connect(TENANT)
-
-
 @pytest.fixture(scope="module")
-def faults(tmp_path_factory) -> Iterator[Faults]:
+def faults(tmp_path_factory) -> Iterator[PrivateTenant]:
     """A private cluster with one migrated tenant; stopped and removed at the end, whatever happens."""
-    directory = tmp_path_factory.mktemp("faults")
-    stack = localstack.Stack(directory, localstack.free_port())
-    try:
-        stack.cluster.start()
-        env = stack.prepare(localstack.Tenant(TENANT, {"TENANT_TIMEZONE": "UTC", "TENANT_CURRENCY": "USD"}, None))
-        yield Faults(stack, env)
-    finally:
-        stack.cluster.stop("immediate")
-        shutil.rmtree(stack.cluster.directory, ignore_errors=True)
-        shutil.rmtree(directory, ignore_errors=True)
+    with private_tenant(tmp_path_factory.mktemp("faults"), TENANT) as tenant:
+        yield tenant
 
 
 @contextlib.contextmanager
-def running_server(faults: Faults, **settings: str) -> Iterator[localstack.Server]:
+def running_server(faults: PrivateTenant, **settings: str) -> Iterator[localstack.Server]:
     """A gunicorn of the tenant with the production config and these settings, stopped at the end."""
     env = {**faults.env, **settings}
     server = faults.stack.start_server(TENANT, env, localstack.free_port())
@@ -68,7 +51,7 @@ def running_server(faults: Faults, **settings: str) -> Iterator[localstack.Serve
         server.stop(timeout=30)
 
 
-def server_log_problems(faults: Faults, server: localstack.Server) -> list[str]:
+def server_log_problems(faults: PrivateTenant, server: localstack.Server) -> list[str]:
     """Lines of the server's log at level error or above (an unhandled exception, a killed worker)."""
     log_file = faults.stack.directory / "logs" / f"{TENANT}-{server.url.rsplit(':', 1)[1]}.log"
     return [

@@ -10,54 +10,39 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import localstack
-import psycopg
 import pytest
 
 from tests.utils import auth_headers
+from tests.utils.private_tenant import PrivateTenant, private_tenant
 
 TENANT = "pitr"
 
 
-@dataclass
-class Archived:
-    stack: localstack.Stack
-    archive: localstack.Archive
-    env: dict[str, str]
-
-    def connect(self) -> psycopg.Connection:
-        return self.stack.cluster.connect(TENANT)
-
-
 @pytest.fixture(scope="module")
-def archived(tmp_path_factory) -> Iterator[Archived]:
+def archived(tmp_path_factory) -> Iterator[PrivateTenant]:
     """A private cluster archiving to its own pgBackRest repository, one migrated tenant, a full
     backup; stopped and removed at the end, whatever happens."""
     if shutil.which("pgbackrest") is None:
         pytest.fail("pgbackrest is not installed: run scripts/install")
     directory = tmp_path_factory.mktemp("pitr")
-    stack = localstack.Stack(directory, localstack.free_port())
     archive = localstack.Archive(localstack.cluster_directory(directory / "pgbackrest"))
-    stack.cluster.archive = archive
-    try:
-        stack.cluster.start()
-        archive.run("stanza-create")
-        env = stack.prepare(localstack.Tenant(TENANT, {"TENANT_TIMEZONE": "UTC", "TENANT_CURRENCY": "USD"}, None))
+    with private_tenant(directory, TENANT, archive) as tenant:
         archive.run("backup", "--type=full")
-        yield Archived(stack, archive, env)
-    finally:
-        stack.cluster.stop("immediate")
-        shutil.rmtree(stack.cluster.directory, ignore_errors=True)
-        shutil.rmtree(archive.directory, ignore_errors=True)
-        shutil.rmtree(directory, ignore_errors=True)
+        yield tenant
 
 
-def _archived_up_to_now(archived: Archived) -> None:
+def _archive(tenant: PrivateTenant) -> localstack.Archive:
+    archive = tenant.stack.cluster.archive
+    assert archive is not None
+    return archive
+
+
+def _archived_up_to_now(tenant: PrivateTenant) -> None:
     """Close the current WAL segment and wait until pgBackRest has it (pgbackrest check does both)."""
-    archived.archive.run("check")
+    _archive(tenant).run("check")
 
 
 def test_a_restore_to_a_moment_has_exactly_the_writes_acknowledged_before_it(archived):
@@ -82,7 +67,7 @@ def test_a_restore_to_a_moment_has_exactly_the_writes_acknowledged_before_it(arc
     _archived_up_to_now(archived)
 
     # The cluster is lost: its data directory goes, and the repository is all that is left.
-    archived.archive.restore(archived.stack.cluster, to_time=moment)
+    _archive(archived).restore(archived.stack.cluster, to_time=moment)
 
     with archived.connect() as conn:
         rows = conn.execute("SELECT description, amount FROM transactions ORDER BY id").fetchall()
@@ -131,7 +116,7 @@ def test_losing_the_server_under_load_loses_at_most_the_archive_timeout_of_write
     finally:
         server.stop()
 
-    archived.archive.restore(archived.stack.cluster)
+    _archive(archived).restore(archived.stack.cluster)
 
     with archived.connect() as conn:
         present = {
