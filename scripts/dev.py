@@ -1,4 +1,6 @@
-"""Run every tenant of tenants/ locally: a private PostgreSQL and one gunicorn per tenant.
+"""Run every tenant of tenants/ locally: for each, a PostgreSQL cluster of its own, archived with
+pgBackRest into .local/dev/<tenant>/pgbackrest (as each tenant's database is in Kubernetes, so that
+scripts/restore-tenant --local can restore it to a point in time), and a gunicorn.
 
     scripts/dev run      start everything, print `<tenant> <base-url>` lines, stop on Ctrl-C
     scripts/dev up       the same, left running in the background
@@ -18,19 +20,28 @@ import localstack
 ROOT = Path(__file__).resolve().parent.parent
 
 STATE = ROOT / ".local" / "dev"
+# The first tenant's PostgreSQL port; each tenant's is this plus its app port's offset from 8001.
 PG_PORT = int(os.environ.get("DEV_PG_PORT", "55432"))
 FIRST_APP_PORT = 8001
 
 
-def _stack() -> localstack.Stack:
-    return localstack.Stack(STATE, PG_PORT)
+def stack(tenant: str, app_port: int) -> localstack.Stack:
+    """The tenant's own cluster (on the port it runs on, if it runs), secrets, logs and archive."""
+    tenant_stack = localstack.Stack(STATE / tenant, PG_PORT + app_port - FIRST_APP_PORT, archived=True)
+    tenant_stack.cluster.port = tenant_stack.cluster.running_port() or tenant_stack.cluster.port
+    return tenant_stack
 
 
 def _pid_file(tenant: str) -> Path:
     return STATE / "run" / f"{tenant}.pid"
 
 
-def _running(tenant: str) -> tuple[int, str] | None:
+def restoring_marker(tenant: str) -> Path:
+    """Present while scripts/restore-tenant --local restores the tenant: `run` leaves it alone."""
+    return STATE / "run" / f"{tenant}.restoring"
+
+
+def running(tenant: str) -> tuple[int, str] | None:
     """(pid, url) of a tenant's gunicorn started by `up`, if it is still alive."""
     try:
         pid_text, url = _pid_file(tenant).read_text().split()
@@ -40,79 +51,106 @@ def _running(tenant: str) -> tuple[int, str] | None:
     return int(pid_text), url
 
 
-def _ports(tenants: list[localstack.Tenant]) -> dict[str, int]:
+def ports() -> dict[str, int]:
     """Each tenant's LOCAL_PORT from its local.env, or the next port past every one taken."""
-    ports = {t.name: t.local_port for t in tenants if t.local_port}
-    next_port = max([FIRST_APP_PORT - 1, *ports.values()]) + 1
+    tenants = localstack.discover_tenants()
+    taken = {t.name: t.local_port for t in tenants if t.local_port}
+    next_port = max([FIRST_APP_PORT - 1, *taken.values()]) + 1
     for tenant in tenants:
-        if tenant.name not in ports:
-            ports[tenant.name], next_port = next_port, next_port + 1
-    return ports
+        if tenant.name not in taken:
+            taken[tenant.name], next_port = next_port, next_port + 1
+    return taken
 
 
 def up() -> list[localstack.Server]:
-    tenants = localstack.discover_tenants()
+    tenants = {t.name: t for t in localstack.discover_tenants()}
     if not tenants:
         sys.exit("no tenants: tenants/<name>/tenant.env is missing")
-    stack = _stack()
-    if not stack.cluster.is_running() and localstack.port_taken(PG_PORT):
-        sys.exit(
-            f"port {PG_PORT} of the local PostgreSQL is taken (another checkout's `make run`?):"
-            " choose a free one with DEV_PG_PORT, e.g. `DEV_PG_PORT=55433 make run`"
-        )
-    ports = _ports(tenants)
-    for tenant, port in ports.items():
-        if not _running(tenant) and localstack.port_taken(port):
+    stacks = {tenant: stack(tenant, port) for tenant, port in ports().items()}
+    for tenant, port in ports().items():
+        cluster = stacks[tenant].cluster
+        if not cluster.is_running() and localstack.port_taken(cluster.port):
+            sys.exit(
+                f"port {cluster.port} of tenant {tenant}'s PostgreSQL is taken (another checkout's `make run`?):"
+                f" choose a free range with DEV_PG_PORT, e.g. `DEV_PG_PORT={PG_PORT + 100} make run`"
+            )
+        if not running(tenant) and localstack.port_taken(port):
             sys.exit(
                 f"port {port} of tenant {tenant} is taken (another checkout's `make run`?):"
                 f" choose a free one with LOCAL_PORT in tenants/{tenant}/local.env"
             )
-    stack.cluster.start()
-    servers = []
-    for tenant, port in ports.items():
-        if _running(tenant):
-            continue
-        env = stack.prepare(next(t for t in tenants if t.name == tenant))
-        server = stack.start_server(tenant, env, port, detach=True)
-        _pid_file(tenant).parent.mkdir(parents=True, exist_ok=True)
-        _pid_file(tenant).write_text(f"{server.process.pid} {server.url}\n")
-        servers.append(server)
+    servers = [server for tenant, port in ports().items() if (server := serve(stacks[tenant], tenants[tenant], port))]
     status()
     return servers
+
+
+def serve(tenant_stack: localstack.Stack, tenant: localstack.Tenant, port: int) -> localstack.Server | None:
+    """Start the tenant's cluster (its archive made, and backed up when it has no backup of the
+    last day), migrate it and start its gunicorn in the background, unless it already runs."""
+    tenant_stack.cluster.start()
+    assert tenant_stack.cluster.archive is not None
+    tenant_stack.cluster.archive.bootstrap()
+    if running(tenant.name):
+        return None
+    server = tenant_stack.start_server(tenant.name, tenant_stack.prepare(tenant), port, detach=True)
+    _pid_file(tenant.name).parent.mkdir(parents=True, exist_ok=True)
+    _pid_file(tenant.name).write_text(f"{server.process.pid} {server.url}\n")
+    return server
 
 
 def status() -> int:
     shown = 0
     for tenant in localstack.discover_tenants():
-        running = _running(tenant.name)
-        if running:
-            print(f"{tenant.name} {running[1]}", flush=True)
+        alive = running(tenant.name)
+        if alive:
+            print(f"{tenant.name} {alive[1]}", flush=True)
             shown += 1
     return 0 if shown else 1
 
 
+def stop_server(tenant: str) -> bool:
+    """Stop the tenant's gunicorn (it finishes its requests first); whether one was running."""
+    alive = running(tenant)
+    if alive:
+        os.kill(alive[0], signal.SIGTERM)
+        for _ in range(300):
+            if _exited(alive[0]):
+                break
+            time.sleep(0.1)
+    _pid_file(tenant).unlink(missing_ok=True)
+    return alive is not None
+
+
+def _exited(pid: int) -> bool:
+    """Whether the process is gone. One this process started (`run` starts the servers it later
+    stops) stays a zombie, which signal 0 still reaches, until it is reaped here."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True
+    except ChildProcessError:
+        pass  # not our child: whoever started it reaps it
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return True
+    return False
+
+
 def down() -> None:
     for pid_file in sorted((STATE / "run").glob("*.pid")):
-        running = _running(pid_file.stem)
-        if running:
-            os.kill(running[0], signal.SIGTERM)
-            for _ in range(300):
-                try:
-                    os.kill(running[0], 0)
-                except OSError:
-                    break
-                time.sleep(0.1)
-        pid_file.unlink()
-    _stack().cluster.stop()
+        stop_server(pid_file.stem)
+    # Every tenant's cluster that ran here, also one whose tenants/ folder has gone since.
+    for tenant_dir in sorted(path.parent for path in STATE.glob("*/secrets")):
+        stack(tenant_dir.name, FIRST_APP_PORT).cluster.stop()
 
 
 def run() -> None:
     up()
     print("Serving; press Ctrl-C to stop.", flush=True)
     try:
-        while all(_running(t.name) for t in localstack.discover_tenants()):
+        while all(running(t.name) or restoring_marker(t.name).exists() for t in localstack.discover_tenants()):
             time.sleep(1)
-        print("a tenant's server stopped; see .local/dev/logs", file=sys.stderr)
+        print("a tenant's server stopped; see .local/dev/<tenant>/logs", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:

@@ -8,6 +8,7 @@ library and psycopg are used, so the venv's python can run it before anything el
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -21,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -222,31 +223,80 @@ class Archive:
             check=True, capture_output=True, text=True, cwd="/",
         )
 
-    def restore(self, cluster: Cluster, *, to_time: datetime | None = None) -> None:
+    def info(self) -> dict:
+        """The stanza as `pgbackrest info` reports it (backups, archived WAL), {} before stanza-create."""
+        stanzas = json.loads(self.run("info", "--output=json").stdout or "[]")
+        return stanzas[0] if stanzas and stanzas[0].get("db") else {}
+
+    def backups(self) -> list[Backup]:
+        """The repository's backups, oldest first."""
+        return [
+            Backup(
+                label=entry["label"], type=entry["type"],
+                started=datetime.fromtimestamp(entry["timestamp"]["start"], UTC),
+                stopped=datetime.fromtimestamp(entry["timestamp"]["stop"], UTC),
+            )
+            for entry in self.info().get("backup", [])
+        ]
+
+    def bootstrap(self, *, max_age: timedelta = timedelta(days=1)) -> Backup | None:
+        """Make the stanza (idempotent), and back up when the newest backup is older than max_age:
+        full the first time, incremental after. Returns the backup taken, if any."""
+        self.run("stanza-create")
+        backups = self.backups()
+        if backups and datetime.now(UTC) - backups[-1].stopped < max_age:
+            return None
+        self.run("backup", f"--type={'incr' if backups else 'full'}")
+        return self.backups()[-1]
+
+    def restore(self, cluster: Cluster, *, to_time: datetime | None = None, backup: str | None = None) -> None:
         """Replace the cluster's data with the repository's: as it was at `to_time` (an aware
-        instant), or at the end of the archived WAL. The cluster is stopped first (a server that was
-        killed may linger as a zombie that pg_ctl cannot stop: its data goes all the same) and
-        started after."""
-        cluster.stop("immediate", check=False)
-        shutil.rmtree(cluster.data_dir)
-        cluster.data_dir.mkdir(mode=0o700)
-        if IS_ROOT:
-            shutil.chown(cluster.data_dir, "postgres", "postgres")
-        target = ["--type=time", f"--target={to_time.isoformat(sep=' ')}", "--target-action=promote"] if to_time else []
-        self.run("restore", *target)
-        cluster.start()
-        # The server answers read-only while it replays the archive; the restore is done once it
-        # has reached its target and been promoted to take writes.
-        deadline = time.monotonic() + 120
-        with cluster.connect() as conn:
-            while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the restore did not finish within 120 s; see {cluster.log_file}")
-                time.sleep(0.1)
-            # Promotion starts a spread checkpoint, and until it ends (minutes, with the default
-            # checkpoint_timeout) archive_timeout switches no segment: measured on PostgreSQL 15,
-            # nothing written after a restore left for the archive. Finish it now.
-            conn.execute("CHECKPOINT")
+        instant) or at the end of the archived WAL, from `backup` (a label) or the one pgBackRest
+        picks. All or nothing: the data directory being replaced is kept aside until the restored
+        server has been promoted, and put back (and started, if it ran) when any step fails.
+
+        The cluster is stopped first (a server that was killed may linger as a zombie that pg_ctl
+        cannot stop: its data is set aside all the same)."""
+        was_running = cluster.is_running()
+        cluster.stop("fast", check=False)
+        aside = cluster.data_dir.with_name(cluster.data_dir.name + ".replaced")
+        shutil.rmtree(aside, ignore_errors=True)
+        if cluster.data_dir.exists():
+            cluster.data_dir.rename(aside)
+        try:
+            cluster.data_dir.mkdir(mode=0o700)
+            if IS_ROOT:
+                shutil.chown(cluster.data_dir, "postgres", "postgres")
+            # Without a target, recovery replays every archived segment and then takes writes.
+            target = (
+                ["--type=time", f"--target={to_time.isoformat(sep=' ')}", "--target-action=promote"] if to_time else []
+            )
+            chosen = [f"--set={backup}"] if backup else []
+            self.run("restore", *target, *chosen)
+            try:
+                cluster.start()
+            except subprocess.CalledProcessError:
+                raise RuntimeError(f"the restored server stopped during recovery; see {cluster.log_file}") from None
+            cluster.wait_promoted()
+        except BaseException:
+            cluster.stop("immediate", check=False)
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            if aside.exists():
+                aside.rename(cluster.data_dir)
+                if was_running:
+                    cluster.start()
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup in a pgBackRest repository."""
+
+    label: str
+    type: str  # full, diff or incr
+    started: datetime
+    stopped: datetime
 
 
 @dataclass
@@ -296,6 +346,15 @@ class Cluster(_Databases):
     def is_running(self) -> bool:
         return self._pg("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
 
+    def running_port(self) -> int | None:
+        """The port the running server listens on (postmaster.pid's fourth line), if it runs."""
+        if not self.is_running():
+            return None
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def start(self) -> None:
         self.initialize()
         if self.is_running():
@@ -314,6 +373,28 @@ class Cluster(_Databases):
     def stop(self, mode: str = "fast", *, check: bool = True) -> None:
         if self.is_running():
             self._pg("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=check)
+
+    def wait_promoted(self, timeout: float = 300) -> None:
+        """Wait until the restored server has replayed the archive to its target and been promoted
+        to take writes; raise if it stops on the way (a target the archive does not reach)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.is_running():
+                raise RuntimeError(f"the restored server stopped during recovery; see {self.log_file}")
+            try:
+                with self.connect() as conn:
+                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                        # Promotion starts a spread checkpoint, and until it ends (minutes, with the
+                        # default checkpoint_timeout) archive_timeout switches no segment: measured
+                        # on PostgreSQL 15, nothing written after a restore left for the archive.
+                        # Finish it now.
+                        conn.execute("CHECKPOINT")
+                        return
+            except psycopg.OperationalError:
+                pass  # still starting up, or stopping
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the restore did not finish within {timeout:.0f} s; see {self.log_file}")
+            time.sleep(0.1)
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
         """Connect as the superuser through the private socket."""
@@ -401,10 +482,13 @@ class Stack:
     directory: Path
     pg_port: int = 0
     external: ExternalServer | None = None
+    # Archive the private cluster with pgBackRest into a repository in `directory`/pgbackrest.
+    archived: bool = False
 
     def __post_init__(self) -> None:
+        archive = Archive(cluster_directory(self.directory / "pgbackrest")) if self.archived else None
         self.cluster: Cluster | ExternalServer = self.external or Cluster(
-            cluster_directory(self.directory / "postgresql"), self.pg_port
+            cluster_directory(self.directory / "postgresql"), self.pg_port, archive=archive
         )
 
     def secrets_for(self, tenant: str) -> dict[str, str]:

@@ -23,7 +23,10 @@ def taken_port():
 
 
 def test_a_taken_postgresql_port_is_one_line_naming_dev_pg_port(taken_port):
-    dev_cluster = localstack.Cluster(localstack.cluster_directory(ROOT / ".local" / "dev" / "postgresql"), 0)
+    # tenant1 (LOCAL_PORT 8001) is the first tenant: its PostgreSQL port is DEV_PG_PORT itself.
+    dev_cluster = localstack.Cluster(
+        localstack.cluster_directory(ROOT / ".local" / "dev" / "tenant1" / "postgresql"), 0
+    )
     if dev_cluster.is_running():
         pytest.skip("this checkout's own `make run` cluster is running; the check applies before it starts")
     result = subprocess.run(

@@ -16,7 +16,7 @@ import pytest
 from tests.utils.pg_roles import drop, new_tenant, require_client, run_init_script, script_env, server_major
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "restore-tenant"
+SCRIPT = ROOT / "scripts" / "restore_tenant.py"
 
 
 def restore_tenant(*args: str, path: str | None = None) -> subprocess.CompletedProcess:

@@ -1,0 +1,221 @@
+"""scripts/restore-tenant --local (scripts/local_restore.py): point-in-time restores and drills of
+a tenant of `make run`, against the real stack of scripts/dev.py (its own PostgreSQL cluster,
+archived with the real pgBackRest, and its gunicorn), in a private folder with a private tenant."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dev
+import httpx
+import local_restore
+import localstack
+import pytest
+
+from tests.conftest import ROOT
+from tests.utils import login, register
+
+TENANT = "practice"
+USER = "practising-user"
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory) -> Iterator[str]:
+    """`make run` for one tenant, in a private folder: its cluster archiving into its own
+    repository (with the first full backup) and its gunicorn; everything stopped at the end."""
+    if shutil.which("pgbackrest") is None:
+        pytest.fail("pgbackrest is not installed: run scripts/install")
+    directory = tmp_path_factory.mktemp("dev")
+    tenants = directory / "tenants"
+    (tenants / TENANT).mkdir(parents=True)
+    (tenants / TENANT / "tenant.env").write_text("TENANT_TIMEZONE=UTC\nTENANT_CURRENCY=USD\n")
+    app_port = localstack.free_port()
+    (tenants / TENANT / "local.env").write_text(f"LOCAL_PORT={app_port}\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(localstack, "TENANTS_DIR", tenants)
+        patch.setattr(dev, "STATE", directory / "state")
+        patch.setattr(dev, "PG_PORT", localstack.free_port() - (app_port - dev.FIRST_APP_PORT))
+        try:
+            dev.up()
+            with httpx.Client(base_url=url(), timeout=30) as client:
+                register(client, USER)
+            yield TENANT
+        finally:
+            dev.down()
+            stack = dev.stack(TENANT, app_port)
+            shutil.rmtree(stack.cluster.directory, ignore_errors=True)
+            shutil.rmtree(stack.cluster.archive.directory, ignore_errors=True)
+
+
+def url() -> str:
+    alive = dev.running(TENANT)
+    assert alive, "the tenant's API is not running"
+    return alive[1]
+
+
+def signed_in(client: httpx.Client) -> dict[str, str]:
+    """The module's one user's headers (a restore may undo a login's token, never the user)."""
+    return {"Authorization": f"Bearer {login(client, USER)}"}
+
+
+def post(client: httpx.Client, headers: dict, description: str) -> None:
+    response = client.post("/transactions", headers=headers, json={
+        "type": "expense", "amount": "2.50", "category": "drill", "description": description,
+    })
+    assert response.status_code == 201, response.text
+
+
+def descriptions() -> list[str]:
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        headers = signed_in(client)
+        page = client.get("/transactions?limit=200&sort=occurred_at", headers=headers)
+        assert page.status_code == 200, page.text
+        return [item["description"] for item in page.json()["items"]]
+
+
+def database_clock() -> datetime:
+    stack = local_restore.tenant_stack(TENANT)
+    with stack.cluster.connect(TENANT) as conn:
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def totals_agree() -> bool:
+    stack = local_restore.tenant_stack(TENANT)
+    with stack.cluster.connect(TENANT) as conn:
+        totals = conn.execute(
+            "SELECT type, category, total, count FROM monthly_totals WHERE count <> 0 ORDER BY 1, 2"
+        ).fetchall()
+        recomputed = conn.execute(
+            "SELECT type, coalesce(category, ''), sum(amount), count(*) FROM transactions GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    return totals == recomputed
+
+
+def test_list_shows_the_backups_and_the_window(local):
+    listing = local_restore.list_backups(local)
+    backup = local_restore.tenant_stack(local).cluster.archive.backups()[0]
+    assert f"{local}: restore window {backup.stopped.isoformat()} to " in listing
+    assert backup.label in listing and "full" in listing
+
+
+def test_a_restore_to_a_time_has_exactly_the_writes_acknowledged_before_it(local):
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        headers = signed_in(client)
+        for n in range(3):
+            post(client, headers, f"kept {n}")
+        moment = database_clock()
+        time.sleep(0.2)
+        for n in range(2):
+            post(client, headers, f"undone {n}")
+    before = descriptions()
+    assert [d for d in before if d.startswith("undone")] == ["undone 0", "undone 1"]
+
+    report = local_restore.restore(local, moment)
+
+    after = descriptions()  # through the API, which serves again at the same address
+    assert after == [d for d in before if not d.startswith("undone")]
+    assert "kept 2" in after
+    assert totals_agree()
+    assert f"{local}: restored from backup " in report
+    assert f"asked for: {moment.isoformat()}" in report
+    assert "  transactions: " in report
+
+
+def test_latest_brings_back_every_acknowledged_write(local):
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        headers = signed_in(client)
+        post(client, headers, "latest 0")
+    before = descriptions()
+
+    local_restore.restore(local, None)
+
+    assert descriptions() == before
+    assert before[-1] == "latest 0"
+    assert totals_agree()
+
+
+@pytest.mark.parametrize("when", [datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)])
+def test_a_time_outside_the_window_is_refused_and_changes_nothing(local, when):
+    pid, before = dev.running(local)[0], descriptions()
+    with pytest.raises(local_restore.Refused, match="outside the restore window"):
+        local_restore.restore(local, when)
+    assert dev.running(local)[0] == pid  # the API was not even stopped
+    assert descriptions() == before
+
+
+def test_a_failed_restore_leaves_the_running_database_as_it_was(local):
+    """The archive loses the WAL after the newest backup: a restore to a moment in that gap starts,
+    cannot reach its target, and the database that ran before is put back and serves again."""
+    stack = local_restore.tenant_stack(local)
+    archive = stack.cluster.archive
+    archive.run("backup", "--type=incr")
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        headers = signed_in(client)
+        post(client, headers, "in the gap")
+        moment = database_clock()
+        post(client, headers, "after the gap")
+    archive.run("check")
+    before = descriptions()
+    stop_segment = archive.info()["backup"][-1]["archive"]["stop"]
+    for segment in (archive.directory / "repo" / "archive").rglob("*"):
+        if segment.is_file() and segment.name[:24] > stop_segment and len(segment.name) > 24:
+            segment.unlink()
+
+    with pytest.raises(RuntimeError, match="stopped during recovery"):
+        local_restore.restore(local, moment)
+
+    assert descriptions() == before
+    assert totals_agree()
+    # A new backup covers the gap again for the tests after this one.
+    archive.run("backup", "--type=full")
+
+
+def test_the_drill_passes_on_a_good_backup_and_fails_on_a_corrupted_one(local):
+    report = local_restore.drill(local)
+    assert "drill passed" in report and "transactions: " in report
+
+    archive = local_restore.tenant_stack(local).cluster.archive
+    newest = archive.backups()[-1].label
+    files = sorted(
+        (path for path in (archive.directory / "repo" / "backup").rglob("*") if path.is_file()
+         and newest in path.parts and "pg_data" in path.parts),
+        key=lambda path: path.stat().st_size,
+    )
+    victim = files[-1]  # the largest file of the newest backup
+    original = victim.read_bytes()
+    try:
+        victim.write_bytes(original[: len(original) // 2] + bytes(len(original) - len(original) // 2))
+        with pytest.raises(RuntimeError):
+            local_restore.drill(local)
+    finally:
+        victim.write_bytes(original)
+
+
+def test_the_command_line_refuses_what_it_cannot_do():
+    script = ROOT / "scripts" / "restore_tenant.py"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+    for args, message in [
+        (("acme", "--local"), "exactly one of --list, --to-time, --latest, --drill"),
+        (("acme", "--local", "--list", "--drill"), "exactly one of"),
+        (("acme", "--to-time", "2026-11-30T10:15:00Z"), "(--local)"),
+        (("acme", "--local", "--to-time", "2026-11-30T10:15:00"), "has no offset"),
+        (("acme", "--local", "--to-time", "yesterday"), "not an ISO 8601 time"),
+        (("acme", "--local", "--latest", "--to-time", "2026-11-30T10:15:00Z"), "not allowed with"),
+    ]:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    unknown = run("no-such-tenant", "--local", "--list")
+    assert unknown.returncode == 1 and "no tenant 'no-such-tenant' in tenants/" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    needs_yes = run("tenant1", "--local", "--latest")
+    assert needs_yes.returncode == 2 and "--yes" in needs_yes.stderr
