@@ -1,11 +1,12 @@
 """The alerts component (kubernetes/components/alerts): rendered per tenant, checked and unit-tested by promtool.
 
 Offline: tenant overlays are copied into a temporary directory and the component enabled as its
-kustomization.yaml tells an operator (the components and the replacement, read from that comment),
-rendered with `kubectl kustomize`. The PrometheusRule's groups become a Prometheus rules file, which
-`promtool check rules` checks and `promtool test rules` runs tests/alerts/tenant-alerts.test.yml
-against: synthetic series under which each alert must fire, and others under which it must not.
-promtool comes from Debian's prometheus package (scripts/install).
+kustomization.yaml tells an operator (the components, among them postgres-metrics for the archiving
+alerts, and the replacement, read from that comment), rendered with `kubectl kustomize`. The
+PrometheusRule's groups become a Prometheus rules file, which `promtool check rules` checks and
+`promtool test rules` runs tests/alerts/tenant-alerts.test.yml against: synthetic series under which
+each alert must fire, and others under which it must not. promtool comes from Debian's prometheus
+package (scripts/install).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pytest
 import yaml
 
 from service.api import NAMESPACES
+from tests.utils.kustomize import render_overlay
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES_DIR = ROOT / "kubernetes"
-TENANTS_DIR = ROOT / "tenants"
 COMPONENT = KUBERNETES_DIR / "components" / "alerts"
 UNIT_TESTS = Path(__file__).resolve().parent / "alerts" / "tenant-alerts.test.yml"
 README = ROOT / "README.md"
@@ -32,7 +33,16 @@ TENANT_LABEL = "finance.example.com/tenant"
 # The routes that hash a password on purpose, each with the one method it serves.
 HASHING_ROUTES = {"/login": "POST", "/register": "POST", "/password": "POST", "/me": "DELETE"}
 PROBE_ROUTES = {"/health", "/health/ready"}
-ALERTS = {"FinanceApiDown", "FinanceDatabaseUnavailable", "FinanceApiHighErrorRate", "FinanceApiSlowResponses"}
+API_ALERTS = {"FinanceApiDown", "FinanceDatabaseUnavailable", "FinanceApiHighErrorRate", "FinanceApiSlowResponses"}
+DURABILITY_ALERTS = {
+    "FinanceWalArchivingFailing", "FinanceWalArchiveLagging", "FinanceBackupTooOld", "FinanceFullBackupTooOld",
+    "FinanceRestoreDrillFailed", "FinanceRestoreDrillOverdue", "FinancePostgresMetricsMissing",
+    "FinanceBackupSchedulesMissing",
+}
+ALERTS = API_ALERTS | DURABILITY_ALERTS
+RECORDS = {"namespace:pg_stat_database_tup_written:increase2m"}
+# The CronJobs the durability alerts watch (kubernetes/base/postgres-pgbackrest.yaml).
+CRONJOBS = {"postgres-backup-full", "postgres-backup-diff", "restore-drill"}
 # Methods Flask answers on every route by itself.
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
 
@@ -56,29 +66,11 @@ def enabling_snippet() -> dict:
     return yaml.safe_load(textwrap.dedent("\n".join(comment[start:end])))
 
 
-def render(work: Path, tenant: str, snippet: dict | None) -> list[dict]:
-    """The tenant's overlay, with the snippet added, rendered from a copy under `work`."""
-    copy = work / ("enabled" if snippet else "plain")
-    if not (copy / "kubernetes").exists():
-        shutil.copytree(KUBERNETES_DIR, copy / "kubernetes")
-    overlay = copy / "tenants" / tenant
-    shutil.copytree(TENANTS_DIR / tenant, overlay)
-    if snippet:
-        with (overlay / "kustomization.yaml").open("a") as kustomization:
-            kustomization.write(yaml.safe_dump(snippet, sort_keys=False))
-    kubectl = tool("kubectl", "install kubectl 1.32 or newer, which bundles kustomize 5")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, f"kubectl kustomize {tenant}:\n{result.stderr}"
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 @pytest.fixture(scope="module")
 def renders(tmp_path_factory) -> dict[str, tuple[list[dict], list[dict]]]:
     """Per tenant (tenant1 and tenant2): its render with the component enabled, and without."""
     work = tmp_path_factory.mktemp("alerts")
-    return {tenant: (render(work, tenant, enabling_snippet()), render(work, tenant, None))
+    return {tenant: (render_overlay(work, tenant, enabling_snippet()), render_overlay(work, tenant, None))
             for tenant in ("tenant1", "tenant2")}
 
 
@@ -87,8 +79,13 @@ def the_rule(objects: list[dict]) -> dict:
     return rule
 
 
-def alert_rules(rule: dict) -> list[dict]:
+def all_rules(rule: dict) -> list[dict]:
+    """The alerting and the recording rules."""
     return [item for group in rule["spec"]["groups"] for item in group["rules"]]
+
+
+def alert_rules(rule: dict) -> list[dict]:
+    return [item for item in all_rules(rule) if "alert" in item]
 
 
 @pytest.fixture(scope="module")
@@ -104,17 +101,31 @@ def rules_file(renders, tmp_path_factory) -> Path:
 # --- the render ---------------------------------------------------------------------------------
 
 
-def test_the_component_adds_the_rule_and_the_service_monitor_and_changes_nothing_else(renders):
+def ref(obj: dict) -> str:
+    """Kind/name, a generated ConfigMap's name without its content hash."""
+    name = obj["metadata"]["name"]
+    if obj["kind"] == "ConfigMap":
+        name = re.sub(r"-[a-z0-9]{10}$", "", name)
+    return f"{obj['kind']}/{name}"
+
+
+def test_the_component_adds_the_rule_and_the_monitors_and_changes_nothing_else(renders):
     snippet = enabling_snippet()
     assert snippet["components"] == [
-        "../../kubernetes/components/service-monitor", "../../kubernetes/components/alerts",
-    ], "the alerts read what the service-monitor component scrapes"
+        "../../kubernetes/components/service-monitor", "../../kubernetes/components/postgres-metrics",
+        "../../kubernetes/components/alerts",
+    ], "the alerts read what the service-monitor and postgres-metrics components scrape"
     for enabled, plain in renders.values():
-        added = [obj for obj in enabled if obj not in plain]
-        assert sorted(f"{obj['kind']}/{obj['metadata']['name']}" for obj in added) == [
-            "PrometheusRule/finance-api", "ServiceMonitor/finance-api",
-        ]
-        assert [obj for obj in enabled if obj not in added] == plain, "nothing else changes"
+        changed = {ref(obj) for obj in enabled if obj not in plain}
+        assert changed == {
+            "PrometheusRule/finance-api", "ServiceMonitor/finance-api", "PodMonitor/postgres",
+            "NetworkPolicy/postgres-metrics",
+            # postgres-metrics: the exporter's sidecar, and its role's script among the init scripts.
+            "StatefulSet/postgres", "ConfigMap/postgres-init-script",
+        }
+        assert [obj for obj in enabled if ref(obj) not in changed] == [
+            obj for obj in plain if ref(obj) not in changed
+        ], "nothing else changes"
 
 
 @pytest.mark.parametrize("tenant", ["tenant1", "tenant2"])
@@ -125,19 +136,23 @@ def test_every_alert_watches_its_own_tenants_namespace_only(renders, tenant):
     assert rule["metadata"]["namespace"] == namespace
     assert rule["metadata"]["labels"][TENANT_LABEL] == tenant
     assert "<tenant>" not in yaml.safe_dump(rule), "the overlay's replacement left the placeholder"
-    for item in alert_rules(rule):
-        expr = item["expr"]
+    for item in all_rules(rule):
+        expr, name = item["expr"], item.get("alert") or item["record"]
         # The replacement sets the first double-quoted string: the only one, the namespace.
-        assert re.findall(r'"([^"]*)"', expr) == [namespace], f"{item['alert']}: {expr}"
+        assert re.findall(r'"([^"]*)"', expr) == [namespace], f"{name}: {expr}"
         # Selectors without the namespace are joined on it to the one that has it.
         selectors = re.findall(r"\{[^}]*\}", expr)
         if len(selectors) > 1 or "vector(" in expr:
-            assert "on (namespace)" in expr, f"{item['alert']}: {expr}"
+            assert "on (namespace)" in expr, f"{name}: {expr}"
+        # What a rule records is the tenant's alone: its name's level is the namespace.
+        if "record" in item:
+            assert item["record"].startswith("namespace:") and "sum by (namespace)" in expr, name
 
 
 def test_each_alert_has_a_severity_a_summary_a_description_and_the_runbook(renders):
     rule = the_rule(renders["tenant1"][0])
-    assert {item.get("alert") for item in alert_rules(rule)} == ALERTS
+    assert {item["alert"] for item in alert_rules(rule)} == ALERTS
+    assert {item["record"] for item in all_rules(rule) if "record" in item} == RECORDS
     runbook = README.read_text().split("\n### Alerts\n", 1)
     assert len(runbook) == 2, "README.md has no Alerts subsection (the runbook)"
     runbook_text = runbook[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
@@ -169,6 +184,32 @@ def test_the_alerts_read_the_job_and_the_probe_the_manifests_produce(renders):
     assert probe["periodSeconds"] <= 30 and "[2m]" in rules["FinanceDatabaseUnavailable"]
 
 
+def test_the_durability_alerts_read_the_cronjobs_and_the_exporter_the_manifests_produce(renders):
+    objects = renders["tenant1"][0]
+    rule = the_rule(objects)
+    exprs = "\n".join(item["expr"] for item in all_rules(rule))
+    # Every CronJob the alerts name exists, under that name, and keeps a finished Job for
+    # kube-state-metrics to report (FinanceRestoreDrillFailed reads the failed drill's Job).
+    cronjobs = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "CronJob"}
+    named = set(re.findall(r"cronjob=~?'([^']*)'", exprs)) | set(re.findall(r"owner_name='([^']*)'", exprs))
+    assert named == {"postgres-backup-(full|diff)", "postgres-backup-full", "postgres-backup-diff", "restore-drill"}
+    assert set(cronjobs) >= CRONJOBS, f"missing CronJobs: {sorted(CRONJOBS - set(cronjobs))}"
+    for name in CRONJOBS:
+        assert cronjobs[name]["spec"].get("failedJobsHistoryLimit", 1) >= 1, name
+        assert cronjobs[name]["spec"].get("successfulJobsHistoryLimit", 3) >= 1, name
+    # The exporter the archiving alerts read runs beside PostgreSQL and is scraped every 30 s at
+    # most, which the 2-minute windows of the recording rule and FinanceWalArchiveLagging assume.
+    (monitor,) = [obj for obj in objects if obj["kind"] == "PodMonitor"]
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert int(endpoint["interval"].removesuffix("s")) <= 30
+    assert "[2m]" in rule_expr(rule, "namespace:pg_stat_database_tup_written:increase2m")
+
+
+def rule_expr(rule: dict, name: str) -> str:
+    (expr,) = [item["expr"] for item in all_rules(rule) if name in (item.get("alert"), item.get("record"))]
+    return expr
+
+
 def test_the_routes_left_out_of_the_latency_alert_serve_only_password_hashing():
     """The latency alert leaves out whole routes; that leaves out only the hashing requests while
     each of these routes serves nothing else. A route that gains a method fails here."""
@@ -190,7 +231,7 @@ def test_promtool_checks_the_rules(rules_file):
     result = subprocess.run([promtool(), "check", "rules", str(rules_file)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+    assert f"SUCCESS: {len(ALERTS) + len(RECORDS)} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass(rules_file):
