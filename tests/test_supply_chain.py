@@ -22,13 +22,18 @@ from onboard_tenant import SECRET_KEYS
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 DOCKERFILE = ROOT / "Dockerfile"
+# The tenants' PostgreSQL with pgBackRest, built beside the app image.
+POSTGRES_DOCKERFILE = ROOT / "postgres" / "Dockerfile"
+DOCKERFILES = (DOCKERFILE, POSTGRES_DOCKERFILE)
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEPENDABOT = ROOT / ".github" / "dependabot.yml"
 ACTIONLINT = Path(sys.executable).parent / "actionlint"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
-# The project's own image: no digest can be known before it is built; deploy.yml pins it per run.
+# The project's own images: no digest can be known before they are built; deploy.yml pins them per run.
 APP_IMAGE = "ghcr.io/finance-platform/finance-service"
+POSTGRES_IMAGE = "ghcr.io/finance-platform/finance-postgres"
+OWN_IMAGES = (APP_IMAGE, POSTGRES_IMAGE)
 # `uses: owner/repo[/path]@<40 hex> # vX.Y.Z`: the comment is the release, for people and Dependabot.
 PINNED_USES = re.compile(r"^uses:\s*([\w.-]+/[\w.-]+)(/[\w./-]+)?@([0-9a-f]{40})\s+#\s+(v\d+(?:\.\d+){0,2})\s*$")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -128,15 +133,48 @@ def test_pinned_actions_pass_actionlint_as_the_releases_their_comments_name(tmp_
 # --- images --------------------------------------------------------------------------------------
 
 
-def test_dockerfile_base_images_are_pinned_by_digest():
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_dockerfile_base_images_are_pinned_by_digest(dockerfile):
     stages: set[str] = set()
-    froms = [line.split()[1:] for line in DOCKERFILE.read_text().splitlines() if line.upper().startswith("FROM ")]
+    froms = [line.split()[1:] for line in dockerfile.read_text().splitlines() if line.upper().startswith("FROM ")]
     assert froms
     for image, *rest in froms:
         if image not in stages:
             assert DIGEST.search(image) and ":" in image.split("@")[0], f"FROM {image} names no tag and digest"
         if len(rest) == 2 and rest[0].upper() == "AS":
             stages.add(rest[1])
+
+
+def test_postgres_image_is_the_pinned_postgres_plus_a_pinned_pgbackrest_run_as_postgres():
+    """The same PostgreSQL as everywhere else (kustomize's pin, which tests/test_workflows.py holds
+    equal to compose's, CI's and e2e's), Alpine's pgbackrest package at one release, the image's
+    postgres user (uid 70, the data directories' owner), and a health check."""
+    text = POSTGRES_DOCKERFILE.read_text()
+    base = yaml.safe_load((ROOT / "kubernetes" / "base" / "kustomization.yaml").read_text())
+    postgres = next(image for image in base["images"] if image["name"] == "postgres")
+    instructions = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+    assert [line for line in instructions if line.startswith("FROM ")] == [
+        f"FROM postgres:{postgres['newTag']}@{postgres['digest']}"
+    ]
+    (install,) = [line for line in instructions if line.startswith("RUN ")]
+    assert re.fullmatch(r"RUN apk add --no-cache pgbackrest=\d+\.\d+(\.\d+)?-r\d+", install), install
+    assert [line for line in instructions if line.startswith("USER ")] == ["USER 70:70"]
+    assert any(line.startswith("HEALTHCHECK ") for line in instructions)
+    ours = next(image for image in base["images"] if image["name"] == "finance-postgres")
+    assert ours["newName"] == POSTGRES_IMAGE and "digest" not in ours, "deploy.yml pins it at each deploy"
+
+
+def test_publish_builds_both_images_from_their_dockerfiles():
+    job = _workflows()["publish.yml"]["jobs"]["image"]
+    matrix = job["strategy"]["matrix"]["include"]
+    contexts = {entry["name"]: entry["context"] for entry in matrix}
+    assert contexts == {"finance-service": ".", "finance-postgres": "postgres"}
+    for entry in matrix:
+        assert (ROOT / entry["context"] / "Dockerfile").exists()
+        assert entry["image"].endswith(f"'{{0}}/{entry['name']}', github.repository_owner) }}}}")
+    build = next(step for step in job["steps"] if "build-push-action" in step.get("uses", ""))
+    assert build["with"]["context"] == "${{ matrix.context }}"
+    assert "${{ matrix.name }}" in build["with"]["cache-to"], "one build cache per image"
 
 
 def test_compose_images_are_pinned_by_digest_or_built_here():
@@ -159,7 +197,7 @@ def test_rendered_manifests_pin_every_third_party_image_by_digest(tenant):
     images = set(re.findall(r"^\s*(?:- )?image: (\S+)$", rendered, re.M))
     assert any(_repository(image) == "postgres" for image in images)
     for image in images:
-        if _repository(image) != APP_IMAGE:
+        if _repository(image) not in OWN_IMAGES:
             assert DIGEST.search(image) and ":" in image.split("@")[0], f"{tenant}: {image} has no tag and digest"
 
 
@@ -207,11 +245,12 @@ def _stub(directory: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-@pytest.mark.parametrize("missing_key", [None, "BACKUP_PASSWORD"])
-def test_deploy_resolves_the_app_tag_once_and_applies_every_tenant_by_that_digest(tmp_path, missing_key):
+@pytest.mark.parametrize("missing_key", [None, "BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS"])
+def test_deploy_resolves_the_image_tags_once_and_applies_every_tenant_by_those_digests(tmp_path, missing_key):
     """Runs deploy.yml's own pin and apply scripts, with docker and kubectl's cluster calls stubbed
-    (kubectl's kustomize is the real one). A tenant whose Secret lacks a key PostgreSQL mounts (one
-    from before the database roles) is refused before anything is applied."""
+    (kubectl's kustomize is the real one). A tenant whose Secret lacks a key PostgreSQL mounts or
+    reads (one from before the database roles, or before pgBackRest) is refused before anything is
+    applied."""
     steps = _deploy_steps()
     names = [step.get("name", "") for step in steps]
     pin = next(i for i, step in enumerate(steps) if "imagetools inspect" in step.get("run", ""))
@@ -255,16 +294,17 @@ case "$*" in *"get secret finance-secrets -o jsonpath"*) echo '{{{keys}}}';; esa
 
     calls = log.read_text().splitlines()
     assert [call for call in calls if "imagetools inspect" in call] == [
-        f"docker buildx imagetools inspect {APP_IMAGE}:0.1.0 --format {{{{json .Manifest}}}}"
-    ], "one resolution per deploy, whatever the number of tenants"
+        f"docker buildx imagetools inspect {image}:0.1.0 --format {{{{json .Manifest}}}}" for image in OWN_IMAGES
+    ], "one resolution per image and deploy, whatever the number of tenants"
     applied = [call.split()[-1] for call in calls if call.startswith("kubectl apply -k")]
     assert [Path(directory).name for directory in applied] == TENANTS
     for directory in applied:
         rendered = subprocess.run(
             [shutil.which("kubectl"), "kustomize", directory], capture_output=True, text=True, check=True
         ).stdout
-        app_images = set(re.findall(rf"image: ({re.escape(APP_IMAGE)}\S*)", rendered))
-        assert app_images == {f"{APP_IMAGE}:0.1.0@{digest}"}, app_images
+        for own in OWN_IMAGES:
+            named = set(re.findall(rf"image: ({re.escape(own)}\S*)", rendered))
+            assert named == {f"{own}:0.1.0@{digest}"}, named
     assert digest in summary.read_text()
 
 
