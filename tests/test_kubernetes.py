@@ -20,6 +20,8 @@ from functools import cache
 from pathlib import Path
 
 import kubernetes_validate
+import localstack
+import onboard_tenant
 import pytest
 import yaml
 
@@ -31,6 +33,10 @@ KUBERNETES_DIR = ROOT / "kubernetes"
 TENANTS_DIR = ROOT / "tenants"
 BACKUP_SCRIPT = KUBERNETES_DIR / "base" / "postgres-backup.sh"
 INIT_SCRIPT = KUBERNETES_DIR / "base" / "postgres-init.sh"
+DRILL_SCRIPT = KUBERNETES_DIR / "base" / "restore-drill.sh"
+DRILL_CHECK = KUBERNETES_DIR / "base" / "restore-drill-check.sql"
+POSTGRES_DOCKERFILE = ROOT / "postgres" / "Dockerfile"
+KUSTOMIZATION_FILE = KUBERNETES_DIR / "base" / "kustomization.yaml"
 EXTERNAL_SECRETS_COMPONENT = "../../kubernetes/components/external-secrets"
 SERVICE_MONITOR_COMPONENT = "../../kubernetes/components/service-monitor"
 
@@ -44,7 +50,16 @@ CUSTOM_RESOURCE_GROUPS = {"external-secrets.io", "monitoring.coreos.com"}
 NAMESPACE_PREFIX = "finance-"
 TENANT_LABEL = "finance.example.com/tenant"
 SECRET_NAME = "finance-secrets"
-SECRET_KEYS = {"JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD"}
+SECRET_KEYS = {
+    "JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD",
+    # pgBackRest's repository: its cipher pass and the object store's credentials.
+    "PGBACKREST_REPO1_CIPHER_PASS", "PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET",
+}
+PGBACKREST_SECRET_KEYS = {"PGBACKREST_REPO1_CIPHER_PASS", "PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"}
+# pgBackRest's certificates: the TLS server's side in the postgres pod, the client's in the backup jobs.
+TLS_SECRET_NAME = "pgbackrest-tls"
+TLS_SERVER_ITEMS = {"ca.crt", "server.crt", "server.key"}
+TLS_CLIENT_ITEMS = {"ca.crt", "client.crt", "client.key"}
 # Where PostgreSQL finds its passwords: files of the tenant's Secret, not its environment.
 SECRET_FILES_DIR = "/run/secrets/finance"
 # The database roles: the bootstrap superuser no pod connects as, the app's owner role and the backup's reader.
@@ -54,6 +69,7 @@ BACKUP_ROLE = "finance_backup"
 # Keys the Secret holds only while the signing key is rotated; their references must be optional.
 ROTATION_KEYS = {"JWT_KEY_ID", "JWT_PREVIOUS_KEYS"}
 APP_IMAGE = "ghcr.io/finance-platform/finance-service"
+POSTGRES_IMAGE = "ghcr.io/finance-platform/finance-postgres"
 DEMO_TENANTS = {"tenant1": "tenant1.finance.example.com", "tenant2": "tenant2.finance.example.com"}
 
 # Every overlay folder of tenants/ (hidden folders are a script's work in progress).
@@ -76,10 +92,18 @@ CONTRACT_OBJECTS = {
     ("CronJob", "postgres-backup"),
     ("PersistentVolumeClaim", "postgres-backups"),
     ("NetworkPolicy", "default-deny"),
+    # pgBackRest: the README and onboard-tenant name these.
+    ("CronJob", "postgres-backup-full"),
+    ("CronJob", "postgres-backup-diff"),
+    ("CronJob", "restore-drill"),
+    ("NetworkPolicy", "object-store"),
 }
 
 # The whole allow-list, as (direction, pods the policy selects, peer, protocol, port). A peer is a
-# pod name (app.kubernetes.io/name) in the tenant's namespace, or "namespace/pod" elsewhere.
+# pod name (app.kubernetes.io/name) in the tenant's namespace, "namespace/pod" elsewhere, or
+# "cidr:<block>" for addresses outside the cluster (only the object store, on its port).
+OBJECT_STORE_PORT = 443
+OBJECT_STORE_CLIENTS = ("postgres", "pgbackrest-backup", "restore-drill")
 ALLOWED_TRAFFIC = {
     ("ingress", "finance-api", "ingress-nginx/ingress-nginx", "TCP", 8000),
     # Any pod of the monitoring namespace (Prometheus) may scrape the metrics port.
@@ -88,6 +112,12 @@ ALLOWED_TRAFFIC = {
     ("ingress", "postgres", "finance-api", "TCP", 5432),
     ("ingress", "postgres", "postgres-backup", "TCP", 5432),
     ("egress", "postgres-backup", "postgres", "TCP", 5432),
+    # pgBackRest's TLS server, for the backup jobs.
+    ("ingress", "postgres", "pgbackrest-backup", "TCP", 8432),
+    ("egress", "pgbackrest-backup", "postgres", "TCP", 8432),
+    # The object store of the repository, outside the cluster: from the pods that use it, and only them.
+    *(("egress", pods, cidr, "TCP", OBJECT_STORE_PORT)
+      for pods in OBJECT_STORE_CLIENTS for cidr in ("cidr:0.0.0.0/0", "cidr:::/0")),
     ("egress", "*", "kube-system/kube-dns", "UDP", 53),
     ("egress", "*", "kube-system/kube-dns", "TCP", 53),
 }
@@ -197,18 +227,30 @@ def image_ref(image: str) -> tuple[str, str | None, str | None]:
     return image, None, digest or None
 
 
-def selector_name(selector: dict) -> str:
-    """The app.kubernetes.io/name a podSelector picks; "*" for every pod."""
+def selector_names(selector: dict) -> list[str]:
+    """The app.kubernetes.io/names a podSelector picks (by one label, or an `In` list of it); ["*"] for every pod."""
     labels = selector.get("matchLabels", {})
-    assert not selector.get("matchExpressions"), f"unexpected matchExpressions in {selector}"
+    expressions = selector.get("matchExpressions", [])
+    if expressions:
+        assert not labels and len(expressions) == 1, f"one kind of selector at a time: {selector}"
+        (expression,) = expressions
+        assert expression["key"] == "app.kubernetes.io/name" and expression["operator"] == "In", expression
+        return list(expression["values"])
     if not labels:
-        return "*"
+        return ["*"]
     assert set(labels) == {"app.kubernetes.io/name"} or set(labels) == {"k8s-app"}, labels
-    return next(iter(labels.values()))
+    return [next(iter(labels.values()))]
+
+
+def selector_name(selector: dict) -> str:
+    (name,) = selector_names(selector)
+    return name
 
 
 def peer_name(peer: dict) -> str:
-    assert "ipBlock" not in peer, f"ipBlock peers are not on the allow-list: {peer}"
+    if "ipBlock" in peer:
+        assert set(peer) == {"ipBlock"} and not peer["ipBlock"].get("except"), peer
+        return f"cidr:{peer['ipBlock']['cidr']}"
     pods = selector_name(peer.get("podSelector", {}))
     if "namespaceSelector" not in peer:
         return pods
@@ -222,14 +264,14 @@ def traffic_allowed(policies: list[dict]) -> set[tuple]:
     allowed = set()
     for policy in policies:
         spec = policy["spec"]
-        selected = selector_name(spec["podSelector"])
-        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
-            for rule in spec.get(direction, []):
-                peers, ports = rule.get(peers_key), rule.get("ports")
-                assert peers, f"{ref(policy)}: a {direction} rule without peers allows every peer"
-                assert ports, f"{ref(policy)}: a {direction} rule without ports allows every port"
-                for peer, port in itertools.product(peers, ports):
-                    allowed.add((direction, selected, peer_name(peer), port.get("protocol", "TCP"), port["port"]))
+        for selected in selector_names(spec["podSelector"]):
+            for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+                for rule in spec.get(direction, []):
+                    peers, ports = rule.get(peers_key), rule.get("ports")
+                    assert peers, f"{ref(policy)}: a {direction} rule without peers allows every peer"
+                    assert ports, f"{ref(policy)}: a {direction} rule without ports allows every port"
+                    for peer, port in itertools.product(peers, ports):
+                        allowed.add((direction, selected, peer_name(peer), port.get("protocol", "TCP"), port["port"]))
     return allowed
 
 
@@ -287,9 +329,11 @@ def test_overlay_holds_only_what_differs(name):
     assert overlay["namespace"] == NAMESPACE_PREFIX + name
     assert overlay["resources"] == ["../../kubernetes/base"]
     assert {TENANT_LABEL: name} in [entry["pairs"] for entry in overlay["labels"]]
-    (settings,) = overlay["configMapGenerator"]
+    settings, backup = overlay["configMapGenerator"]
     assert settings["name"] == "finance-settings" and settings["behavior"] == "merge"
     assert settings["envs"] == ["tenant.env"]
+    # The tenant's pgBackRest repository, merged over the base's placeholders.
+    assert backup == {"name": "pgbackrest-settings", "behavior": "merge", "envs": ["backup.env"]}
 
 
 def test_no_kustomization_uses_deprecated_fields():
@@ -403,7 +447,7 @@ def test_every_image_is_pinned_to_a_version(tenant):
             assert digest or (tag and tag != "latest" and re.match(r"^v?\d+(\.\d+)+", tag)), (
                 f"{ref(workload)} container {container['name']}: image {container['image']!r} is not pinned"
             )
-            assert repository in {APP_IMAGE, "postgres"}, container["image"]
+            assert repository in {APP_IMAGE, POSTGRES_IMAGE, "postgres"}, container["image"]
 
 
 # --- workloads ------------------------------------------------------------------------------------
@@ -477,7 +521,7 @@ def test_postgres_keeps_its_data_on_a_claimed_volume(tenant):
     retention = statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]
     assert retention == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
-    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    container = postgres_container(tenant)
     data_mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"])
     pgdata = next(v["value"] for v in container["env"] if v["name"] == "PGDATA")
     assert pgdata.startswith(data_mount + "/"), "PGDATA must be a subdirectory of the volume (lost+found)"
@@ -502,17 +546,30 @@ def test_backups_are_dumped_in_custom_format_one_at_a_time(tenant):
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "BACKUP_PASSWORD"}
     script = tenant.generated("postgres-backup-script")
     assert script["data"]["postgres-backup.sh"] == BACKUP_SCRIPT.read_text()
-    # pg_dump of the server's own version.
-    assert container["image"] == tenant.pod_spec("StatefulSet", "postgres")["containers"][0]["image"]
+    # pg_dump of the server's own version: the image the server's is built FROM (postgres/Dockerfile).
+    assert container["image"] == postgres_base_image()
 
 
 def env_value(container: dict, name: str) -> str | None:
     return next((v.get("value") for v in container.get("env", []) if v["name"] == name), None)
 
 
+def postgres_container(tenant: Render, name: str = "postgres") -> dict:
+    """A container of the PostgreSQL pod: the server (`postgres`) or pgBackRest's TLS server (`pgbackrest`)."""
+    containers = tenant.pod_spec("StatefulSet", "postgres")["containers"]
+    assert [c["name"] for c in containers] == ["postgres", "pgbackrest"]
+    return next(c for c in containers if c["name"] == name)
+
+
+def postgres_base_image() -> str:
+    """The image postgres/Dockerfile builds FROM, as `postgres:<tag>@<digest>`."""
+    (image,) = [line.split()[1] for line in POSTGRES_DOCKERFILE.read_text().splitlines() if line.startswith("FROM ")]
+    return image
+
+
 def test_postgres_reads_its_passwords_from_files_and_creates_the_roles_on_first_start(tenant):
     pod = tenant.pod_spec("StatefulSet", "postgres")
-    (container,) = pod["containers"]
+    container = postgres_container(tenant)
     names = {variable["name"] for variable in container["env"]}
     # The image's bootstrap superuser stays postgres, its password read from a file.
     assert env_value(container, "POSTGRES_USER") in (None, SUPERUSER)
@@ -521,7 +578,7 @@ def test_postgres_reads_its_passwords_from_files_and_creates_the_roles_on_first_
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
 
     # Each *_FILE names a file of the Secret's volume holding the key it should.
-    (secret_volume,) = [volume for volume in volumes.values() if "secret" in volume]
+    (secret_volume,) = [v for v in volumes.values() if v.get("secret", {}).get("secretName") == SECRET_NAME]
     mount = mounts[secret_volume["name"]]
     assert mount["mountPath"] == SECRET_FILES_DIR and mount["readOnly"] is True
     files = {f"{SECRET_FILES_DIR}/{item['path']}": item["key"] for item in secret_volume["secret"]["items"]}
@@ -590,13 +647,15 @@ def test_api_scaling_floor_follows_the_overlay_and_the_quota_fits_the_ceiling(te
     assert budget["spec"]["minAvailable"] < replicas
 
     # Everything at once: the autoscaler's ceiling plus a rolling update's surge pod, PostgreSQL
-    # and a backup job.
+    # with its pgBackRest server, a dump, a pgBackRest backup and a restore drill.
     (quota,) = tenant.of_kind("ResourceQuota")
     hard = quota["spec"]["hard"]
     surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
     pods = Counter({"finance-api": autoscaler["spec"]["maxReplicas"] + surge})
     pods["postgres"] = tenant.one("StatefulSet", "postgres")["spec"]["replicas"]
     pods["postgres-backup"] = 1
+    pods["postgres-backup-full"] = 1  # the differential one is the same pod, on other days
+    pods["restore-drill"] = 1
     specs = {workload["metadata"]["name"]: pod for workload, pod in workloads(tenant.objects)}
     for kind, resource in itertools.product(("requests", "limits"), ("cpu", "memory")):
         needed = sum(count * pod_resources(specs[name], kind, resource) for name, count in pods.items())
@@ -722,12 +781,20 @@ def test_secrets_are_only_referenced_never_rendered(tenant):
                     pytest.fail(f"{ref(workload)}: {variable['name']} has a literal value")
             for source in container.get("envFrom", []):
                 assert "secretRef" not in source, f"{ref(workload)}: envFrom a Secret exposes every key"
-        # Only PostgreSQL mounts the Secret, and only the keys it names, readable by its group alone.
+        # Only PostgreSQL mounts the Secret, and only the keys it names, readable by its group alone;
+        # pgBackRest's certificates go to its TLS server (the server's side) and the backup jobs
+        # (the client's), the same way.
         for volume in [v for v in pod.get("volumes", []) if "secret" in v]:
-            assert ref(workload) == "StatefulSet/postgres", f"{ref(workload)} mounts the Secret"
             secret = volume["secret"]
-            assert secret["secretName"] == SECRET_NAME and secret["items"], volume
-            assert {item["key"] for item in secret["items"]} <= SECRET_KEYS - {"JWT_SECRET"}, volume
+            keys = {item["key"] for item in secret.get("items", [])}
+            if secret["secretName"] == TLS_SECRET_NAME:
+                expected = {"StatefulSet/postgres": TLS_SERVER_ITEMS, "CronJob/postgres-backup-full": TLS_CLIENT_ITEMS,
+                            "CronJob/postgres-backup-diff": TLS_CLIENT_ITEMS}
+                assert keys == expected.get(ref(workload)), f"{ref(workload)} mounts {keys} of {TLS_SECRET_NAME}"
+            else:
+                assert ref(workload) == "StatefulSet/postgres", f"{ref(workload)} mounts the Secret"
+                assert secret["secretName"] == SECRET_NAME and secret["items"], volume
+                assert keys <= SECRET_KEYS - {"JWT_SECRET"} - PGBACKREST_SECRET_KEYS, volume
             assert secret["defaultMode"] & 0o007 == 0 and not any("mode" in item for item in secret["items"])
 
 
@@ -735,6 +802,8 @@ def secret_like_strings(text: str) -> list[str]:
     """Words that look generated: long, mixed-case alphanumeric with high entropy, long hex, PEM keys.
     An image digest (`@sha256:<hex>`, or kustomize's `digest: sha256:<hex>`) is a hash, not a secret."""
     text = re.sub(r"\bsha256:[0-9a-f]{64}\b", "sha256:<digest>", text)
+    # In `NAME=value` (env files, kustomize literals) the name is an identifier, not part of the value.
+    text = re.sub(r"\b([A-Z][A-Z0-9_]*)=", r"\1 ", text)
     found = re.findall(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text)
     for word in re.findall(r"[A-Za-z0-9+/=_-]{24,}", text):
         counts = Counter(word)
@@ -752,6 +821,8 @@ def test_the_secret_detector_finds_generated_values():
     assert secret_like_strings(f"password: {secrets.token_hex(32)}")
     assert not secret_like_strings("kubernetes/components/external-secrets finance-settings-b59c7789bk")
     assert not secret_like_strings(f"image: postgres:17.11-alpine@sha256:{secrets.token_hex(32)}")
+    assert not secret_like_strings("PGBACKREST_REPO1_S3_ENDPOINT=s3.us-east-1.amazonaws.com")
+    assert secret_like_strings(f"PGBACKREST_REPO1_CIPHER_PASS={secrets.token_urlsafe(48)}")
 
 
 def test_no_committed_file_holds_a_secret():
@@ -868,6 +939,182 @@ def test_service_monitor_component_scrapes_the_metrics_port(tmp_path):
     for obj in objects:
         if obj["apiVersion"].split("/")[0] not in CUSTOM_RESOURCE_GROUPS:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+# --- continuous archiving and backups with pgBackRest ---------------------------------------------
+
+
+def env_map(container: dict) -> dict[str, dict]:
+    return {variable["name"]: variable for variable in container.get("env", [])}
+
+
+def pgbackrest_settings(tenant: Render) -> dict[str, str]:
+    return tenant.generated("pgbackrest-settings")["data"]
+
+
+def test_postgres_archives_every_wal_segment_with_pgbackrest_within_the_archive_timeout(tenant):
+    container = postgres_container(tenant)
+    args = container["args"]
+    assert args[0] == "postgres" and all(flag == "-c" for flag in args[1::2]), args
+    settings = dict(setting.split("=", 1) for setting in args[2::2])
+    assert settings["wal_level"] == "replica" and settings["archive_mode"] == "on"
+    # The manifests' promise and the local stack's are one figure.
+    assert int(settings["archive_timeout"]) == localstack.ARCHIVE_TIMEOUT_SECONDS == 60
+    command = settings["archive_command"].split()
+    assert command[0] == "pgbackrest" and command[-2:] == ["archive-push", "%p"], command
+    # The server's environment is archive-push's: the repository's settings and secrets, and the
+    # data directory that the relative %p starts from.
+    env = env_map(container)
+    assert env["PGBACKREST_PG1_PATH"]["value"] == env["PGDATA"]["value"]
+    for key in PGBACKREST_SECRET_KEYS:
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": key}
+    settings_map = tenant.generated("pgbackrest-settings")["metadata"]["name"]
+    assert container["envFrom"] == [{"configMapRef": {"name": settings_map}}]
+
+
+def test_the_repository_is_the_tenants_own_encrypted_s3_path_with_its_retention(tenant):
+    settings = pgbackrest_settings(tenant)
+    assert settings["PGBACKREST_REPO1_TYPE"] == "s3"
+    assert settings["PGBACKREST_REPO1_CIPHER_TYPE"] == "aes-256-cbc"
+    assert settings["PGBACKREST_REPO1_PATH"] == f"/finance/{tenant.name}"
+    assert settings["PGBACKREST_REPO1_RETENTION_FULL_TYPE"] == "time"
+    assert 1 <= int(settings["PGBACKREST_REPO1_RETENTION_FULL"]) <= onboard_tenant.MAX_RETENTION_DAYS
+    assert settings["PGBACKREST_REPO1_S3_URI_STYLE"] in onboard_tenant.URI_STYLES
+    assert settings["PGBACKREST_STANZA"] == "finance"
+    # The tenant's backup.env fills in every placeholder of the base.
+    backup_env = read_env_file(TENANTS_DIR / tenant.name / "backup.env")
+    assert backup_env.items() <= settings.items()
+    for key in ("PGBACKREST_REPO1_S3_ENDPOINT", "PGBACKREST_REPO1_S3_BUCKET", "PGBACKREST_REPO1_S3_REGION"):
+        assert key in backup_env and "invalid" not in settings[key] and "set-by" not in settings[key], key
+    assert not SECRET_LIKE_NAME.search(" ".join(settings)), "secrets belong in the Secret"
+
+
+def test_two_tenants_never_share_a_repository():
+    repositories = {}
+    for name in TENANT_NAMES:
+        settings = Render(name, _rendered(name)).generated("pgbackrest-settings")["data"]
+        where = (settings["PGBACKREST_REPO1_S3_ENDPOINT"], settings["PGBACKREST_REPO1_S3_BUCKET"],
+                 settings["PGBACKREST_REPO1_PATH"])
+        assert repositories.setdefault(where, name) == name, f"{where} is both {repositories[where]}'s and {name}'s"
+
+
+@pytest.mark.parametrize(("name", "backup_type"), [("postgres-backup-full", "full"), ("postgres-backup-diff", "diff")])
+def test_backups_reach_the_data_directory_through_pgbackrests_tls_server(tenant, name, backup_type):
+    cronjob = tenant.one("CronJob", name)
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = pod_template(cronjob)["spec"]
+    assert pod_template(cronjob)["metadata"]["labels"]["app.kubernetes.io/name"] == "pgbackrest-backup"
+    (job,) = pod["containers"]
+    assert image_ref(job["image"])[0] == POSTGRES_IMAGE
+    # The stanza first (idempotent), then the backup.
+    script = job["command"][-1]
+    assert job["command"][:2] == ["sh", "-c"]
+    assert script.index("pgbackrest stanza-create") < script.index(f"pgbackrest backup --type={backup_type}")
+
+    env = env_map(job)
+    settings_map = tenant.generated("pgbackrest-settings")["metadata"]["name"]
+    assert job["envFrom"] == [{"configMapRef": {"name": settings_map}}]
+    for key in PGBACKREST_SECRET_KEYS:
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": key}
+
+    # The database host is the postgres pod's TLS server, by the name its certificate carries.
+    statefulset = tenant.one("StatefulSet", "postgres")
+    server = postgres_container(tenant, "pgbackrest")
+    server_env = {key: variable["value"] for key, variable in env_map(server).items()}
+    assert server["command"] == ["pgbackrest", "server"]
+    assert env["PGBACKREST_PG1_HOST_TYPE"]["value"] == "tls"
+    pod_host = f"{statefulset['metadata']['name']}-0.{statefulset['spec']['serviceName']}"
+    assert env["PGBACKREST_PG1_HOST"]["value"] == pod_host == onboard_tenant.TLS_SERVER_HOST
+    (port,) = server["ports"]
+    assert int(env["PGBACKREST_PG1_HOST_PORT"]["value"]) == port["containerPort"]
+    assert port["containerPort"] == int(server_env["PGBACKREST_TLS_SERVER_PORT"])
+    assert env["PGBACKREST_PG1_PATH"]["value"] == env_value(postgres_container(tenant), "PGDATA")
+    # The server admits the jobs' certificate, for the tenant's stanza only.
+    stanza = pgbackrest_settings(tenant)["PGBACKREST_STANZA"]
+    assert server_env["PGBACKREST_TLS_SERVER_AUTH"] == f"{onboard_tenant.TLS_CLIENT_CN}={stanza}"
+
+    # Certificates from the Secret pgbackrest-tls: the client's here, the server's there.
+    def tls_files(container: dict, pod_spec: dict, prefix: str) -> dict[str, str]:
+        (volume,) = [v for v in pod_spec["volumes"] if v.get("secret", {}).get("secretName") == TLS_SECRET_NAME]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount["readOnly"] is True
+        paths = {f"{mount['mountPath']}/{item['path']}": item["key"] for item in volume["secret"]["items"]}
+        return {key: paths[variable["value"]] for key, variable in env_map(container).items() if key.startswith(prefix)
+                and key.endswith("_FILE")}
+
+    assert tls_files(job, pod, "PGBACKREST_PG1_HOST_") == {
+        "PGBACKREST_PG1_HOST_CA_FILE": "ca.crt", "PGBACKREST_PG1_HOST_CERT_FILE": "client.crt",
+        "PGBACKREST_PG1_HOST_KEY_FILE": "client.key",
+    }
+    assert tls_files(server, statefulset["spec"]["template"]["spec"], "PGBACKREST_TLS_SERVER_") == {
+        "PGBACKREST_TLS_SERVER_CA_FILE": "ca.crt", "PGBACKREST_TLS_SERVER_CERT_FILE": "server.crt",
+        "PGBACKREST_TLS_SERVER_KEY_FILE": "server.key",
+    }
+    # The sidecar reads the data directory and the server's socket, and may not write the data.
+    mounts = {mount["name"]: mount for mount in server["volumeMounts"]}
+    assert mounts["data"]["readOnly"] is True
+    assert mounts["run"]["mountPath"] == env["PGBACKREST_PG1_SOCKET_PATH"]["value"]
+    # No token in the job's pod: it needs no Kubernetes API, no pods/exec.
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+
+
+def test_full_backups_are_weekly_differential_ones_daily_and_the_drill_follows_the_full(tenant):
+    def fields(name):
+        schedule = tenant.one("CronJob", name)["spec"]
+        assert schedule["timeZone"] == "Etc/UTC"
+        minute, hour, day, month, weekday = schedule["schedule"].split()
+        assert (day, month) == ("*", "*")
+        return int(minute), int(hour), weekday
+
+    full, diff, drill = fields("postgres-backup-full"), fields("postgres-backup-diff"), fields("restore-drill")
+    assert full[2] == "0" and diff[2] == "1-6", "a full backup on Sundays, a differential one every other day"
+    assert full[:2] == diff[:2]
+    assert drill[2] == full[2] and drill[:2] > full[:2], "the drill restores the week's full backup"
+
+
+def test_restore_drill_restores_into_a_scratch_directory_and_runs_the_shared_check(tenant):
+    cronjob = tenant.one("CronJob", "restore-drill")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjob["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    pod = pod_template(cronjob)["spec"]
+    (drill,) = pod["containers"]
+    assert image_ref(drill["image"])[0] == POSTGRES_IMAGE
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in drill["volumeMounts"]}
+    env = {key: variable.get("value") for key, variable in env_map(drill).items()}
+    # The scratch data directory is an emptyDir of its own pod: never the tenant's volume.
+    pgdata_volume = mounts[str(Path(env["DRILL_PGDATA"]).parent)]
+    assert "emptyDir" in volumes[pgdata_volume]
+    assert not [v for v in volumes.values() if "persistentVolumeClaim" in v or "secret" in v]
+    # The script and the check come from the ConfigMap generated from the files, unchanged.
+    scripts = tenant.generated("restore-drill-scripts")
+    assert scripts["data"] == {
+        "restore-drill.sh": DRILL_SCRIPT.read_text(), "restore-drill-check.sql": DRILL_CHECK.read_text(),
+    }
+    (scripts_dir,) = [path for path, name in mounts.items()
+                      if volumes[name].get("configMap", {}).get("name") == scripts["metadata"]["name"]]
+    assert drill["command"] == ["sh", f"{scripts_dir}/restore-drill.sh"]
+    assert env["DRILL_CHECK"] == f"{scripts_dir}/restore-drill-check.sql"
+    assert env["DRILL_DATABASE"] == env_value(postgres_container(tenant), "APP_DB")
+    for key in PGBACKREST_SECRET_KEYS:
+        assert env_map(drill)[key]["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": key}
+    # The newest migration comes from the app image the tenant runs.
+    (newest,) = pod["initContainers"]
+    assert newest["image"] == tenant.pod_spec("Deployment", "finance-api")["containers"][0]["image"]
+    written = re.search(r"> (\S+)$", newest["command"][-1]).group(1)
+    assert written == env["DRILL_NEWEST_MIGRATION_FILE"]
+    # The restored server must never archive into the tenant's repository.
+    assert "--archive-mode=off" in DRILL_SCRIPT.read_text() and "archive_mode=off" in DRILL_SCRIPT.read_text()
+
+
+def test_the_postgres_image_is_the_pinned_postgres_with_pgbackrest():
+    kustomization = yaml.safe_load((KUSTOMIZATION_FILE).read_text())
+    postgres = next(image for image in kustomization["images"] if image["name"] == "postgres")
+    assert postgres_base_image() == f"postgres:{postgres['newTag']}@{postgres['digest']}"
+    ours = next(image for image in kustomization["images"] if image["name"] == "finance-postgres")
+    assert ours["newName"] == POSTGRES_IMAGE and "digest" not in ours  # deploy.yml adds it
+    dockerfile = POSTGRES_DOCKERFILE.read_text()
+    assert re.search(r"^RUN apk add --no-cache pgbackrest=\d+\.\d+(\.\d+)?-r\d+$", dockerfile, re.M)
 
 
 # --- the backup script ----------------------------------------------------------------------------
