@@ -1,13 +1,19 @@
 """Scaffold a tenant's overlay in tenants/NAME, render and validate it; with --apply, deploy it.
 
     scripts/onboard-tenant acme --host acme.finance.example.com [--currency EUR]
-        [--timezone Europe/Paris] [--replicas 2] [--apply] [--force]
+        [--timezone Europe/Paris] [--replicas 2] [--backup-endpoint HOST[:PORT]]
+        [--backup-bucket BUCKET] [--backup-region REGION] [--backup-uri-style host|path]
+        [--backup-retention-days 14] [--apply] [--force]
 
 The overlay is written to a hidden folder of tenants/, rendered with `kubectl kustomize` and
 validated against the Kubernetes schemas there, and only then renamed to tenants/NAME, so a
-failure leaves nothing behind. --apply then creates the tenant's Secret in the current
-cluster (random values; an existing one is kept, and only given the keys it lacks), applies the
-overlay and waits for the database and the app to roll out.
+failure leaves nothing behind. The --backup-* options describe the tenant's pgBackRest repository
+(backup.env; its path is /finance/NAME); with --force, one not given keeps the tenant's current
+value. --apply then creates the tenant's Secret in the current cluster (random values, and the
+object store's credentials from FINANCE_BACKUP_S3_KEY and FINANCE_BACKUP_S3_KEY_SECRET; an
+existing Secret is kept, and only given the keys it lacks) and its pgBackRest certificates (the
+Secret pgbackrest-tls, made once), applies the overlay, waits for the database and the app to roll
+out, and starts the first pgBackRest backup when the Secret's backup keys are new.
 """
 
 import argparse
@@ -17,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,11 +43,40 @@ FIRST_LOCAL_PORT = 8001
 MIN_REPLICAS = 2
 MAX_REPLICAS = 20
 ROLLOUT_TIMEOUT = "5m"
-# The signing key, the app's database password (URL-safe: it goes into DATABASE_URL), the
-# PostgreSQL superuser's and the backup role's passwords (kubernetes/base/postgres-init.sh).
-SECRET_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")
+# Generated at random: the signing key, the app's database password (URL-safe: it goes into
+# DATABASE_URL), the PostgreSQL superuser's and the backup role's passwords
+# (kubernetes/base/postgres-init.sh), and the pass pgBackRest encrypts the tenant's repository with.
+RANDOM_KEYS = (
+    "JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS",
+)
+# The object store's credentials for the tenant's repository: given, never generated, and never on
+# a command line (ps and shell histories see those): each from the environment variable named here.
+S3_KEYS = {
+    "PGBACKREST_REPO1_S3_KEY": "FINANCE_BACKUP_S3_KEY",
+    "PGBACKREST_REPO1_S3_KEY_SECRET": "FINANCE_BACKUP_S3_KEY_SECRET",
+}
+SECRET_KEYS = (*RANDOM_KEYS, *S3_KEYS)
 SECRET_BYTES = 48  # token_urlsafe(48) is 64 characters; the service wants at least 32 bytes
-FILES = ("kustomization.yaml", "tenant.env", "local.env", "postman_environment.json")
+FILES = ("kustomization.yaml", "tenant.env", "backup.env", "local.env", "postman_environment.json")
+
+# pgBackRest's certificates (kubernetes/base/postgres.yaml): a CA of the tenant's own signs the TLS
+# server's certificate, named as the backup jobs reach it, and the jobs' client certificate, whose
+# CN the server authorises. The CA's key is thrown away once both are signed, so no one can sign
+# another; to renew them, delete the Secret and run onboard-tenant --apply again.
+TLS_SECRET_NAME = "pgbackrest-tls"  # noqa: S105 - the Secret's name, not a value
+TLS_SERVER_HOST = "postgres-0.postgres"
+TLS_CLIENT_CN = "pgbackrest-backup"
+TLS_DAYS = 3650
+TLS_FILES = ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")
+# Started after the apply that gave the Secret its backup keys: stanza-create and the first full
+# backup, so WAL leaves the cluster from the first day, not after the first scheduled backup.
+FIRST_BACKUP_JOB = "postgres-backup-first"
+
+DEFAULT_BACKUP_BUCKET = "finance-backups"
+DEFAULT_BACKUP_REGION = "us-east-1"
+DEFAULT_RETENTION_DAYS = 14
+MAX_RETENTION_DAYS = 3650
+URI_STYLES = ("host", "path")
 
 KUSTOMIZATION = """\
 # Tenant {name}: its namespace, host, replica count and settings; everything else is the base.
@@ -59,6 +95,11 @@ configMapGenerator:
       - tenant.env
     literals:
       - TENANT_ID={name}
+  # The tenant's pgBackRest repository: object store, bucket, path, retention.
+  - name: pgbackrest-settings
+    behavior: merge
+    envs:
+      - backup.env
 replicas:
   - name: finance-api
     count: {replicas}
@@ -73,7 +114,31 @@ patches:
       - op: replace
         path: /spec/tls/0/hosts/0
         value: {host}
+{extra_patches}"""
+
+# Only for an object store on another port than HTTPS's.
+OBJECT_STORE_PORT_PATCH = """\
+  # The object store's port, instead of the base's 443, for the pods that reach the repository.
+  - target:
+      kind: NetworkPolicy
+      name: object-store
+    patch: |-
+      - op: replace
+        path: /spec/egress/0/ports/0/port
+        value: {port}
 """
+
+
+@dataclass(frozen=True)
+class Backup:
+    """Where the tenant's pgBackRest repository lives, and how long it keeps backups."""
+
+    endpoint: str
+    port: int | None  # None: HTTPS's 443
+    bucket: str
+    region: str
+    uri_style: str
+    retention_days: int
 
 
 @dataclass(frozen=True)
@@ -83,10 +148,15 @@ class Tenant:
     currency: str
     timezone: str
     replicas: int
+    backup: Backup
 
     @property
     def base_url(self) -> str:
         return f"https://{self.host}"
+
+    @property
+    def repository_path(self) -> str:
+        return f"/finance/{self.name}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,7 +170,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--replicas", type=int, default=MIN_REPLICAS, help=f"app replicas, at least {MIN_REPLICAS} (the default)"
     )
-    parser.add_argument("--apply", action="store_true", help="create the Secret, apply to the current cluster, wait")
+    parser.add_argument(
+        "--backup-endpoint", metavar="HOST[:PORT]",
+        help="the S3-compatible object store of the tenant's pgBackRest repository "
+             "(default s3.<region>.amazonaws.com; port 443 unless given)",
+    )
+    parser.add_argument("--backup-bucket", help=f"its bucket (default {DEFAULT_BACKUP_BUCKET})")
+    parser.add_argument("--backup-region", help=f"its region (default {DEFAULT_BACKUP_REGION})")
+    parser.add_argument(
+        "--backup-uri-style", choices=URI_STYLES,
+        help="host: bucket.endpoint (AWS; the default), path: endpoint/bucket (MinIO and most others)",
+    )
+    parser.add_argument(
+        "--backup-retention-days", type=int, metavar="DAYS",
+        help=f"days of point-in-time recovery the repository keeps (default {DEFAULT_RETENTION_DAYS})",
+    )
+    parser.add_argument(
+        "--apply", action="store_true", help="create the Secrets, apply to the current cluster, wait, back up"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing tenant's overlay")
     return parser.parse_args(argv)
 
@@ -135,6 +222,56 @@ def host_owner(host: str) -> str | None:
     return None
 
 
+def current_backup(name: str) -> dict[str, str]:
+    """The tenant's backup.env as it is (empty for a new tenant)."""
+    path = tenancy.tenant_dir(name) / "backup.env"
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def check_endpoint(text: str) -> tuple[str, int | None]:
+    host, _, port_text = text.partition(":")
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(tenancy.DNS_LABEL.match(label) for label in labels):
+        raise UsageError(
+            "--backup-endpoint must be a host name and an optional port, without scheme or path "
+            f"(e.g. s3.eu-west-1.amazonaws.com or minio.example.com:9000), got {text!r}"
+        )
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"--backup-endpoint's port must be a number from 1 to 65535, got {port_text!r}")
+    return host, None if int(port_text) == 443 else int(port_text)
+
+
+def check_backup(name: str, args: argparse.Namespace) -> Backup:
+    """The tenant's repository settings: each option given, else the tenant's current value, else the default."""
+    current = current_backup(name)
+    region = args.backup_region or current.get("PGBACKREST_REPO1_S3_REGION") or DEFAULT_BACKUP_REGION
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", region):
+        raise UsageError(f"--backup-region must be a region name such as eu-west-1, got {region!r}")
+    if args.backup_endpoint:
+        endpoint, port = check_endpoint(args.backup_endpoint)
+    elif "PGBACKREST_REPO1_S3_ENDPOINT" in current:
+        endpoint = current["PGBACKREST_REPO1_S3_ENDPOINT"]
+        port = int(current["PGBACKREST_REPO1_STORAGE_PORT"]) if "PGBACKREST_REPO1_STORAGE_PORT" in current else None
+    else:
+        endpoint, port = f"s3.{region}.amazonaws.com", None
+    bucket = args.backup_bucket or current.get("PGBACKREST_REPO1_S3_BUCKET") or DEFAULT_BACKUP_BUCKET
+    # S3's bucket naming rules, which every S3-compatible store accepts.
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
+        raise UsageError(f"--backup-bucket must be an S3 bucket name (3 to 63 of a-z, 0-9, '.', '-'), got {bucket!r}")
+    uri_style = args.backup_uri_style or current.get("PGBACKREST_REPO1_S3_URI_STYLE") or URI_STYLES[0]
+    days = args.backup_retention_days
+    if days is None:
+        days = int(current.get("PGBACKREST_REPO1_RETENTION_FULL", DEFAULT_RETENTION_DAYS))
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise UsageError(f"--backup-retention-days must be between 1 and {MAX_RETENTION_DAYS}, got {days}")
+    return Backup(endpoint, port, bucket, region, uri_style, days)
+
+
 def check_inputs(args: argparse.Namespace) -> Tenant:
     """The validated tenant to write; UsageError on the first bad input."""
     name = tenancy.check_name(args.name)
@@ -151,7 +288,7 @@ def check_inputs(args: argparse.Namespace) -> Tenant:
     owner = host_owner(host)
     if owner not in (None, name):
         raise UsageError(f"host {host!r} is already used by tenant {owner!r}")
-    return Tenant(name, host, currency, args.timezone, args.replicas)
+    return Tenant(name, host, currency, args.timezone, args.replicas, check_backup(name, args))
 
 
 def local_port(name: str) -> int:
@@ -183,13 +320,30 @@ def postman_environment(name: str, base_url: str) -> str:
     return json.dumps(environment, indent=2) + "\n"
 
 
+def backup_env(tenant: Tenant) -> str:
+    """The tenant's repository settings, as the PGBACKREST_* variables of kubernetes/base's pgbackrest-settings."""
+    backup = tenant.backup
+    lines = [
+        f"PGBACKREST_REPO1_S3_ENDPOINT={backup.endpoint}",
+        *([f"PGBACKREST_REPO1_STORAGE_PORT={backup.port}"] if backup.port else []),
+        f"PGBACKREST_REPO1_S3_BUCKET={backup.bucket}",
+        f"PGBACKREST_REPO1_S3_REGION={backup.region}",
+        f"PGBACKREST_REPO1_S3_URI_STYLE={backup.uri_style}",
+        f"PGBACKREST_REPO1_PATH={tenant.repository_path}",
+        f"PGBACKREST_REPO1_RETENTION_FULL={backup.retention_days}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def overlay_files(tenant: Tenant, port: int) -> dict[str, str]:
+    extra_patches = OBJECT_STORE_PORT_PATCH.format(port=tenant.backup.port) if tenant.backup.port else ""
     return {
         "kustomization.yaml": KUSTOMIZATION.format(
             namespace=tenancy.namespace(tenant.name), label=tenancy.TENANT_LABEL, name=tenant.name,
-            replicas=tenant.replicas, host=tenant.host,
+            replicas=tenant.replicas, host=tenant.host, extra_patches=extra_patches,
         ),
         "tenant.env": f"TENANT_CURRENCY={tenant.currency}\nTENANT_TIMEZONE={tenant.timezone}\n",
+        "backup.env": backup_env(tenant),
         "local.env": f"LOCAL_PORT={port}\n",
         "postman_environment.json": postman_environment(tenant.name, tenant.base_url),
     }
@@ -243,7 +397,9 @@ def scaffold(tenant: Tenant) -> list[dict]:
     return objects
 
 
-def _kubectl_secret(action: str, namespace: str, args: list[str], values: dict[str, str]) -> bool:
+def _kubectl_secret(
+    action: str, namespace: str, args: list[str], values: dict, name: str = tenancy.SECRET_NAME
+) -> bool:
     """Send a manifest or patch holding secret values to kubectl on stdin; False if it already exists.
 
     The values are never printed nor written to disk, nor left in kubectl's error in our message.
@@ -256,7 +412,7 @@ def _kubectl_secret(action: str, namespace: str, args: list[str], values: dict[s
     message = result.stderr.strip()
     for value in _secret_values(values):
         message = message.replace(value, "***")
-    raise StepError(f"{action} Secret {tenancy.SECRET_NAME} in {namespace} failed: {message}")
+    raise StepError(f"{action} Secret {name} in {namespace} failed: {message}")
 
 
 def _secret_values(document: dict) -> list[str]:
@@ -264,24 +420,46 @@ def _secret_values(document: dict) -> list[str]:
     return [value for value in data.values() if isinstance(value, str)]
 
 
-def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
-    """Create the tenant's Secret with fresh random values, or give an existing one the keys it lacks.
-
-    Returns what was done ("created", "completed" or "kept") and the keys written. An existing
-    value is never replaced: the database was initialised with it.
-    """
-    namespace = tenancy.namespace(tenant.name)
+def _present_keys(namespace: str, name: str) -> list[str] | None:
+    """The keys of a Secret of the namespace (never its values); None when there is no such Secret."""
     found = tenancy.kubectl(
-        "get", "secret", tenancy.SECRET_NAME, "--namespace", namespace, "--ignore-not-found",
+        "get", "secret", name, "--namespace", namespace, "--ignore-not-found",
         "--output=go-template={{.metadata.name}}{{range $key, $value := .data}} {{$key}}{{end}}",
         capture=True,
     )
-    name, *present = found.stdout.split() or [""]
-    if name:
+    found_name, *present = found.stdout.split() or [""]
+    return present if found_name else None
+
+
+def new_values(keys: list[str]) -> dict[str, str]:
+    """Values for the Secret's missing keys: random ones, and the object store's credentials from the
+    environment; StepError naming the variables when those are needed and not set."""
+    wanted = {S3_KEYS[key] for key in keys if key in S3_KEYS}
+    unset = sorted(variable for variable in wanted if not os.environ.get(variable))
+    if unset:
+        raise StepError(
+            f"the Secret {tenancy.SECRET_NAME} needs the object store's credentials for the tenant's pgBackRest "
+            f"repository: set {' and '.join(unset)} (README, Deploy to Kubernetes, Backups and restore)"
+        )
+    return {
+        key: os.environ[S3_KEYS[key]] if key in S3_KEYS else secrets.token_urlsafe(SECRET_BYTES) for key in keys
+    }
+
+
+def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
+    """Create the tenant's Secret with fresh random values and the given S3 credentials, or give an
+    existing one the keys it lacks.
+
+    Returns what was done ("created", "completed" or "kept") and the keys written. An existing
+    value is never replaced: the database was initialised with it, the repository encrypted with it.
+    """
+    namespace = tenancy.namespace(tenant.name)
+    present = _present_keys(namespace, tenancy.SECRET_NAME)
+    if present is not None:
         missing = [key for key in SECRET_KEYS if key not in present]
         if not missing:
             return "kept", []
-        patch = {"stringData": {key: secrets.token_urlsafe(SECRET_BYTES) for key in missing}}
+        patch = {"stringData": new_values(missing)}
         _kubectl_secret("completing", namespace, [
             "patch", "secret", tenancy.SECRET_NAME, "--namespace", namespace, "--type=merge",
             "--patch-file=/dev/stdin",
@@ -296,15 +474,96 @@ def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
             "labels": {tenancy.TENANT_LABEL: tenant.name},
         },
         "type": "Opaque",
-        "stringData": {key: secrets.token_urlsafe(SECRET_BYTES) for key in SECRET_KEYS},
+        "stringData": new_values(list(SECRET_KEYS)),
     }
     if _kubectl_secret("creating", namespace, ["create", "--filename", "-"], manifest):
         return "created", list(SECRET_KEYS)
     return "kept", []  # created by someone else since the check: keep theirs
 
 
+def tls_files(namespace: str, server_names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """A new CA and the pgBackRest TLS server's and client's certificates and keys it signs (PEM),
+    made with openssl in a private temporary folder that is removed after. The server's certificate
+    names `server_names` (default: postgres-0.postgres, as the backup jobs reach it, and its
+    namespace's longer forms)."""
+    if server_names is None:
+        service = f"{TLS_SERVER_HOST}.{namespace}.svc"
+        server_names = (TLS_SERVER_HOST, service, f"{service}.cluster.local")
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    with tempfile.TemporaryDirectory(prefix="pgbackrest-tls-") as work:
+        def openssl(*args: str) -> None:
+            try:
+                subprocess.run(["openssl", *args], cwd=work, check=True, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise StepError("openssl not found: it makes the tenant's pgBackRest certificates") from None
+            except subprocess.CalledProcessError as error:
+                raise StepError(f"openssl {args[0]} failed: {error.stderr.strip()}") from None
+
+        openssl(
+            "req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", str(TLS_DAYS),
+            "-subj", f"/CN={namespace} pgBackRest CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        )
+        leaves = {
+            "server": (server_names[0], "serverAuth", "subjectAltName=" + ",".join(f"DNS:{n}" for n in server_names)),
+            "client": (TLS_CLIENT_CN, "clientAuth", f"subjectAltName=DNS:{TLS_CLIENT_CN}"),
+        }
+        for leaf, (common_name, usage, names) in leaves.items():
+            Path(work, f"{leaf}.ext").write_text(
+                f"basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                f"extendedKeyUsage={usage}\n{names}\n"
+            )
+            openssl(
+                "req", "-new", *curve, "-keyout", f"{leaf}.key", "-out", f"{leaf}.csr", "-subj", f"/CN={common_name}"
+            )
+            openssl(
+                "x509", "-req", "-in", f"{leaf}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-set_serial", f"0x{secrets.token_hex(16)}", "-days", str(TLS_DAYS), "-out", f"{leaf}.crt",
+                "-extfile", f"{leaf}.ext",
+            )
+        return {name: Path(work, name).read_text() for name in TLS_FILES}
+
+
+def ensure_tls_secret(tenant: Tenant) -> str:
+    """Create the tenant's pgBackRest certificates (Secret pgbackrest-tls) unless it has them; "created" or "kept"."""
+    namespace = tenancy.namespace(tenant.name)
+    present = _present_keys(namespace, TLS_SECRET_NAME)
+    if present is not None:
+        lacking = sorted(set(TLS_FILES) - set(present))
+        if lacking:
+            raise StepError(
+                f"the Secret {TLS_SECRET_NAME} in {namespace} lacks {', '.join(lacking)}: "
+                f"delete it and re-run with --apply --force to make new certificates"
+            )
+        return "kept"
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": TLS_SECRET_NAME, "namespace": namespace, "labels": {tenancy.TENANT_LABEL: tenant.name}},
+        "type": "Opaque",
+        "stringData": tls_files(namespace),
+    }
+    created = _kubectl_secret("creating", namespace, ["create", "--filename", "-"], manifest, TLS_SECRET_NAME)
+    return "created" if created else "kept"
+
+
+def start_first_backup(namespace: str) -> None:
+    """Start the full backup CronJob's job now: it creates the stanza, which archive-push waits for."""
+    result = tenancy.kubectl(
+        "create", "job", FIRST_BACKUP_JOB, "--from=cronjob/postgres-backup-full", "--namespace", namespace,
+        capture=True, check=False,
+    )
+    if result.returncode == 0:
+        print(f"started the first pgBackRest backup: kubectl -n {namespace} logs -f job/{FIRST_BACKUP_JOB}", flush=True)
+    elif "AlreadyExists" in result.stderr:
+        print(f"the first pgBackRest backup ran before: kubectl -n {namespace} logs job/{FIRST_BACKUP_JOB}", flush=True)
+    else:
+        raise StepError(f"starting the first pgBackRest backup failed: {result.stderr.strip()}")
+
+
 def deploy(tenant: Tenant, objects: list[dict]) -> None:
-    """Namespace, then Secret (if absent), then the whole overlay; wait for PostgreSQL and the app."""
+    """Namespace, then Secrets (if absent), then the whole overlay; wait for PostgreSQL and the app;
+    then the first pgBackRest backup if the Secret's backup keys are new."""
     namespace = tenancy.namespace(tenant.name)
     namespaces = [obj for obj in objects if obj["kind"] == "Namespace"]
     if not namespaces:
@@ -312,16 +571,24 @@ def deploy(tenant: Tenant, objects: list[dict]) -> None:
     # The Secret needs its namespace, created with the labels of the base (pod security) first.
     tenancy.kubectl("apply", "--filename", "-", stdin=json.dumps(namespaces[0]))
     done, keys = ensure_secret(tenant)
+    described = ", ".join(f"{key} (from {S3_KEYS[key]})" if key in S3_KEYS else key for key in keys)
     if done == "created":
-        print(f"created Secret {tenancy.SECRET_NAME} in {namespace} ({', '.join(keys)}, random)", flush=True)
+        print(f"created Secret {tenancy.SECRET_NAME} in {namespace} ({described}; the others random)", flush=True)
     elif done == "completed":
-        print(f"added {', '.join(keys)} (random) to the existing Secret {tenancy.SECRET_NAME} in {namespace}",
+        print(f"added {described} to the existing Secret {tenancy.SECRET_NAME} in {namespace} (random unless named)",
               flush=True)
     else:
         print(f"kept the existing Secret {tenancy.SECRET_NAME} in {namespace}", flush=True)
+    if ensure_tls_secret(tenant) == "created":
+        print(f"created Secret {TLS_SECRET_NAME} in {namespace} (pgBackRest's CA, server and client certificates)",
+              flush=True)
+    else:
+        print(f"kept the existing Secret {TLS_SECRET_NAME} in {namespace}", flush=True)
     tenancy.kubectl("apply", "--kustomize", str(tenancy.tenant_dir(tenant.name)))
     for workload in ("statefulset/postgres", "deployment/finance-api"):
         tenancy.kubectl("rollout", "status", workload, "--namespace", namespace, f"--timeout={ROLLOUT_TIMEOUT}")
+    if "PGBACKREST_REPO1_CIPHER_PASS" in keys:
+        start_first_backup(namespace)
 
 
 def report_written(tenant: Tenant, object_count: int) -> None:
@@ -341,8 +608,9 @@ def report_next_steps(tenant: Tenant, applied: bool) -> None:
         f"--timezone {tenant.timezone} --replicas {tenant.replicas} --apply --force"
     )
     print("next steps:")
-    print(f"  deploy: {again}")
-    print("          (creates its Secret if absent, applies the overlay, waits for both rollouts)")
+    print(f"  deploy: {' '.join(f'{variable}=...' for variable in S3_KEYS.values())} {again}")
+    print("          (creates its Secrets if absent, applies the overlay, waits for both rollouts,")
+    print(f"          starts the first backup into s3://{tenant.backup.bucket}{tenant.repository_path})")
     print(f"  local:  make run   (serves {tenant.name} at http://127.0.0.1:{local_port(tenant.name)})")
     print(f"  commit: git add {relative}")
 

@@ -25,13 +25,22 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 REAL_KUBECTL = shutil.which("kubectl")
 HOST = "acme.finance.example.com"
-SECRET_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")
+RANDOM_KEYS = (
+    "JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS",
+)
+# The object store's credentials, given to onboarding in its environment (never generated).
+S3_CREDENTIALS = {
+    "PGBACKREST_REPO1_S3_KEY": ("FINANCE_BACKUP_S3_KEY", "AKIAEXAMPLEONBOARDING"),
+    "PGBACKREST_REPO1_S3_KEY_SECRET": ("FINANCE_BACKUP_S3_KEY_SECRET", "example/secret+for/the/onboarding/tests0"),
+}
+SECRET_KEYS = (*RANDOM_KEYS, *S3_CREDENTIALS)
+TLS_FILES = ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")
 # How onboarding asks for an existing Secret's name and keys (never its values).
 SECRET_KEYS_OUTPUT = "--output=go-template={{.metadata.name}}{{range $key, $value := .data}} {{$key}}{{end}}"
 
 # Records each call as a JSON line, renders with the real kubectl, and plays the cluster's part
-# for `get secret` (FAKE_SECRET_KEYS: the keys of an existing Secret) and failures (FAKE_FAIL: a
-# subcommand that exits 1).
+# for `get secret` (FAKE_SECRET_KEYS: the keys of an existing finance-secrets, FAKE_TLS_KEYS: those
+# of an existing pgbackrest-tls) and failures (FAKE_FAIL: a subcommand that exits 1).
 FAKE_KUBECTL = """#!{python}
 import json, os, sys
 args = sys.argv[1:]
@@ -42,8 +51,10 @@ if args[0] == "kustomize":
     os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *args])
 if args[0] == os.environ.get("FAKE_FAIL"):
     sys.exit("error: the server could not be reached")
-if args[:2] == ["get", "secret"] and "FAKE_SECRET_KEYS" in os.environ:
+if args[:3] == ["get", "secret", "finance-secrets"] and "FAKE_SECRET_KEYS" in os.environ:
     print("finance-secrets", os.environ["FAKE_SECRET_KEYS"])
+if args[:3] == ["get", "secret", "pgbackrest-tls"] and "FAKE_TLS_KEYS" in os.environ:
+    print("pgbackrest-tls", os.environ["FAKE_TLS_KEYS"])
 """
 
 
@@ -87,6 +98,14 @@ def fake_kubectl(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("KUBECTL_LOG", str(log))
     monkeypatch.setenv("REAL_KUBECTL", REAL_KUBECTL)
     return log
+
+
+@pytest.fixture
+def s3_credentials(monkeypatch) -> dict[str, str]:
+    """The object store's credentials in onboarding's environment; the Secret's keys and values."""
+    for variable, value in S3_CREDENTIALS.values():
+        monkeypatch.setenv(variable, value)
+    return {key: value for key, (_, value) in S3_CREDENTIALS.items()}
 
 
 def recorded(log: Path) -> list[dict]:
@@ -138,7 +157,7 @@ def test_onboarded_overlay_renders_and_validates(repo):
     assert "tenants/acme/" in result.stdout and "kustomization.yaml" in result.stdout
     directory = repo / "tenants" / "acme"
     assert sorted(p.name for p in directory.iterdir()) == [
-        "kustomization.yaml", "local.env", "postman_environment.json", "tenant.env",
+        "backup.env", "kustomization.yaml", "local.env", "postman_environment.json", "tenant.env",
     ]
 
     objects = render(directory)
@@ -169,24 +188,79 @@ def test_overlay_has_the_agreed_shape(repo):
     assert kustomization["resources"] == ["../../kubernetes/base"]
     assert kustomization["labels"] == [{"pairs": {tenancy.TENANT_LABEL: "acme"}}]
     assert kustomization["configMapGenerator"] == [
-        {"name": "finance-settings", "behavior": "merge", "envs": ["tenant.env"], "literals": ["TENANT_ID=acme"]}
+        {"name": "finance-settings", "behavior": "merge", "envs": ["tenant.env"], "literals": ["TENANT_ID=acme"]},
+        {"name": "pgbackrest-settings", "behavior": "merge", "envs": ["backup.env"]},
     ]
     assert kustomization["replicas"] == [{"name": "finance-api", "count": 2}]
     assert [patch["target"] for patch in kustomization["patches"]] == [{"kind": "Ingress"}]
     assert (repo / "tenants" / "acme" / "tenant.env").read_text() == "TENANT_CURRENCY=USD\nTENANT_TIMEZONE=UTC\n"
+    # The repository's defaults: AWS S3 in us-east-1, a bucket shared by the tenants, a path each, 14 days.
+    assert (repo / "tenants" / "acme" / "backup.env").read_text() == (
+        "PGBACKREST_REPO1_S3_ENDPOINT=s3.us-east-1.amazonaws.com\n"
+        "PGBACKREST_REPO1_S3_BUCKET=finance-backups\n"
+        "PGBACKREST_REPO1_S3_REGION=us-east-1\n"
+        "PGBACKREST_REPO1_S3_URI_STYLE=host\n"
+        "PGBACKREST_REPO1_PATH=/finance/acme\n"
+        "PGBACKREST_REPO1_RETENTION_FULL=14\n"
+    )
 
 
 def test_demo_overlays_are_exactly_what_onboarding_writes(repo):
     """tenant1 and tenant2 are ordinary tenants: onboarding them again reproduces their files."""
     for name in ("tenant1", "tenant2"):
-        committed = (ROOT / "tenants" / name / "kustomization.yaml").read_text()
+        files = ("kustomization.yaml", "backup.env")
+        committed = {file: (ROOT / "tenants" / name / file).read_text() for file in files}
         settings = localstack.read_env_file(ROOT / "tenants" / name / "tenant.env")
         result = onboard(
             repo, name, "--host", f"{name}.finance.example.com", "--currency", settings["TENANT_CURRENCY"],
             "--timezone", settings["TENANT_TIMEZONE"], "--force",
         )
         assert result.returncode == 0, result.stderr
-        assert (repo / "tenants" / name / "kustomization.yaml").read_text() == committed
+        assert {file: (repo / "tenants" / name / file).read_text() for file in committed} == committed
+
+
+def test_backup_settings_reach_the_render_and_force_keeps_them(repo):
+    result = onboard(
+        repo, "acme", "--host", HOST, "--backup-endpoint", "minio.backups.example.net:9000", "--backup-bucket",
+        "acme-pitr", "--backup-region", "eu-central-1", "--backup-uri-style", "path", "--backup-retention-days", "35",
+    )
+    assert result.returncode == 0, result.stderr
+
+    def rendered_settings():
+        objects = render(repo / "tenants" / "acme")
+        settings = one_of(objects, "ConfigMap", "pgbackrest-settings")["data"]
+        ports = {port["port"] for rule in one_of(objects, "NetworkPolicy", "object-store")["spec"]["egress"]
+                 for port in rule["ports"]}
+        return settings, ports
+
+    settings, ports = rendered_settings()
+    assert settings | {
+        "PGBACKREST_REPO1_S3_ENDPOINT": "minio.backups.example.net",
+        "PGBACKREST_REPO1_STORAGE_PORT": "9000",
+        "PGBACKREST_REPO1_S3_BUCKET": "acme-pitr",
+        "PGBACKREST_REPO1_S3_REGION": "eu-central-1",
+        "PGBACKREST_REPO1_S3_URI_STYLE": "path",
+        "PGBACKREST_REPO1_PATH": "/finance/acme",
+        "PGBACKREST_REPO1_RETENTION_FULL": "35",
+    } == settings
+    assert settings["PGBACKREST_REPO1_RETENTION_FULL_TYPE"] == "time"
+    assert ports == {9000}, "the object store's own port, and only it"
+
+    # --force with other options keeps the repository's settings; a new retention changes only that.
+    result = onboard(repo, "acme", "--host", HOST, "--replicas", "3", "--backup-retention-days", "21", "--force")
+    assert result.returncode == 0, result.stderr
+    kept, ports = rendered_settings()
+    assert kept == settings | {"PGBACKREST_REPO1_RETENTION_FULL": "21"} and ports == {9000}
+
+
+def test_default_object_store_follows_the_region_on_https(repo):
+    assert onboard(repo, "acme", "--host", HOST, "--backup-region", "ap-southeast-2").returncode == 0
+    objects = render(repo / "tenants" / "acme")
+    settings = one_of(objects, "ConfigMap", "pgbackrest-settings")["data"]
+    assert settings["PGBACKREST_REPO1_S3_ENDPOINT"] == "s3.ap-southeast-2.amazonaws.com"
+    assert "PGBACKREST_REPO1_STORAGE_PORT" not in settings
+    policy = one_of(objects, "NetworkPolicy", "object-store")
+    assert [port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]] == [443]
 
 
 def test_local_run_picks_up_the_new_tenant(repo, monkeypatch):
@@ -257,6 +331,13 @@ def test_the_longest_name_leaves_room_for_the_namespace_prefix():
         (["acme", "--host", HOST, "--replicas", "1"], "between 2 and 20"),
         (["acme", "--host", HOST, "--replicas", "21"], "between 2 and 20"),
         (["acme", "--host", HOST, "--replicas", "two"], "--replicas"),
+        (["acme", "--host", HOST, "--backup-endpoint", "https://s3.example.com"], "--backup-endpoint"),
+        (["acme", "--host", HOST, "--backup-endpoint", "s3.example.com/bucket"], "--backup-endpoint"),
+        (["acme", "--host", HOST, "--backup-endpoint", "s3.example.com:0"], "port"),
+        (["acme", "--host", HOST, "--backup-bucket", "Acme_Backups"], "--backup-bucket"),
+        (["acme", "--host", HOST, "--backup-region", "EU West"], "--backup-region"),
+        (["acme", "--host", HOST, "--backup-uri-style", "virtual"], "--backup-uri-style"),
+        (["acme", "--host", HOST, "--backup-retention-days", "0"], "between 1 and 3650"),
         (["tenant1", "--host", HOST], "already exists"),
     ],
 )
@@ -316,7 +397,7 @@ def test_force_replaces_an_existing_tenant_and_keeps_its_port(repo):
     assert sorted(p.name for p in (repo / "tenants").iterdir()) == ["acme", "tenant1", "tenant2"]
 
 
-def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
+def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl, s3_credentials):
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 0, result.stderr
     calls = recorded(fake_kubectl)
@@ -326,9 +407,14 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
         ["apply", "--filename", "-"],
         ["get", "secret", "finance-secrets", "--namespace", "finance-acme", "--ignore-not-found", SECRET_KEYS_OUTPUT],
         ["create", "--filename", "-"],
+        ["get", "secret", "pgbackrest-tls", "--namespace", "finance-acme", "--ignore-not-found", SECRET_KEYS_OUTPUT],
+        ["create", "--filename", "-"],
         ["apply", "--kustomize", str(repo / "tenants" / "acme")],
         ["rollout", "status", "statefulset/postgres", "--namespace", "finance-acme", "--timeout=5m"],
         ["rollout", "status", "deployment/finance-api", "--namespace", "finance-acme", "--timeout=5m"],
+        # The first pgBackRest backup, which creates the stanza archive-push waits for.
+        ["create", "job", "postgres-backup-first", "--from=cronjob/postgres-backup-full",
+         "--namespace", "finance-acme"],
     ]
     assert (applied_namespace["kind"], applied_namespace["metadata"]["name"]) == ("Namespace", "finance-acme")
     assert applied_namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -339,44 +425,75 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl):
     }
     values = secret["stringData"]
     assert sorted(values) == sorted(SECRET_KEYS)
-    assert all(len(value) >= 43 for value in values.values())  # token_urlsafe of 32 bytes or more
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in values.values())  # URL-safe
-    assert len(set(values.values())) == len(SECRET_KEYS)
+    generated = [values[key] for key in RANDOM_KEYS]
+    assert all(len(value) >= 43 for value in generated)  # token_urlsafe of 32 bytes or more
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in generated)  # URL-safe
+    assert len(set(generated)) == len(RANDOM_KEYS)
+    assert {key: values[key] for key in S3_CREDENTIALS} == s3_credentials
+
+    tls = json.loads(calls[5]["stdin"])
+    assert tls["metadata"] == {
+        "name": "pgbackrest-tls", "namespace": "finance-acme", "labels": {tenancy.TENANT_LABEL: "acme"},
+    }
+    assert sorted(tls["stringData"]) == sorted(TLS_FILES)
+    assert "PRIVATE KEY" in tls["stringData"]["server.key"] and "PRIVATE KEY" in tls["stringData"]["client.key"]
+
     written = b"".join(content or b"" for content in snapshot(repo).values())
-    for value in values.values():
+    for value in [*values.values(), tls["stringData"]["server.key"], tls["stringData"]["client.key"]]:
         assert value not in result.stdout + result.stderr
         assert value.encode() not in written
 
 
 def test_apply_keeps_an_existing_secret(repo, fake_kubectl, monkeypatch):
+    """Nothing is asked of the environment when nothing is missing, and no backup is started."""
     monkeypatch.setenv("FAKE_SECRET_KEYS", " ".join(SECRET_KEYS))
+    monkeypatch.setenv("FAKE_TLS_KEYS", " ".join(TLS_FILES))
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 0, result.stderr
     commands = [call["args"][0] for call in recorded(fake_kubectl)]
-    assert commands == ["kustomize", "apply", "get", "apply", "rollout", "rollout"]
-    assert "kept the existing Secret" in result.stdout
+    assert commands == ["kustomize", "apply", "get", "get", "apply", "rollout", "rollout"]
+    assert "kept the existing Secret finance-secrets" in result.stdout
+    assert "kept the existing Secret pgbackrest-tls" in result.stdout
 
 
-def test_apply_adds_only_the_keys_an_existing_secret_lacks(repo, fake_kubectl, monkeypatch):
-    """A tenant onboarded before the database roles were split has JWT_SECRET and POSTGRES_PASSWORD only."""
+def test_apply_without_the_object_stores_credentials_writes_no_secret(repo, fake_kubectl, monkeypatch):
+    for variable, _ in S3_CREDENTIALS.values():
+        monkeypatch.delenv(variable, raising=False)
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 1
+    assert "FINANCE_BACKUP_S3_KEY and FINANCE_BACKUP_S3_KEY_SECRET" in result.stderr
+    assert "--apply --force" in result.stderr
+    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["kustomize", "apply", "get"]
+
+
+def test_apply_adds_only_the_keys_an_existing_secret_lacks(repo, fake_kubectl, monkeypatch, s3_credentials):
+    """A tenant onboarded before the database roles were split has JWT_SECRET and POSTGRES_PASSWORD only,
+    and none of pgBackRest's keys: it gets them, its certificates and its first pgBackRest backup."""
     monkeypatch.setenv("FAKE_SECRET_KEYS", "JWT_SECRET POSTGRES_PASSWORD")
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 0, result.stderr
     calls = recorded(fake_kubectl)
-    assert [call["args"][0] for call in calls] == ["kustomize", "apply", "get", "patch", "apply", "rollout", "rollout"]
+    assert [call["args"][0] for call in calls] == [
+        "kustomize", "apply", "get", "patch", "get", "create", "apply", "rollout", "rollout", "create",
+    ]
     patch = calls[3]
     assert patch["args"] == [
         "patch", "secret", "finance-secrets", "--namespace", "finance-acme", "--type=merge", "--patch-file=/dev/stdin",
     ]
     values = json.loads(patch["stdin"])["stringData"]
-    assert sorted(values) == ["BACKUP_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD"], "existing values are never replaced"
-    assert all(len(value) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in values.values())
-    assert "added POSTGRES_SUPERUSER_PASSWORD, BACKUP_PASSWORD (random)" in result.stdout
+    generated = ["BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS", "POSTGRES_SUPERUSER_PASSWORD"]
+    assert sorted(values) == sorted([*generated, *S3_CREDENTIALS]), "existing values are never replaced"
+    assert all(len(values[key]) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", values[key]) for key in generated)
+    assert {key: values[key] for key in S3_CREDENTIALS} == s3_credentials
+    assert ("added POSTGRES_SUPERUSER_PASSWORD, BACKUP_PASSWORD, PGBACKREST_REPO1_CIPHER_PASS, "
+            "PGBACKREST_REPO1_S3_KEY (from FINANCE_BACKUP_S3_KEY), PGBACKREST_REPO1_S3_KEY_SECRET "
+            "(from FINANCE_BACKUP_S3_KEY_SECRET) to the existing Secret") in result.stdout
+    assert calls[-1]["args"][:3] == ["create", "job", "postgres-backup-first"]
     for value in values.values():
         assert value not in result.stdout + result.stderr
 
 
-def test_a_failed_apply_keeps_the_overlay_and_says_how_to_retry(repo, fake_kubectl, monkeypatch):
+def test_a_failed_apply_keeps_the_overlay_and_says_how_to_retry(repo, fake_kubectl, monkeypatch, s3_credentials):
     monkeypatch.setenv("FAKE_FAIL", "rollout")
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 1
