@@ -39,8 +39,12 @@ stop_server() {
   pg_ctl --pgdata="$pgdata" --mode=immediate --wait stop >/dev/null 2>&1 || true
 }
 trap stop_server EXIT
+# hot_standby=off: no connection until the archive is replayed, so the server need not match the
+# tenant's max_connections and the like, which a hot standby must (and which a tenant may tune).
+# pg_ctl then waits for the whole replay.
 if ! pg_ctl --pgdata="$pgdata" --log="$server_log" --wait --timeout="$timeout" \
-  --options="-c listen_addresses='' -c unix_socket_directories=$socket_dir -c port=5432 -c archive_mode=off" start; then
+  --options="-c listen_addresses='' -c unix_socket_directories=$socket_dir -c port=5432 -c archive_mode=off -c hot_standby=off" \
+  start; then
   cat "$server_log" >&2
   echo "restore drill: FAILED: the restored server did not start" >&2
   exit 1
@@ -49,8 +53,8 @@ fi
 as_superuser() {
   psql --no-psqlrc --quiet --host="$socket_dir" --port=5432 --username=postgres "$@"
 }
-# Read-only while it replays the archive; done once promoted.
-while [ "$(as_superuser --dbname=postgres --tuples-only --no-align --command='SELECT pg_is_in_recovery()')" != f ]; do
+# Promoted at the end of the archive: writable, the restore is done.
+while [ "$(as_superuser --dbname=postgres --tuples-only --no-align --command='SELECT pg_is_in_recovery()' 2>/dev/null)" != f ]; do
   if [ $(($(date +%s) - started)) -gt "$timeout" ]; then
     cat "$server_log" >&2
     echo "restore drill: FAILED: the archive was not replayed within $timeout s" >&2
