@@ -2,7 +2,8 @@
 
 One run of checkov (the release scripts/install pins, in .venv/checkov) scans every tenant's
 rendered manifests, a render with every optional component of kubernetes/components, the render
-deploy.yml applies (the app image pinned by digest), the Dockerfile and the workflows. Every check
+deploy.yml applies (the images built here pinned by digest), both Dockerfiles (the app's and
+postgres/Dockerfile) and the workflows. Every check
 it fails, or that an inline `checkov:skip` would silence, must have a row in the table of
 docs/security.md, "Policy scan (checkov)", whose places are exactly where it fails; and every row
 must still be needed.
@@ -36,9 +37,11 @@ TENANTS_DIR = ROOT / "tenants"
 COMPONENTS_DIR = ROOT / "kubernetes" / "components"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 DOCKERFILE = ROOT / "Dockerfile"
+POSTGRES_DOCKERFILE = ROOT / "postgres" / "Dockerfile"
 FRAMEWORKS = ("kubernetes", "dockerfile", "github_actions")
 APP_IMAGE = "ghcr.io/finance-platform/finance-service"
-# Answered by the app image's digest, which deploy.yml adds at every deploy (docs/security.md).
+POSTGRES_IMAGE = "ghcr.io/finance-platform/finance-postgres"
+# Answered by the digests of the images built here, which deploy.yml adds at every deploy (docs/security.md).
 APP_IMAGE_CHECKS = {"CKV_K8S_15", "CKV_K8S_43"}
 TENANT_NAMES = sorted(
     path.name for path in TENANTS_DIR.iterdir()
@@ -139,13 +142,15 @@ def render_targets(work: Path) -> list[Path]:
         kustomization.write("components:\n" + "".join(f"  - ../../kubernetes/components/{c}\n" for c in components))
     targets.append(render(copy / "tenants" / first, work / "components.yaml"))
 
-    # As deploy.yml's "Pin the app image by digest" step writes it.
+    # As deploy.yml's "Pin the images built here by digest" step writes it.
     pinned = work / "pinned" / first
     pinned.mkdir(parents=True)
-    tag = re.search(rf"image: {re.escape(APP_IMAGE)}:(\S+)", targets[0].read_text()).group(1)
+    images = ""
+    for image in (APP_IMAGE, POSTGRES_IMAGE):
+        tag = re.search(rf"image: {re.escape(image)}:(\S+)", targets[0].read_text()).group(1)
+        images += f"  - name: {image}\n    newTag: {tag}\n    digest: sha256:{'5e' * 32}\n"
     pinned.joinpath("kustomization.yaml").write_text(
-        f"resources:\n  - {os.path.relpath(TENANTS_DIR / first, pinned)}\n"
-        f"images:\n  - name: {APP_IMAGE}\n    newTag: {tag}\n    digest: sha256:{'5e' * 32}\n"
+        f"resources:\n  - {os.path.relpath(TENANTS_DIR / first, pinned)}\nimages:\n{images}"
     )
     targets.append(render(pinned, work / "deploy-pinned.yaml"))
     return targets
@@ -172,7 +177,7 @@ def place_of(check_type: str, result: dict) -> str:
 def scan(tmp_path_factory) -> Scan:
     assert CHECKOV.exists(), f"{CHECKOV.relative_to(ROOT)} is missing: run scripts/install"
     work = tmp_path_factory.mktemp("policy-scan")
-    files = [*render_targets(work), DOCKERFILE, *WORKFLOWS]
+    files = [*render_targets(work), DOCKERFILE, POSTGRES_DOCKERFILE, *WORKFLOWS]
     env = {
         key: value for key, value in os.environ.items()
         if not key.startswith(("CKV_", "BC_", "PRISMA_", "CHECKOV_")) and key != "LOG_LEVEL"
@@ -252,8 +257,9 @@ def test_each_answer_names_exactly_the_places_where_its_check_fails(scan):
 
 
 def test_the_app_image_checks_pass_once_deploy_pins_the_digest(scan):
-    """CKV_K8S_15 and CKV_K8S_43 are answered by deploy.yml's digest: the render it applies passes
-    both, and fails nothing else that the tenant's own render does not."""
+    """CKV_K8S_15 and CKV_K8S_43 are answered by deploy.yml's digests (the app image's and the
+    PostgreSQL image's): the render it applies passes both, and fails nothing else that the
+    tenant's own render does not."""
     pinned = {f.check_id for f in scan.findings if f.target == "deploy-pinned.yaml"}
     plain = {f.check_id for f in scan.findings if f.target == f"tenant-{TENANT_NAMES[0]}.yaml"}
     assert set(answers()) >= APP_IMAGE_CHECKS, "docs/security.md answers the app image's checks"
