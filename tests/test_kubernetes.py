@@ -123,6 +123,9 @@ ALLOWED_TRAFFIC = {
 }
 
 LONG_RUNNING_KINDS = {"Deployment", "StatefulSet", "DaemonSet"}
+# A sidecar's readiness is its pod's: pgBackRest's TLS server must not take PostgreSQL out of its
+# Service when it does not answer (its liveness probe restarts it).
+NO_READINESS = {("StatefulSet/postgres", "pgbackrest", "readinessProbe")}
 SAFE_VOLUME_TYPES = {
     "configMap", "emptyDir", "persistentVolumeClaim", "secret", "projected", "downwardAPI", "ephemeral",
 }
@@ -465,8 +468,10 @@ def test_long_running_containers_have_probes_and_every_container_has_resources(t
         if workload["kind"] in LONG_RUNNING_KINDS:
             for container in pod["containers"]:
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-                    if probe not in container:
+                    if probe not in container and (ref(workload), container["name"], probe) not in NO_READINESS:
                         problems.append(f"{ref(workload)} container {container['name']}: no {probe}")
+                    elif probe in container and (ref(workload), container["name"], probe) in NO_READINESS:
+                        problems.append(f"{ref(workload)} container {container['name']}: a {probe} gates the pod")
     assert not problems, "\n".join(problems)
 
 
