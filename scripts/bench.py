@@ -1,7 +1,7 @@
 """Benchmark one tenant's real stack (gunicorn with the production config + PostgreSQL) with wrk.
 
     scripts/bench [--duration 10] [--warmup 2] [--scale-duration 5] [--connections 8] [--threads 2]
-                  [--profile] [--keep]
+                  [--profile] [--keep] [--archive]
     scripts/bench compare OLD.json NEW.json
 
 A run starts a private PostgreSQL cluster under .local/bench/, creates the tenant `bench` (UTC,
@@ -11,6 +11,9 @@ other, on 127.0.0.1. It prints a Markdown table with the targets of issue 5 and 
 figure to .local/bench/results-<UTC time>.json; `compare` sets two such files side by side.
 It exits 0 whether or not a target is met, and non-zero only when the harness itself fails.
 Everything it started is stopped at the end, also on Ctrl-C or an error.
+With --archive the cluster archives its WAL with pgBackRest as a tenant's does (docs/operations.md):
+the run also reports the full backup of the seeded tenant, the archive's lag and the WAL a write
+leaves during the POST scenario, and the time a restore of the whole tenant takes.
 See docs/performance.md for the method.
 """
 
@@ -27,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -772,11 +776,121 @@ def compare(old_path: Path, new_path: Path) -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
+# --- archiving (--archive) -----------------------------------------------------------------------
+
+
+def full_backup(cluster: localstack.Cluster) -> dict:
+    """A full backup of the seeded cluster, as a tenant's first one: its time and sizes."""
+    clock = time.monotonic()
+    cluster.archive.run("backup", "--type=full")
+    seconds = time.monotonic() - clock
+    entry = cluster.archive.info()["backup"][-1]["info"]
+    figures = {
+        "seconds": round(seconds, 1), "database_bytes": entry["size"], "repository_bytes": entry["repository"]["size"],
+    }
+    print(f"bench: full backup of {entry['size'] / 2**20:,.0f} MiB in {seconds:.1f} s,"
+          f" {entry['repository']['size'] / 2**20:,.0f} MiB in the repository", flush=True)
+    return figures
+
+
+WAL_SEGMENT_BYTES = 16 * 2**20
+
+
+class ArchiveSampler:
+    """During one scenario, twice a second: the WAL written but not yet archived (from the
+    current insert position back to the end of the last archived segment), and at the end the
+    WAL and compressed archive the scenario's writes added."""
+
+    def __init__(self, cluster: localstack.Cluster) -> None:
+        self.cluster = cluster
+        self.samples: list[int] = []
+        self.failed = 0
+        self.stopping = threading.Event()
+        with cluster.connect() as conn:
+            self.start_lsn = self.lsn(conn)
+        self.start_archive_bytes = self.archive_bytes()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def lsn(conn) -> int:
+        return conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0]
+
+    def archive_bytes(self) -> int:
+        archive = self.cluster.archive.directory / "repo" / "archive"
+        return sum(path.stat().st_size for path in archive.rglob("*") if path.is_file())
+
+    def sample(self) -> None:
+        with self.cluster.connect() as conn:
+            while not self.stopping.wait(0.5):
+                row = conn.execute(
+                    "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn, last_archived_wal, failed_count"
+                    " FROM pg_stat_archiver"
+                ).fetchone()
+                current, archived_wal, self.failed = int(row[0]), row[1], row[2]
+                if archived_wal and len(archived_wal) == 24:  # not a .history or .backup file
+                    archived_end = (int(archived_wal[8:16], 16) * 2**32 // WAL_SEGMENT_BYTES
+                                    + int(archived_wal[16:24], 16) + 1) * WAL_SEGMENT_BYTES
+                    self.samples.append(max(current - archived_end, 0))
+
+    def finish(self, scenario: dict) -> dict:
+        self.stopping.set()
+        self.thread.join()
+        seconds = time.monotonic() - self.started
+        with self.cluster.connect() as conn:
+            wal = int(self.lsn(conn)) - int(self.start_lsn)
+        # The scenario's last segment closed and waited for in the repository: how long one
+        # segment takes from its switch to the archive, the lag that archive_timeout adds to.
+        clock = time.monotonic()
+        self.cluster.archive.run("check")
+        push_seconds = time.monotonic() - clock
+        archived = self.archive_bytes() - self.start_archive_bytes
+        # The warm-up's writes are in the span too: count requests over the span at the run's rate.
+        writes = max(scenario["requests_per_s"] * seconds, 1)
+        wal_per_second = wal / seconds
+        figures = {
+            "seconds": round(seconds, 1), "wal_bytes": wal, "archived_bytes": archived,
+            "wal_bytes_per_write": round(wal / writes), "archived_bytes_per_write": round(archived / writes),
+            "unarchived_bytes_max": max(self.samples, default=0),
+            "unarchived_bytes_mean": round(sum(self.samples) / len(self.samples)) if self.samples else 0,
+            "unarchived_seconds_max": round(max(self.samples, default=0) / wal_per_second, 1) if wal else 0.0,
+            "segment_switch_to_archived_seconds": round(push_seconds, 2),
+            "wal_bytes_per_day_at_this_rate": round(wal_per_second * 86400),
+            "archive_failures": self.failed,
+        }
+        print(f"  archive during POST: {wal / 2**20:,.0f} MiB of WAL"
+              f" ({figures['wal_bytes_per_write']:,} bytes a write),"
+              f" {archived / 2**20:,.1f} MiB archived ({figures['archived_bytes_per_write']:,} bytes a write);"
+              f" not yet archived at most {figures['unarchived_bytes_max'] / 2**20:.1f} MiB"
+              f" = {figures['unarchived_seconds_max']} s of writes at this rate; a closed segment archived in"
+              f" {push_seconds:.2f} s", flush=True)
+        return figures
+
+
+def timed_restore(cluster: localstack.Cluster) -> dict:
+    """Restore the whole tenant from the repository to the end of its archive, as after losing the
+    cluster, and check that every row came back."""
+    with cluster.connect(TENANT.name) as conn:
+        rows = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
+    cluster.archive.run("check")
+    clock = time.monotonic()
+    cluster.archive.restore(cluster)
+    seconds = time.monotonic() - clock
+    with cluster.connect(TENANT.name) as conn:
+        restored = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
+    if restored != rows:
+        raise RuntimeError(f"the restore brought back {restored:,} of {rows:,} transactions")
+    print(f"bench: restore of the whole tenant ({rows:,} transactions) to the end of the archive in"
+          f" {seconds:.1f} s", flush=True)
+    return {"seconds": round(seconds, 1), "transactions": rows}
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, wrk: str) -> None:
         self.args = args
         self.wrk = wrk
-        self.stack = localstack.Stack(STATE, localstack.free_port())
+        self.stack = localstack.Stack(STATE, localstack.free_port(), archived=args.archive)
         self.server: localstack.Server | None = None
         self.scripts = STATE / "lua"
         self.profiles = STATE / "profiles" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -885,6 +999,7 @@ class Bench:
             "options": {
                 "duration_s": args.duration, "warmup_s": args.warmup, "scale_duration_s": args.scale_duration,
                 "connections": args.connections, "threads": args.threads, "profile": args.profile,
+                "archive": args.archive,
             },
         }
         cluster = self.stack.cluster
@@ -900,7 +1015,11 @@ class Bench:
             print(f"bench: warning: load average {load:.1f} before the run; other work on this machine"
                   " lowers every figure", file=sys.stderr)
         print(f"bench: PostgreSQL cluster in {cluster.directory}", flush=True)
+        if cluster.archive:
+            shutil.rmtree(cluster.archive.directory, ignore_errors=True)
         cluster.start()
+        if cluster.archive:
+            cluster.archive.run("stanza-create")
         env = self.stack.prepare(TENANT)
         results["server"] = server_settings(env)
         now = datetime.now(UTC)
@@ -953,6 +1072,8 @@ class Bench:
             "seconds_phase_b": round(seconds_b, 1), "seconds_total": round(seconds_users + seconds_a + seconds_b, 1),
         }
         print(f"bench: seeded {phase_b:,} more transactions (phase B) in {seconds_b:.1f} s", flush=True)
+        if cluster.archive:
+            results["archive"] = {"backup": full_backup(cluster)}
         if month_rows != len(plan.heavy_current_month):
             raise RuntimeError(f"the heavy user's current month changed between phases: {month_rows} rows")
 
@@ -1006,7 +1127,10 @@ class Bench:
               f" {args.connections} connections, {args.threads} wrk threads", flush=True)
         scenarios = {}
         for scenario in run_order:
+            sampler = ArchiveSampler(cluster) if cluster.archive and scenario.key == "create" else None
             scenarios[scenario.key] = self.measure(scenario, token, args.duration)
+            if sampler:
+                results["archive"]["writes"] = sampler.finish(scenarios[scenario.key])
         health = scenarios["health"]["requests_per_s"]
         for entry in scenarios.values():
             entry["ratio_to_health"] = round(entry["requests_per_s"] / health, 4) if health else 0.0
@@ -1017,6 +1141,9 @@ class Bench:
         after = tree_pss(self.server.process.pid)
         after["workers"] = len(after["processes_kib"]) - 1
         results["memory"] = {"idle": idle, "after": after}
+        if cluster.archive:
+            self.server.stop()
+            results["archive"]["restore"] = timed_restore(cluster)
         results["targets"] = evaluate(results)
         results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["seconds_total"] = round(time.monotonic() - started, 1)
@@ -1028,6 +1155,8 @@ class Bench:
         self.stack.cluster.stop("fast")
         if not self.args.keep:
             shutil.rmtree(self.stack.cluster.directory, ignore_errors=True)
+            if self.stack.cluster.archive:
+                shutil.rmtree(self.stack.cluster.archive.directory, ignore_errors=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1043,6 +1172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="sample the workers with py-spy during each measured run (lowers the figures;"
                         " needs `.venv/bin/pip install py-spy`)")
+    parser.add_argument("--archive", action="store_true",
+                        help="archive with pgBackRest and report backup, archive lag, WAL per write and restore time")
     parser.add_argument("--keep", action="store_true", help="keep the (stopped) PostgreSQL cluster's data afterwards")
     sub = parser.add_subparsers(dest="command")
     comparison = sub.add_parser("compare", help="set two results-*.json files side by side")
