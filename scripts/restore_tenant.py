@@ -1,24 +1,34 @@
-"""Restore a tenant's PostgreSQL database: to a point in time from its pgBackRest archive (--local:
-a tenant of `make run`), or from one of its pg_dump backups in the current kubectl context.
+"""Restore a tenant's PostgreSQL database to a point in time from its pgBackRest archive, in the
+current kubectl context or (--local) a tenant of `make run`; or from one of its pg_dump backups.
 
-    scripts/restore-tenant NAME --local --list              the backups and the restore window
-    scripts/restore-tenant NAME --local --to-time 2026-11-30T10:15:00Z
-    scripts/restore-tenant NAME --local --latest            up to the newest archived change
-    scripts/restore-tenant NAME --local --drill             restore into a scratch cluster and check it
+    scripts/restore-tenant NAME --list                  the backups and the restore window
+    scripts/restore-tenant NAME --to-time 2026-11-30T10:15:00Z
+    scripts/restore-tenant NAME --latest                up to the newest archived change
+    scripts/restore-tenant NAME --drill                 restore into a scratch cluster and check it
+    (each also with --local: the tenant of `make run`)
 
-    scripts/restore-tenant NAME --list            list the dumps in the tenant's backup volume
+    scripts/restore-tenant NAME --list-dumps      list the pg_dump files in the tenant's backup volume
     scripts/restore-tenant NAME [BACKUP_FILE]     restore one (default: the newest)
 
-Locally (scripts/local_restore.py), the tenant's API stops, its cluster's data is replaced by a
-pgBackRest restore to the instant asked for, which must lie in the window from the end of the
-oldest backup to now (everything written until then is archived first), and the API serves again.
-All or nothing: on any failure the database is as it was. It prints the backup used, the time
-reached and the rows per table. A drill restores the newest backup and every archived change into
-a scratch cluster, checks it (migrations current, the totals equal a recomputation) and exits 1
-when a check fails; the tenant's own database is not touched.
+A point-in-time restore must reach an instant of the window from the end of the oldest backup to
+now; a time outside it is refused before anything changes. The tenant's API stops, everything
+written until then is archived, the database's data directory is replaced by a pgBackRest restore
+to the instant asked for (the newest backup that ended by it, then the archived WAL), the restored
+server is promoted and checkpointed, and the API serves again. All or nothing: on any failure
+before the restored server is promoted, the data directory it replaced is put back and started,
+so the database is as it was. It prints the backup used, the time reached and the rows per table.
 
-In Kubernetes, BACKUP_FILE is a dump name as listed (finance-20260101T021700Z.dump) or the path
-of a local file made by `pg_dump --format=custom` (a copy kept off the cluster, say). The restore
+In Kubernetes (namespace finance-NAME) PostgreSQL's StatefulSet is scaled to 0, a Job with the
+postgres container's image, pgBackRest settings and data volume runs scripts/restore_pgdata.sh
+(restore into a sibling directory of PGDATA, then swap the two with mv), and the StatefulSet is
+scaled back; a failure runs the same script's rollback in a second Job. A drill (--drill) starts a
+Job from the tenant's restore-drill CronJob, waits for it and prints its log: the newest backup and
+the archive restored into the Job's scratch directory and checked (migrations current, the totals
+equal a recomputation); exit status 1 when it fails. The tenant's own database is not touched.
+Locally (scripts/local_restore.py) the same steps run against the tenant's cluster of `make run`.
+
+A pg_dump BACKUP_FILE is a dump name as listed (finance-20260101T021700Z.dump) or the path of a
+local file made by `pg_dump --format=custom` (a copy kept off the cluster, say). The restore
 copies the dump into the postgres-0 pod, stops the tenant's API (scales finance-api to 0),
 replays the dump with `pg_restore --clean --if-exists` into psql, as the app's own database role,
 in one transaction that first drops the public schema (all or nothing: the database ends exactly
@@ -40,7 +50,8 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 NAMESPACE_PREFIX = "finance-"
@@ -64,31 +75,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("name", metavar="NAME", help="the tenant (its namespace is finance-NAME)")
     parser.add_argument("backup", metavar="BACKUP_FILE", nargs="?", help="a dump name from --list, or a local file")
-    parser.add_argument("--list", action="store_true", help="list the tenant's backups, newest first, and exit")
+    parser.add_argument("--list", action="store_true",
+                        help="list the tenant's pgBackRest backups, newest first, and the restore window")
+    parser.add_argument("--list-dumps", action="store_true", help="list the pg_dump files in the backup volume")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--local", action="store_true", help="a tenant of `make run`, from its pgBackRest archive")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--to-time", type=instant, metavar="TIME",
-                        help="restore to this instant, ISO 8601 with its offset (2026-11-30T10:15:00Z); with --local")
-    target.add_argument("--latest", action="store_true", help="restore to the newest archived change; with --local")
-    target.add_argument("--drill", action="store_true",
-                        help="restore into a scratch cluster and check it; with --local")
+                        help="restore to this instant, ISO 8601 with its offset (2026-11-30T10:15:00Z)")
+    target.add_argument("--latest", action="store_true", help="restore to the newest archived change")
+    target.add_argument("--drill", action="store_true", help="restore into a scratch cluster and check it")
     args = parser.parse_args(argv)
     point_in_time = args.to_time is not None or args.latest or args.drill
-    if point_in_time and not args.local:
-        parser.error(
-            "--to-time, --latest and --drill work on the pgBackRest archive of a tenant of `make run` (--local);"
-            " in Kubernetes restore-tenant restores a pg_dump backup"
-        )
-    if args.local and (args.backup or (args.list and point_in_time) or not (args.list or point_in_time)):
+    if (args.list and point_in_time) or (args.list_dumps and (args.list or point_in_time)):
+        parser.error("--list, --list-dumps, --to-time, --latest and --drill exclude each other")
+    if point_in_time and args.backup:
+        parser.error("--to-time, --latest and --drill take no BACKUP_FILE (that is a pg_dump file)")
+    if args.local and (args.backup or args.list_dumps or not (args.list or point_in_time)):
         parser.error("--local takes exactly one of --list, --to-time, --latest, --drill, and no BACKUP_FILE")
     if not TENANT_NAME.match(args.name):
         parser.error(
             f"invalid tenant name {args.name!r}: lowercase letters, digits and '-', "
             f"at most {MAX_NAME} characters, starting and ending with a letter or digit"
         )
-    if args.list and args.backup:
-        parser.error("--list takes no BACKUP_FILE")
+    if (args.list or args.list_dumps) and args.backup:
+        parser.error("--list and --list-dumps take no BACKUP_FILE")
     if args.backup and not BACKUP_NAME.match(args.backup) and not Path(args.backup).is_file():
         parser.error(
             f"BACKUP_FILE {args.backup!r} is neither a backup name (finance-YYYYMMDDTHHMMSSZ.dump) nor a local file"
@@ -264,11 +275,19 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("kubectl"):
         print("restore-tenant: kubectl not found on PATH (install it, select the cluster's context)", file=sys.stderr)
         return 1
-    if not args.list and not args.yes and not sys.stdin.isatty():
+    asks = not (args.list or args.list_dumps or args.drill)
+    if asks and not args.yes and not sys.stdin.isatty():
         print("restore-tenant: no terminal to confirm on; pass --yes to restore anyway", file=sys.stderr)
         return 2
     try:
         kubectl("get", "namespace", namespace, "-o", "name")
+        if args.list:
+            print(list_pitr_backups(args.name, namespace))
+            return 0
+        if args.drill:
+            return drill(namespace)
+        if args.to_time is not None or args.latest:
+            return point_in_time_restore(args, namespace)
         local_file = Path(args.backup) if args.backup and not BACKUP_NAME.match(args.backup) else None
         if local_file:
             if not args.yes and not confirm(args.name, f"namespace {namespace}", f"local file {local_file}"):
@@ -279,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with BackupReader(namespace) as reader:
             backups = reader.backups()
-            if args.list:
-                print("\n".join(backups) if backups else f"{args.name}: no backups yet")
+            if args.list_dumps:
+                print("\n".join(backups) if backups else f"{args.name}: no dumps yet")
                 return 0
             if not backups:
                 raise Failed(f"no backups in {namespace}'s postgres-backups volume")
@@ -356,6 +375,340 @@ def wait_until_api_stopped(namespace: str, timeout: float = 300) -> None:
         if time.monotonic() > deadline:
             raise Failed(f"finance-api pods still running after {timeout:.0f} s")
         time.sleep(2)
+
+
+# --- point-in-time restores in Kubernetes, from the tenant's pgBackRest repository ------------------
+
+PGDATA_SCRIPT = Path(__file__).resolve().parent / "restore_pgdata.sh"
+DATA_VOLUME = "data"  # the StatefulSet's volume claim template: claim data-postgres-0
+RECOVERY_TIMEOUT_SECONDS = 3600  # for the restored server to replay the archive and be promoted
+JOB_TIMEOUT_SECONDS = 6 * 3600
+POLL_SECONDS = 2
+# The restore Job's pods reach the object store through the NetworkPolicy object-store, which admits
+# the restore drill's pods by this label (and grants them nothing else).
+OBJECT_STORE_LABEL = "restore-drill"
+# Rows per table of schema public, in one statement (psql prints one "table|rows" line each).
+ROW_COUNTS_SQL = (
+    "SELECT c.relname, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I',"
+    " n.nspname, c.relname), false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n"
+    " ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1"
+)
+
+
+class Refused(Failed):
+    """The restore cannot be done as asked; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One backup in the tenant's pgBackRest repository."""
+
+    label: str
+    type: str  # full, diff or incr
+    started: datetime
+    stopped: datetime
+
+
+def psql(namespace: str, sql_text: str, database: str = "postgres") -> str:
+    """One statement as the superuser, through the postgres container's socket (trusted there)."""
+    return kubectl(
+        "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
+        "psql", "--no-psqlrc", "--username=postgres", f"--dbname={database}", "--tuples-only", "--no-align",
+        "--set=ON_ERROR_STOP=1", f"--command={sql_text}",
+    ).strip()
+
+
+def pitr_backups(namespace: str) -> list[Backup]:
+    """The repository's backups, oldest first, as `pgbackrest info` in the postgres container sees them."""
+    output = kubectl(
+        "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
+        "pgbackrest", "--log-level-console=off", "info", "--output=json",
+    )
+    try:
+        stanzas = json.loads(output or "[]")
+    except json.JSONDecodeError:
+        raise Failed(f"pgbackrest info in {namespace}/{POSTGRES_POD} did not print JSON: {output[:200]!r}") from None
+    entries = stanzas[0].get("backup", []) if stanzas else []
+    return sorted(
+        (
+            Backup(
+                label=entry["label"], type=entry["type"],
+                started=datetime.fromtimestamp(entry["timestamp"]["start"], UTC),
+                stopped=datetime.fromtimestamp(entry["timestamp"]["stop"], UTC),
+            )
+            for entry in entries
+        ),
+        key=lambda backup: backup.stopped,
+    )
+
+
+def list_pitr_backups(name: str, namespace: str) -> str:
+    backups = pitr_backups(namespace)
+    if not backups:
+        return f"{name}: no pgBackRest backup yet (the CronJob postgres-backup-full takes the first)"
+    lines = [f"{name}: restore window {backups[0].stopped.isoformat()} to now"]
+    lines += [
+        f"  {b.label}  {b.type:4}  {b.started.isoformat()} .. {b.stopped.isoformat()}" for b in reversed(backups)
+    ]
+    return "\n".join(lines)
+
+
+def choose_backup(backups: list[Backup], to_time: datetime | None, now: datetime) -> Backup:
+    """The newest backup that ended by `to_time` (None: the newest); Refused outside the window."""
+    if not backups:
+        raise Refused("the repository holds no backup yet (the CronJob postgres-backup-full takes the first)")
+    if to_time is not None and not backups[0].stopped <= to_time <= now:
+        raise Refused(
+            f"{to_time.isoformat()} is outside the restore window: {backups[0].stopped.isoformat()} to"
+            f" {now.isoformat()} (from the end of the oldest backup to now)"
+        )
+    return [b for b in backups if to_time is None or b.stopped <= to_time][-1]
+
+
+def restore_job_manifest(name: str, statefulset: dict, mode: str, options: list[str]) -> dict:
+    """A Job that runs restore_pgdata.sh MODE on the database's volume, with the postgres container's
+    image and pgBackRest settings (its ConfigMap, Secret keys and PGDATA), meeting the restricted
+    profile, with no ServiceAccount token, egress to the object store only."""
+    pod = statefulset["spec"]["template"]["spec"]
+    postgres = next(c for c in pod["containers"] if c["name"] == "postgres")
+    env = [e for e in postgres.get("env", []) if e["name"].startswith("PGBACKREST_") or e["name"] == "PGDATA"]
+    data_mount = next(m for m in postgres["volumeMounts"] if m["name"] == DATA_VOLUME)
+    labels = {"app.kubernetes.io/name": OBJECT_STORE_LABEL, "app.kubernetes.io/component": "restore"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": JOB_TIMEOUT_SECONDS,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        # The owner of the data directory, as in the postgres pod.
+                        "runAsNonRoot": True, "runAsUser": 70, "runAsGroup": 70, "fsGroup": 70,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [{
+                        "name": "restore",
+                        "image": postgres["image"],
+                        "command": ["sh", "-c", PGDATA_SCRIPT.read_text(), "restore_pgdata.sh", mode, *options],
+                        "envFrom": postgres.get("envFrom", []),
+                        "env": env,
+                        "resources": {
+                            "requests": {"cpu": "250m", "memory": "256Mi"},
+                            "limits": {"cpu": "1", "memory": "1Gi"},
+                        },
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [
+                            {"name": DATA_VOLUME, "mountPath": data_mount["mountPath"]},
+                            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - pgBackRest's lock path
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": DATA_VOLUME,
+                         "persistentVolumeClaim": {"claimName": f"{DATA_VOLUME}-{POSTGRES_POD}"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def wait_for_job(namespace: str, name: str, timeout: float = JOB_TIMEOUT_SECONDS) -> bool:
+    """Wait until the Job completes (True) or fails (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conditions = kubectl(
+            "-n", namespace, "get", "job", name, "-o", 'jsonpath={.status.conditions[?(@.status=="True")].type}'
+        ).split()
+        if "Complete" in conditions:
+            return True
+        if "Failed" in conditions:
+            return False
+        if time.monotonic() > deadline:
+            raise Failed(f"job {name} did not finish within {timeout:.0f} s")
+        time.sleep(POLL_SECONDS)
+
+
+def job_log(namespace: str, name: str, container: str) -> str:
+    result = subprocess.run(
+        ["kubectl", "-n", namespace, "logs", f"job/{name}", "-c", container],
+        capture_output=True, text=True, check=False,
+    )
+    return (result.stdout or "") + (result.stderr or "")
+
+
+def run_pgdata_job(namespace: str, statefulset: dict, mode: str, options: list[str] = ()) -> None:
+    """restore_pgdata.sh MODE in a Job on the database's volume; its log goes to stderr."""
+    name = f"postgres-{mode}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+    manifest = restore_job_manifest(name, statefulset, mode, list(options))
+    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(manifest))
+    succeeded = wait_for_job(namespace, name)
+    print(job_log(namespace, name, "restore").rstrip(), file=sys.stderr)
+    if not succeeded:
+        raise Failed(f"job {name} ({mode}) failed")
+
+
+def scale_postgres(namespace: str, replicas: int) -> None:
+    kubectl("-n", namespace, "scale", "statefulset", "postgres", f"--replicas={replicas}")
+    if replicas == 0:
+        # The volume is free for a Job once the pod is gone (ReadWriteOnce).
+        kubectl("-n", namespace, "wait", "--for=delete", f"pod/{POSTGRES_POD}", f"--timeout={WAIT}")
+
+
+def archive_up_to_now(namespace: str) -> None:
+    """Everything acknowledged so far into the repository, before PostgreSQL stops: a transaction
+    that commits now (a time target needs a commit after it to stop at), then `pgbackrest check`,
+    which switches the WAL segment and waits until it is archived."""
+    psql(namespace, "SELECT txid_current()")
+    kubectl(
+        "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
+        "pgbackrest", "--pg1-socket-path=/var/run/postgresql", "check",
+    )
+
+
+def wait_promoted(namespace: str, timeout: float = RECOVERY_TIMEOUT_SECONDS) -> None:
+    """Wait until the restored server has replayed the archive to its target and been promoted;
+    Failed when its container restarts (a target the archive does not reach stops the server)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if psql(namespace, "SELECT pg_is_in_recovery()") == "f":
+                return
+        except Failed:
+            pass  # not started yet, or replaying without connections
+        try:
+            restarts = kubectl(
+                "-n", namespace, "get", "pod", POSTGRES_POD, "-o",
+                'jsonpath={.status.containerStatuses[?(@.name=="postgres")].restartCount}',
+            ).strip()
+        except Failed:
+            restarts = ""  # the pod is being created
+        if restarts not in ("", "0"):
+            raise Failed(
+                "the restored server stopped during recovery"
+                f" (kubectl -n {namespace} logs {POSTGRES_POD} -c postgres --previous says why)"
+            )
+        if time.monotonic() > deadline:
+            raise Failed(f"the restored server was not promoted within {timeout:.0f} s")
+        time.sleep(POLL_SECONDS)
+
+
+def restored_report(namespace: str, name: str, backup: Backup, to_time: datetime | None) -> str:
+    reached = psql(namespace, "SELECT pg_last_xact_replay_timestamp()")
+    counts = psql(namespace, ROW_COUNTS_SQL, database="finance")
+    return "\n".join([
+        f"{name}: restored from backup {backup.label} ({backup.type}, ended {backup.stopped.isoformat()})",
+        f"  asked for: {to_time.isoformat() if to_time else 'the end of the archive'}",
+        f"  reached: the last change replayed committed at {reached or 'the backup itself'}",
+        *(f"  {table}: {rows} rows" for table, rows in (line.split("|", 1) for line in counts.splitlines() if line)),
+    ])
+
+
+def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
+    """--to-time / --latest in Kubernetes: refuse a time outside the window before anything
+    changes, then stop the API, restore all or nothing, and serve again."""
+    try:
+        backup = choose_backup(pitr_backups(namespace), args.to_time, datetime.now(UTC))
+    except Refused as exc:
+        print(f"restore-tenant: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    statefulset = json.loads(kubectl("-n", namespace, "get", "statefulset", "postgres", "-o", "json"))
+    source = f"its state at {args.to_time.isoformat()}" if args.to_time else "its newest archived state"
+    if not args.yes and not confirm(args.name, f"namespace {namespace}", source):
+        print("restore-tenant: not confirmed; nothing changed", file=sys.stderr)
+        return 1
+    target = (
+        ["--type=time", f"--target={args.to_time.isoformat(sep=' ')}", "--target-action=promote"]
+        if args.to_time else []
+    )
+    replicas = kubectl(
+        "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
+    ).strip() or "2"
+    kubectl("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
+    try:
+        wait_until_api_stopped(namespace)
+        try:
+            archive_up_to_now(namespace)
+        except Failed as exc:
+            raise Failed(f"archiving the last changes failed ({exc}); nothing changed") from None
+        report = replace_data(namespace, statefulset, [*target, f"--set={backup.label}"],
+                              lambda: restored_report(namespace, args.name, backup, args.to_time))
+    except Failed as exc:
+        print(f"restore-tenant: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        kubectl("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+    kubectl("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
+    print(report)
+    return 0
+
+
+def replace_data(namespace: str, statefulset: dict, options: list[str], report) -> str:
+    """Stop PostgreSQL, restore into a sibling of its data directory and swap, start it and wait
+    for its promotion; on a failure until then, put the replaced directory back and start that."""
+    scale_postgres(namespace, 0)
+    try:
+        run_pgdata_job(namespace, statefulset, "restore", options)
+        scale_postgres(namespace, 1)
+        wait_promoted(namespace)
+    except Failed as exc:
+        # Before its promotion the restored server has written nothing into the repository, so the
+        # old data directory can take over again as if nothing happened.
+        try:
+            scale_postgres(namespace, 0)
+            run_pgdata_job(namespace, statefulset, "rollback")
+        except Failed as rollback_failed:
+            raise Failed(
+                f"restore failed: {exc}; putting the old data directory back failed too ({rollback_failed}):"
+                f" it is pgdata.replaced beside pgdata on the volume {DATA_VOLUME}-{POSTGRES_POD}"
+            ) from None
+        finally:
+            kubectl("-n", namespace, "scale", "statefulset", "postgres", "--replicas=1")
+        try:
+            kubectl("-n", namespace, "rollout", "status", "statefulset/postgres", f"--timeout={WAIT}")
+        except Failed as not_ready:
+            raise Failed(f"restore failed: {exc}; the old data directory is back, but {not_ready}") from None
+        raise Failed(f"restore failed: {exc}; the database is as it was") from None
+    # Promoted: a new timeline is in the repository from here on, and the old directory's history
+    # goes another way, so it is not put back after this point. Promotion started a spread
+    # checkpoint, and until it ends archive_timeout switches no segment (docs/operations.md):
+    # finish it now, then drop the replaced directory.
+    try:
+        psql(namespace, "CHECKPOINT")
+        kubectl(
+            "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
+            "sh", "-c", PGDATA_SCRIPT.read_text(), "restore_pgdata.sh", "commit",
+        )
+        return report()
+    except Failed as exc:
+        raise Failed(
+            f"restored and promoted, but then {exc}: run CHECKPOINT in {POSTGRES_POD}, then remove"
+            " pgdata.replaced beside pgdata"
+        ) from None
+
+
+def drill(namespace: str) -> int:
+    """--drill: a Job from the restore-drill CronJob, waited for; its log and its verdict."""
+    name = f"restore-drill-manual-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    kubectl("-n", namespace, "create", "job", name, "--from=cronjob/restore-drill")
+    passed = wait_for_job(namespace, name)
+    print(job_log(namespace, name, "restore-drill").rstrip())
+    if not passed:
+        print(f"restore-tenant: drill failed (job {name} in {namespace})", file=sys.stderr)
+        return 1
+    print(f"restore-tenant: drill passed (job {name} in {namespace})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
+import kubernetes_validate
 import psycopg
 import pytest
+import yaml
 
 from tests.utils.pg_roles import drop, new_tenant, require_client, run_init_script, script_env, server_major
 
@@ -95,6 +100,7 @@ def test_without_a_terminal_it_wants_yes_before_touching_the_cluster(recording_k
 def load_script():
     loader = importlib.machinery.SourceFileLoader("restore_tenant", str(SCRIPT))
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    sys.modules[loader.name] = module  # its dataclasses look their module up
     loader.exec_module(module)
     return module
 
@@ -181,3 +187,305 @@ def test_an_unreadable_dump_changes_nothing(tenant_database):
     result = run_restore_step(dump, env)
     assert result.returncode != 0 and "unchanged" in result.stderr
     assert database_state(url) == before
+
+
+# --- point-in-time restores in Kubernetes, against a fake kubectl ----------------------------------
+
+# A kubectl that records every call (argv as JSON, one a line; a manifest given on stdin beside it)
+# and answers as scripts/restore-tenant expects the cluster to, as told by scenario.json.
+FAKE_KUBECTL = r'''
+import json, sys
+from pathlib import Path
+here = Path(__file__).resolve().parent.parent
+scenario = json.loads((here / "scenario.json").read_text())
+argv = sys.argv[1:]
+with (here / "calls").open("a") as calls:
+    calls.write(json.dumps(argv) + "\n")
+if argv[:1] == ["-n"]:
+    argv = argv[2:]
+line = " ".join(argv)
+
+def fail(message):
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+if argv[0] == "apply":
+    manifest = json.loads(sys.stdin.read())
+    name = manifest["metadata"]["name"]
+    (here / "manifests").mkdir(exist_ok=True)
+    (here / "manifests" / f"{name}.json").write_text(json.dumps(manifest))
+    print(f"job.batch/{name} created")
+elif argv[:2] == ["get", "namespace"]:
+    print(f"namespace/{argv[2]}")
+elif argv[:2] == ["get", "statefulset"]:
+    print(json.dumps(scenario["statefulset"]))
+elif argv[:2] == ["get", "deployment"]:
+    print(scenario.get("api_replicas", "3"))
+elif argv[:2] == ["get", "pods"]:
+    print("")
+elif argv[:2] == ["get", "pod"]:
+    print(scenario.get("restarts", "0"))
+elif argv[:2] == ["get", "job"]:
+    name = argv[2]
+    kind = "rollback" if "-rollback-" in name else "restore" if "-restore-" in name else "drill"
+    print(scenario.get(f"{kind}_job", "Complete"))
+elif argv[0] == "logs":
+    print(f"log of {argv[1]}")
+elif argv[0] == "exec":
+    command = argv[argv.index("--") + 1:]
+    if command[0] == "pgbackrest" and "info" in command:
+        print(json.dumps(scenario["info"]))
+    elif command[0] == "pgbackrest" and "check" in command:
+        if scenario.get("check_fails"):
+            fail("ERROR: [082]: WAL segment was not archived before the 60000ms timeout")
+    elif command[0] == "psql":
+        sql = next(arg for arg in command if arg.startswith("--command="))[len("--command="):]
+        if "pg_is_in_recovery" in sql:
+            if not scenario.get("promoted", True):
+                fail("error: unable to upgrade connection: container not found")
+            print("f")
+        elif "txid_current" in sql:
+            print("1234")
+        elif "pg_last_xact_replay_timestamp" in sql:
+            print("2026-11-30 10:14:58.25+00")
+        elif "query_to_xml" in sql:
+            print("transactions|3\nusers|1")
+        elif sql != "CHECKPOINT":
+            fail(f"unexpected SQL {sql}")
+elif argv[0] in ("scale", "wait", "rollout", "create"):
+    pass
+else:
+    fail(f"fake kubectl: unexpected {line}")
+'''
+
+
+def epoch(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+INFO = [{
+    "name": "finance",
+    "backup": [
+        {"label": "20261129-011700F", "type": "full",
+         "timestamp": {"start": epoch("2026-11-29T01:17:00Z"), "stop": epoch("2026-11-29T01:19:00Z")}},
+        {"label": "20261129-011700F_20261130-011700D", "type": "diff",
+         "timestamp": {"start": epoch("2026-11-30T01:17:00Z"), "stop": epoch("2026-11-30T01:18:00Z")}},
+    ],
+}]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[tuple[str, str], dict]:
+    """tenant1's manifests, rendered by the real kubectl."""
+    output = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "tenants" / "tenant1")], capture_output=True, text=True, check=True,
+        timeout=60,
+    ).stdout
+    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in yaml.safe_load_all(output) if obj}
+
+
+class FakeCluster:
+    def __init__(self, directory: Path, statefulset: dict) -> None:
+        self.directory = directory
+        bin_dir = directory / "bin"
+        bin_dir.mkdir()
+        kubectl = bin_dir / "kubectl"
+        kubectl.write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
+        kubectl.chmod(0o755)
+        self.path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+        self.scenario = {"statefulset": statefulset, "info": INFO}
+
+    def run(self, *args: str, **scenario) -> subprocess.CompletedProcess:
+        (self.directory / "scenario.json").write_text(json.dumps({**self.scenario, **scenario}))
+        return restore_tenant(*args, path=self.path)
+
+    @property
+    def calls(self) -> list[str]:
+        path = self.directory / "calls"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [" ".join(json.loads(line)) for line in lines]
+
+    def manifests(self) -> dict[str, dict]:
+        folder = self.directory / "manifests"
+        """The Jobs applied, in order."""
+        paths = sorted(folder.glob("*.json"), key=lambda path: path.stat().st_mtime_ns) if folder.exists() else []
+        return {path.stem: json.loads(path.read_text()) for path in paths}
+
+    def index(self, fragment: str) -> int:
+        """The position of the first call containing `fragment`."""
+        return next(i for i, call in enumerate(self.calls) if fragment in call)
+
+    def has(self, fragment: str) -> bool:
+        return any(fragment in call for call in self.calls)
+
+
+@pytest.fixture
+def cluster(tmp_path, rendered) -> FakeCluster:
+    return FakeCluster(tmp_path, rendered["StatefulSet", "postgres"])
+
+
+def changed_anything(cluster: FakeCluster) -> bool:
+    return any(cluster.has(word) for word in (" scale ", "apply ", " check", "create job"))
+
+
+def test_list_prints_the_backups_newest_first_and_the_window(cluster):
+    result = cluster.run("acme", "--list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "acme: restore window 2026-11-29T01:19:00+00:00 to now"
+    assert "20261129-011700F_20261130-011700D  diff" in lines[1] and "20261129-011700F  full" in lines[2]
+    assert cluster.has("-n finance-acme exec postgres-0 -c postgres -- pgbackrest")
+    assert not changed_anything(cluster)
+
+
+@pytest.mark.parametrize("when", ["2026-11-29T01:18:59Z", "2099-01-01T00:00:00Z"])
+def test_a_time_outside_the_window_is_refused_before_anything_changes(cluster, when):
+    result = cluster.run("acme", "--to-time", when, "--yes")
+    assert result.returncode == 1
+    assert "outside the restore window: 2026-11-29T01:19:00+00:00 to" in result.stderr
+    assert "nothing changed" in result.stderr
+    assert not changed_anything(cluster)
+
+
+def test_a_restore_without_a_backup_is_refused(cluster):
+    result = cluster.run("acme", "--latest", "--yes", info=[{"name": "finance", "backup": []}])
+    assert result.returncode == 1 and "no backup yet" in result.stderr and "nothing changed" in result.stderr
+    assert not changed_anything(cluster)
+
+
+def test_a_restore_stops_the_api_then_postgres_swaps_and_serves_again(cluster):
+    result = cluster.run("acme", "--to-time", "2026-11-30T10:15:00Z", "--yes")
+    assert result.returncode == 0, result.stderr
+    steps = [
+        "scale deployment finance-api --replicas=0",
+        "get pods -l app.kubernetes.io/name=finance-api",  # waits until no API pod is left
+        "--command=SELECT txid_current()",  # a commit after the target, then everything archived
+        "pgbackrest --pg1-socket-path=/var/run/postgresql check",
+        "scale statefulset postgres --replicas=0",
+        "wait --for=delete pod/postgres-0",
+        "apply -f -",  # the restore Job
+        "scale statefulset postgres --replicas=1",
+        "--command=SELECT pg_is_in_recovery()",
+        "--command=CHECKPOINT",
+        "restore_pgdata.sh commit",
+        "scale deployment finance-api --replicas=3",
+        "rollout status deployment/finance-api",
+    ]
+    positions = [cluster.index(step) for step in steps]
+    assert positions == sorted(positions), cluster.calls
+    (job,) = cluster.manifests().values()
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    # The newest backup that ended before the instant, and the instant as PostgreSQL reads it.
+    assert command[4:] == [
+        "restore", "--type=time", "--target=2026-11-30 10:15:00+00:00", "--target-action=promote",
+        "--set=20261129-011700F_20261130-011700D",
+    ]
+    assert command[2] == (ROOT / "scripts" / "restore_pgdata.sh").read_text()
+    assert result.stdout.splitlines() == [
+        "acme: restored from backup 20261129-011700F_20261130-011700D (diff, ended 2026-11-30T01:18:00+00:00)",
+        "  asked for: 2026-11-30T10:15:00+00:00",
+        "  reached: the last change replayed committed at 2026-11-30 10:14:58.25+00",
+        "  transactions: 3 rows",
+        "  users: 1 rows",
+    ]
+
+
+def test_latest_replays_the_whole_archive_from_the_newest_backup(cluster):
+    result = cluster.run("acme", "--latest", "--yes")
+    assert result.returncode == 0, result.stderr
+    (job,) = cluster.manifests().values()
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[4:] == ["restore", "--set=20261129-011700F_20261130-011700D"]
+    assert "asked for: the end of the archive" in result.stdout
+
+
+def assert_rolled_back(cluster: FakeCluster, result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 1
+    assert "restore failed" in result.stderr and "the database is as it was" in result.stderr
+    restore, rollback = cluster.manifests()
+    assert "-restore-" in restore and "-rollback-" in rollback
+    rollback_job = cluster.manifests()[rollback]
+    assert rollback_job["spec"]["template"]["spec"]["containers"][0]["command"][4:] == ["rollback"]
+    calls = cluster.calls
+    last_stop = max(i for i, call in enumerate(calls) if "scale statefulset postgres --replicas=0" in call)
+    rollback_applied = [i for i, call in enumerate(calls) if call.endswith("apply -f -")][1]
+    started = max(i for i, call in enumerate(calls) if "scale statefulset postgres --replicas=1" in call)
+    api_back = cluster.index("scale deployment finance-api --replicas=3")
+    assert last_stop < rollback_applied < started < api_back, calls
+    assert cluster.has("rollout status statefulset/postgres")
+    assert not cluster.has("--command=CHECKPOINT") and not cluster.has("restore_pgdata.sh commit")
+
+
+def test_a_failed_restore_job_puts_the_old_data_back_and_everything_up_again(cluster):
+    result = cluster.run("acme", "--to-time", "2026-11-30T10:15:00Z", "--yes", restore_job="Failed")
+    assert_rolled_back(cluster, result)
+    assert "log of " in result.stderr  # the Jobs' logs, for the operator
+
+
+def test_a_restored_server_that_stops_during_recovery_is_rolled_back(cluster):
+    result = cluster.run("acme", "--latest", "--yes", promoted=False, restarts="1")
+    assert_rolled_back(cluster, result)
+    assert "stopped during recovery" in result.stderr
+
+
+def test_when_archiving_the_last_changes_fails_postgres_is_left_alone(cluster):
+    result = cluster.run("acme", "--latest", "--yes", check_fails=True)
+    assert result.returncode == 1 and "nothing changed" in result.stderr
+    assert not cluster.has("statefulset postgres --replicas") and not cluster.manifests()
+    assert cluster.index("finance-api --replicas=0") < cluster.index("finance-api --replicas=3")
+
+
+def test_without_a_terminal_a_point_in_time_restore_wants_yes(cluster):
+    result = cluster.run("acme", "--latest")
+    assert result.returncode == 2 and "--yes" in result.stderr
+    assert not cluster.calls
+
+
+@pytest.mark.parametrize(("outcome", "code"), [("Complete", 0), ("Failed", 1)])
+def test_drill_runs_a_job_of_the_cronjob_and_reports_its_log_and_verdict(cluster, outcome, code):
+    result = cluster.run("acme", "--drill", drill_job=outcome)
+    assert result.returncode == code
+    create = cluster.calls[cluster.index("create job")]
+    assert create.endswith("--from=cronjob/restore-drill")
+    assert "log of job/restore-drill-manual-" in result.stdout
+    assert ("drill passed" in result.stdout) if code == 0 else ("drill failed" in result.stderr)
+    assert not cluster.has(" scale ")
+
+
+def test_the_restore_job_meets_the_schemas_and_the_restricted_profile(rendered):
+    statefulset = rendered["StatefulSet", "postgres"]
+    job = load_script().restore_job_manifest("postgres-restore-x", statefulset, "restore", ["--set=L"])
+    kubernetes_validate.validate(job, "1.32.0", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {
+        "type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "data-postgres-0"}} in pod["volumes"]
+    # The postgres container's image, pgBackRest settings and Secret keys.
+    postgres = statefulset["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == postgres["image"] and container["envFrom"] == postgres["envFrom"]
+    keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+    assert keys == {"PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET", "PGBACKREST_REPO1_CIPHER_PASS"}
+    assert {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"} in container["env"]
+    # Its pods may reach the object store: the NetworkPolicy object-store selects them.
+    (selector,) = rendered["NetworkPolicy", "object-store"]["spec"]["podSelector"]["matchExpressions"]
+    assert selector["key"] == "app.kubernetes.io/name"
+    assert pod_labels(job)["app.kubernetes.io/name"] in selector["values"]
+
+
+def pod_labels(job: dict) -> dict:
+    return job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_restore_script_passes_shellcheck():
+    assert shutil.which("shellcheck"), "shellcheck is missing: run scripts/install (as root) or apt-get install it"
+    result = subprocess.run(
+        ["shellcheck", "--shell=sh", str(ROOT / "scripts" / "restore_pgdata.sh")], capture_output=True, text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
