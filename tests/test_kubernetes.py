@@ -1106,7 +1106,8 @@ def test_restore_drill_restores_into_a_scratch_directory_and_runs_the_shared_che
     # The newest migration comes from the app image the tenant runs.
     (newest,) = pod["initContainers"]
     assert newest["image"] == tenant.pod_spec("Deployment", "finance-api")["containers"][0]["image"]
-    written = re.search(r"> (\S+)$", newest["command"][-1]).group(1)
+    written = re.search(r"> (\S+)", newest["command"][-1]).group(1)
+    assert newest["command"][-1].endswith(f"test -s {written}"), "no migration found fails the drill"
     assert written == env["DRILL_NEWEST_MIGRATION_FILE"]
     # The restored server must never archive into the tenant's repository.
     assert "--archive-mode=off" in DRILL_SCRIPT.read_text() and "archive_mode=off" in DRILL_SCRIPT.read_text()
