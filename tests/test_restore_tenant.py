@@ -1,5 +1,7 @@
-"""scripts/restore-tenant: its arguments, checked before it touches a cluster (none runs here), and
-its in-pod restore step, run against the test suite's real PostgreSQL."""
+"""scripts/restore-tenant: its arguments, checked before it touches a cluster (none runs here); its
+pg_dump restore step, run against the test suite's real PostgreSQL; its point-in-time restore in
+Kubernetes, step by step against a fake kubectl that records every call; and restore_pgdata.sh,
+the restore Job's script, with the real pgBackRest on a cluster of its own."""
 
 from __future__ import annotations
 
@@ -10,15 +12,20 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import kubernetes_validate
+import localstack
 import psycopg
 import pytest
 import yaml
 
 from tests.utils.pg_roles import drop, new_tenant, require_client, run_init_script, script_env, server_major
+from tests.utils.private_tenant import PrivateTenant, private_tenant
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "restore_tenant.py"
@@ -489,3 +496,118 @@ def test_the_restore_script_passes_shellcheck():
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+# --- restore_pgdata.sh, as the Job runs it, against a real cluster and the real pgBackRest ----------
+
+PGDATA_SCRIPT = ROOT / "scripts" / "restore_pgdata.sh"
+
+
+@dataclass
+class Archived:
+    tenant: PrivateTenant
+    env: dict[str, str]  # the pod's: PGDATA and pgBackRest's settings
+    backup: str
+    moment: datetime  # between the writes "before" and "after"
+
+    @property
+    def cluster(self) -> localstack.Cluster:
+        return self.tenant.stack.cluster
+
+    def usernames(self) -> list[str]:
+        with self.tenant.connect() as conn:
+            return [row[0] for row in conn.execute("SELECT username FROM users ORDER BY id")]
+
+    def run(self, mode: str, *options: str) -> subprocess.CompletedProcess:
+        """The script as the restore Job runs it (sh -c, its text), as the data's owner."""
+        command = ["sh", "-c", PGDATA_SCRIPT.read_text(), "restore_pgdata.sh", mode, *options]
+        if localstack.IS_ROOT:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120, cwd="/")
+
+    def sibling(self, suffix: str) -> Path:
+        return self.cluster.data_dir.with_name(self.cluster.data_dir.name + suffix)
+
+
+@pytest.fixture(scope="module")
+def archived(tmp_path_factory) -> Iterator[Archived]:
+    """A private cluster archiving with pgBackRest, a full backup, writes before and after a noted
+    moment, all archived; the server's environment names the repository as the pod's does."""
+    if shutil.which("pgbackrest") is None:
+        pytest.fail("pgbackrest is not installed: run scripts/install")
+    directory = tmp_path_factory.mktemp("restore-pgdata")
+    archive = localstack.Archive(localstack.cluster_directory(directory / "pgbackrest"))
+    with private_tenant(directory / "stack", "pgdata", archive) as tenant, pytest.MonkeyPatch.context() as patch:
+        cluster = tenant.stack.cluster
+        # pgBackRest's settings in the environment, as the pod's; the restored server's
+        # restore_command inherits them.
+        settings = {"PGBACKREST_CONFIG": str(archive.config), "PGBACKREST_STANZA": archive.stanza}
+        for key, value in settings.items():
+            patch.setenv(key, value)
+        archive.run("backup", "--type=full")
+        (backup,) = [b.label for b in archive.backups()]
+        with tenant.connect() as conn:
+            conn.execute("INSERT INTO users (username, password_hash) VALUES ('before', 'x')")
+            moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            time.sleep(0.2)
+            conn.execute("INSERT INTO users (username, password_hash) VALUES ('after', 'x')")
+        archive.run("check")  # everything archived
+        env = {
+            "PATH": f"{cluster.bin_dir}{os.pathsep}{os.environ['PATH']}", "LANG": "C.UTF-8",
+            "PGDATA": str(cluster.data_dir), "PGBACKREST_PG1_PATH": str(cluster.data_dir), **settings,
+        }
+        yield Archived(tenant, env, backup, moment)
+
+
+def test_a_failed_pgbackrest_restore_leaves_the_data_directory_alone(archived):
+    archived.cluster.stop()
+    result = archived.run("restore", "--set=20000101-000000F")
+    assert result.returncode == 1 and "is unchanged" in result.stderr
+    assert not archived.sibling(".restoring").exists() and not archived.sibling(".replaced").exists()
+    archived.cluster.start()
+    assert archived.usernames() == ["before", "after"]
+
+
+def test_a_restored_server_that_cannot_reach_its_target_is_rolled_back(archived):
+    archived.cluster.stop()
+    beyond = datetime.now(UTC) + timedelta(hours=1)  # later than anything archived
+    result = archived.run(
+        "restore", "--type=time", f"--target={beyond.isoformat(sep=' ')}", "--target-action=promote",
+        f"--set={archived.backup}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert archived.sibling(".replaced").is_dir() and not archived.sibling(".restoring").exists()
+    # PostgreSQL replays the whole archive, misses the target and stops.
+    with pytest.raises((subprocess.CalledProcessError, RuntimeError)):
+        archived.cluster.start()
+        archived.cluster.wait_promoted(timeout=60)
+    archived.cluster.stop("immediate", check=False)
+    # A second restore over an unfinished one is refused.
+    again = archived.run("restore", f"--set={archived.backup}")
+    assert again.returncode == 1 and "did not finish" in again.stderr
+
+    result = archived.run("rollback")
+    assert result.returncode == 0, result.stderr
+    assert "put the replaced data directory back" in result.stdout
+    assert not archived.sibling(".replaced").exists()
+    archived.cluster.start()
+    assert archived.usernames() == ["before", "after"]
+
+
+def test_a_restore_to_a_moment_swaps_in_exactly_the_writes_before_it(archived):
+    archived.cluster.stop()
+    result = archived.run(
+        "restore", "--type=time", f"--target={archived.moment.isoformat(sep=' ')}", "--target-action=promote",
+        f"--set={archived.backup}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The restore_command left for the server names the data directory, not the one restored into.
+    recovery = (archived.cluster.data_dir / "postgresql.auto.conf").read_text()
+    assert "restore_command" in recovery and ".restoring" not in recovery
+    archived.cluster.start()
+    archived.cluster.wait_promoted(timeout=60)  # and CHECKPOINT, as restore-tenant does
+    assert archived.usernames() == ["before"]
+
+    result = archived.run("commit")
+    assert result.returncode == 0, result.stderr
+    assert not archived.sibling(".replaced").exists()
