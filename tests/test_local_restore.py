@@ -18,7 +18,7 @@ import localstack
 import pytest
 
 from tests.conftest import ROOT
-from tests.utils import login, register
+from tests.utils import check_totals, login, register
 
 TENANT = "practice"
 USER = "practising-user"
@@ -84,16 +84,10 @@ def database_clock() -> datetime:
         return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
-def totals_agree() -> bool:
-    stack = local_restore.tenant_stack(TENANT)
-    with stack.cluster.connect(TENANT) as conn:
-        totals = conn.execute(
-            "SELECT type, category, total, count FROM monthly_totals WHERE count <> 0 ORDER BY 1, 2"
-        ).fetchall()
-        recomputed = conn.execute(
-            "SELECT type, coalesce(category, ''), sum(amount), count(*) FROM transactions GROUP BY 1, 2 ORDER BY 1, 2"
-        ).fetchall()
-    return totals == recomputed
+def totals_agree() -> None:
+    """The totals equal a recomputation from the rows (raises otherwise)."""
+    with local_restore.tenant_stack(TENANT).cluster.connect(TENANT) as conn:
+        check_totals(conn)
 
 
 def test_list_shows_the_backups_and_the_window(local):
@@ -120,7 +114,7 @@ def test_a_restore_to_a_time_has_exactly_the_writes_acknowledged_before_it(local
     after = descriptions()  # through the API, which serves again at the same address
     assert after == [d for d in before if not d.startswith("undone")]
     assert "kept 2" in after
-    assert totals_agree()
+    totals_agree()
     assert f"{local}: restored from backup " in report
     assert f"asked for: {moment.isoformat()}" in report
     assert "  transactions: " in report
@@ -136,7 +130,7 @@ def test_latest_brings_back_every_acknowledged_write(local):
 
     assert descriptions() == before
     assert before[-1] == "latest 0"
-    assert totals_agree()
+    totals_agree()
 
 
 @pytest.mark.parametrize("when", [datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC) + timedelta(days=1)])
@@ -170,7 +164,7 @@ def test_a_failed_restore_leaves_the_running_database_as_it_was(local):
         local_restore.restore(local, moment)
 
     assert descriptions() == before
-    assert totals_agree()
+    totals_agree()
     # A new backup covers the gap again for the tests after this one.
     archive.run("backup", "--type=full")
 

@@ -15,7 +15,7 @@ import httpx
 import localstack
 import pytest
 
-from tests.utils import auth_headers
+from tests.utils import auth_headers, check_totals
 from tests.utils.private_tenant import PrivateTenant, private_tenant
 
 TENANT = "pitr"
@@ -72,13 +72,7 @@ def test_a_restore_to_a_moment_has_exactly_the_writes_acknowledged_before_it(arc
     with archived.connect() as conn:
         rows = conn.execute("SELECT description, amount FROM transactions ORDER BY id").fetchall()
         assert [description for description, _ in rows] == ["before 1", "before 2", "before 3"]
-        totals = conn.execute(
-            "SELECT type, category, total, count FROM monthly_totals WHERE count <> 0 ORDER BY 1, 2"
-        ).fetchall()
-        recomputed = conn.execute(
-            "SELECT type, coalesce(category, ''), sum(amount), count(*) FROM transactions GROUP BY 1, 2 ORDER BY 1, 2"
-        ).fetchall()
-        assert totals == recomputed
+        check_totals(conn)
     # The restored tenant serves again.
     server = archived.stack.start_server(TENANT, archived.env, localstack.free_port())
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -102,3 +103,13 @@ def poll(url: str, done, timeout: float = 20) -> httpx.Response | None:
             return response
         time.sleep(0.2)
     return response
+
+
+# The restore drill's checks (kubernetes/base): every transaction's user exists, and the daily and
+# monthly totals equal a recomputation from the rows; raises at the first that fails.
+DRILL_CHECK = Path(__file__).resolve().parents[2] / "kubernetes" / "base" / "restore-drill-check.sql"
+
+
+def check_totals(conn) -> None:
+    """Run the restore drill's checks on a tenant database (the connection becomes read-only)."""
+    conn.execute(DRILL_CHECK.read_text())
