@@ -74,7 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="restore-tenant", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("name", metavar="NAME", help="the tenant (its namespace is finance-NAME)")
-    parser.add_argument("backup", metavar="BACKUP_FILE", nargs="?", help="a dump name from --list, or a local file")
+    parser.add_argument("backup", metavar="BACKUP_FILE", nargs="?", help="a dump name from --list-dumps, or a local file")
     parser.add_argument("--list", action="store_true",
                         help="list the tenant's pgBackRest backups, newest first, and the restore window")
     parser.add_argument("--list-dumps", action="store_true", help="list the pg_dump files in the backup volume")
