@@ -385,8 +385,8 @@ RECOVERY_TIMEOUT_SECONDS = 3600  # for the restored server to replay the archive
 JOB_TIMEOUT_SECONDS = 6 * 3600
 POLL_SECONDS = 2
 # The restore Job's pods reach the object store through the NetworkPolicy object-store, which admits
-# the restore drill's pods by this label (and grants them nothing else).
-OBJECT_STORE_LABEL = "restore-drill"
+# them by this name (and grants them nothing else).
+OBJECT_STORE_LABEL = "pgbackrest-restore"
 # Rows per table of schema public, in one statement (psql prints one "table|rows" line each).
 ROW_COUNTS_SQL = (
     "SELECT c.relname, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I',"

@@ -23,6 +23,7 @@ import kubernetes_validate
 import localstack
 import onboard_tenant
 import pytest
+import restore_tenant
 import yaml
 
 from service.metrics import DEFAULT_METRICS_PORT, METRICS_PATH
@@ -103,7 +104,7 @@ CONTRACT_OBJECTS = {
 # pod name (app.kubernetes.io/name) in the tenant's namespace, "namespace/pod" elsewhere, or
 # "cidr:<block>" for addresses outside the cluster (only the object store, on its port).
 OBJECT_STORE_PORT = 443
-OBJECT_STORE_CLIENTS = ("postgres", "pgbackrest-backup", "restore-drill")
+OBJECT_STORE_CLIENTS = ("postgres", "pgbackrest-backup", "restore-drill", "pgbackrest-restore")
 ALLOWED_TRAFFIC = {
     ("ingress", "finance-api", "ingress-nginx/ingress-nginx", "TCP", 8000),
     # Any pod of the monitoring namespace (Prometheus) may scrape the metrics port.
@@ -692,6 +693,8 @@ def test_network_is_denied_by_default_and_allowed_only_as_listed(tenant):
     # Every selector names pods that exist, so a renamed label cannot silently open or close a path.
     pod_names = {template["metadata"]["labels"]["app.kubernetes.io/name"]
                  for obj in tenant.objects if (template := pod_template(obj))}
+    # ... or that scripts/restore-tenant makes: its restore Job.
+    pod_names.add(restore_tenant.OBJECT_STORE_LABEL)
     local_peers = {name for _, selected, peer, _, _ in ALLOWED_TRAFFIC for name in (selected, peer) if "/" not in name}
     assert local_peers - {"*"} <= pod_names
     # A policy that selects pods but lists a direction without rules would deny; one that lists
