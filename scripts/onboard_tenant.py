@@ -9,11 +9,16 @@ The overlay is written to a hidden folder of tenants/, rendered with `kubectl ku
 validated against the Kubernetes schemas there, and only then renamed to tenants/NAME, so a
 failure leaves nothing behind. The --backup-* options describe the tenant's pgBackRest repository
 (backup.env; its path is /finance/NAME); with --force, one not given keeps the tenant's current
-value. --apply then creates the tenant's Secret in the current cluster (random values, and the
-object store's credentials from FINANCE_BACKUP_S3_KEY and FINANCE_BACKUP_S3_KEY_SECRET; an
-existing Secret is kept, and only given the keys it lacks) and its pgBackRest certificates (the
-Secret pgbackrest-tls, made once), applies the overlay, waits for the database and the app to roll
-out, and starts the first pgBackRest backup when the Secret's backup keys are new.
+value. --apply then creates the tenant's Secret in the current cluster (random passwords; the
+repository's cipher pass from FINANCE_BACKUP_CIPHER_PASS, and the object store's credentials from
+FINANCE_BACKUP_S3_KEY and FINANCE_BACKUP_S3_KEY_SECRET; an existing Secret is kept, and only given
+the keys it lacks) and its pgBackRest certificates (the Secret pgbackrest-tls, made once), applies
+the overlay, waits for the database and the app to roll out, and starts the first pgBackRest backup
+when the Secret's backup keys are new. When a key the Secret lacks needs a variable that is not set
+(or a cipher pass of fewer than 32 characters), --apply refuses before writing anything.
+
+The cipher pass is made once per tenant (e.g. `openssl rand -base64 48`) and kept in the team's
+secret manager, outside the cluster: without it the tenant's backups cannot be read.
 """
 
 import argparse
@@ -45,17 +50,25 @@ MAX_REPLICAS = 20
 ROLLOUT_TIMEOUT = "5m"
 # Generated at random: the signing key, the app's database password (URL-safe: it goes into
 # DATABASE_URL), the PostgreSQL superuser's and the backup role's passwords
-# (kubernetes/base/postgres-init.sh), and the pass pgBackRest encrypts the tenant's repository with.
-RANDOM_KEYS = (
-    "JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS",
-)
-# The object store's credentials for the tenant's repository: given, never generated, and never on
-# a command line (ps and shell histories see those): each from the environment variable named here.
-S3_KEYS = {
+# (kubernetes/base/postgres-init.sh). All of them can be replaced should the cluster be lost.
+RANDOM_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")
+# The pass pgBackRest encrypts the tenant's repository with, and the object store's credentials for
+# it: given, never generated, and never on a command line (ps and shell histories see those): each
+# from the environment variable named here. The pass must outlive the cluster, whose loss is what the
+# repository is for, so the operator makes it and keeps it in the team's secret manager.
+CIPHER_PASS_KEY = "PGBACKREST_REPO1_CIPHER_PASS"  # noqa: S105 - the key's name, not a value
+CIPHER_PASS_VARIABLE = "FINANCE_BACKUP_CIPHER_PASS"  # noqa: S105 - the variable's name, not a value
+MIN_CIPHER_PASS_LENGTH = 32
+GIVEN_KEYS = {
+    CIPHER_PASS_KEY: CIPHER_PASS_VARIABLE,
     "PGBACKREST_REPO1_S3_KEY": "FINANCE_BACKUP_S3_KEY",
     "PGBACKREST_REPO1_S3_KEY_SECRET": "FINANCE_BACKUP_S3_KEY_SECRET",
 }
-SECRET_KEYS = (*RANDOM_KEYS, *S3_KEYS)
+SECRET_KEYS = (*RANDOM_KEYS, *GIVEN_KEYS)
+CIPHER_PASS_HELP = (
+    f"make one once, e.g. {CIPHER_PASS_VARIABLE}=\"$(openssl rand -base64 48)\", and keep it in the team's "
+    "secret manager, outside the cluster: without it the tenant's backups cannot be read"
+)
 SECRET_BYTES = 48  # token_urlsafe(48) is 64 characters; the service wants at least 32 bytes
 FILES = ("kustomization.yaml", "tenant.env", "backup.env", "local.env", "postman_environment.json")
 
@@ -431,24 +444,47 @@ def _present_keys(namespace: str, name: str) -> list[str] | None:
     return present if found_name else None
 
 
-def new_values(keys: list[str]) -> dict[str, str]:
-    """Values for the Secret's missing keys: random ones, and the object store's credentials from the
-    environment; StepError naming the variables when those are needed and not set."""
-    wanted = {S3_KEYS[key] for key in keys if key in S3_KEYS}
+def short_cipher_pass() -> str | None:
+    """Why FINANCE_BACKUP_CIPHER_PASS is refused when set but too short (its value is never shown)."""
+    given = os.environ.get(CIPHER_PASS_VARIABLE)
+    if given and len(given) < MIN_CIPHER_PASS_LENGTH:
+        return f"{CIPHER_PASS_VARIABLE} is shorter than {MIN_CIPHER_PASS_LENGTH} characters: {CIPHER_PASS_HELP}"
+    return None
+
+
+def given_values(keys: list[str]) -> dict[str, str]:
+    """The environment's values for those of the Secret's keys that are given, not generated;
+    StepError naming the variables when some are needed and not set."""
+    wanted = {GIVEN_KEYS[key] for key in keys if key in GIVEN_KEYS}
     unset = sorted(variable for variable in wanted if not os.environ.get(variable))
     if unset:
+        listed = " and ".join([", ".join(unset[:-1]), unset[-1]] if len(unset) > 1 else unset)
+        why = f"; {CIPHER_PASS_VARIABLE}: {CIPHER_PASS_HELP}" if CIPHER_PASS_VARIABLE in unset else ""
         raise StepError(
-            f"the Secret {tenancy.SECRET_NAME} needs the object store's credentials for the tenant's pgBackRest "
-            f"repository: set {' and '.join(unset)} (README, Deploy to Kubernetes, Backups and restore)"
+            f"the Secret {tenancy.SECRET_NAME} takes the tenant's pgBackRest repository's secrets from the "
+            f"environment: set {listed}{why} (README, Deploy to Kubernetes, Backups and restore)"
         )
-    return {
-        key: os.environ[S3_KEYS[key]] if key in S3_KEYS else secrets.token_urlsafe(SECRET_BYTES) for key in keys
-    }
+    if CIPHER_PASS_VARIABLE in wanted and (refused := short_cipher_pass()):
+        raise StepError(refused)
+    return {key: os.environ[GIVEN_KEYS[key]] for key in keys if key in GIVEN_KEYS}
+
+
+def new_values(keys: list[str]) -> dict[str, str]:
+    """Values for the Secret's missing keys: random ones, and the given ones from the environment."""
+    given = given_values(keys)
+    return {key: given[key] if key in given else secrets.token_urlsafe(SECRET_BYTES) for key in keys}
+
+
+def check_secret_inputs(tenant: Tenant) -> None:
+    """Before anything is written: the environment holds each value the tenant's Secret lacks and
+    cannot be generated (all of them for a new Secret); StepError otherwise."""
+    present = _present_keys(tenancy.namespace(tenant.name), tenancy.SECRET_NAME)
+    given_values([key for key in SECRET_KEYS if present is None or key not in present])
 
 
 def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
-    """Create the tenant's Secret with fresh random values and the given S3 credentials, or give an
-    existing one the keys it lacks.
+    """Create the tenant's Secret with fresh random values and the given cipher pass and S3
+    credentials, or give an existing one the keys it lacks.
 
     Returns what was done ("created", "completed" or "kept") and the keys written. An existing
     value is never replaced: the database was initialised with it, the repository encrypted with it.
@@ -571,7 +607,7 @@ def deploy(tenant: Tenant, objects: list[dict]) -> None:
     # The Secret needs its namespace, created with the labels of the base (pod security) first.
     tenancy.kubectl("apply", "--filename", "-", stdin=json.dumps(namespaces[0]))
     done, keys = ensure_secret(tenant)
-    described = ", ".join(f"{key} (from {S3_KEYS[key]})" if key in S3_KEYS else key for key in keys)
+    described = ", ".join(f"{key} (from {GIVEN_KEYS[key]})" if key in GIVEN_KEYS else key for key in keys)
     if done == "created":
         print(f"created Secret {tenancy.SECRET_NAME} in {namespace} ({described}; the others random)", flush=True)
     elif done == "completed":
@@ -579,6 +615,8 @@ def deploy(tenant: Tenant, objects: list[dict]) -> None:
               flush=True)
     else:
         print(f"kept the existing Secret {tenancy.SECRET_NAME} in {namespace}", flush=True)
+    if CIPHER_PASS_KEY not in keys and os.environ.get(CIPHER_PASS_VARIABLE):
+        print(f"{CIPHER_PASS_VARIABLE} was not used: the Secret's {CIPHER_PASS_KEY} is never replaced", flush=True)
     if ensure_tls_secret(tenant) == "created":
         print(f"created Secret {TLS_SECRET_NAME} in {namespace} (pgBackRest's CA, server and client certificates)",
               flush=True)
@@ -587,7 +625,7 @@ def deploy(tenant: Tenant, objects: list[dict]) -> None:
     tenancy.kubectl("apply", "--kustomize", str(tenancy.tenant_dir(tenant.name)))
     for workload in ("statefulset/postgres", "deployment/finance-api"):
         tenancy.kubectl("rollout", "status", workload, "--namespace", namespace, f"--timeout={ROLLOUT_TIMEOUT}")
-    if "PGBACKREST_REPO1_CIPHER_PASS" in keys:
+    if CIPHER_PASS_KEY in keys:
         start_first_backup(namespace)
 
 
@@ -608,7 +646,7 @@ def report_next_steps(tenant: Tenant, applied: bool) -> None:
         f"--timezone {tenant.timezone} --replicas {tenant.replicas} --apply --force"
     )
     print("next steps:")
-    print(f"  deploy: {' '.join(f'{variable}=...' for variable in S3_KEYS.values())} {again}")
+    print(f"  deploy: {' '.join(f'{variable}=...' for variable in GIVEN_KEYS.values())} {again}")
     print("          (creates its Secrets if absent, applies the overlay, waits for both rollouts,")
     print(f"          starts the first backup into s3://{tenant.backup.bucket}{tenant.repository_path})")
     print(f"  local:  make run   (serves {tenant.name} at http://127.0.0.1:{local_port(tenant.name)})")
@@ -619,6 +657,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         tenant = check_inputs(args)
+        if args.apply:
+            if refused := short_cipher_pass():
+                raise UsageError(refused)
+            check_secret_inputs(tenant)
         objects = scaffold(tenant)
     except UsageError as error:
         print(f"onboard-tenant: error: {error}", file=sys.stderr)

@@ -25,15 +25,18 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 REAL_KUBECTL = shutil.which("kubectl")
 HOST = "acme.finance.example.com"
-RANDOM_KEYS = (
-    "JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS",
-)
-# The object store's credentials, given to onboarding in its environment (never generated).
+RANDOM_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")
+# The repository's cipher pass and the object store's credentials, given to onboarding in its
+# environment (never generated): the Secret's key, the variable, the value the tests give.
+CIPHER_PASS_KEY = "PGBACKREST_REPO1_CIPHER_PASS"
+CIPHER_PASS_VARIABLE = "FINANCE_BACKUP_CIPHER_PASS"
+CIPHER_PASS = "0nboarding+Tests/Cipher+Pass/From+The/Secret+Manager/0123456789="
 S3_CREDENTIALS = {
     "PGBACKREST_REPO1_S3_KEY": ("FINANCE_BACKUP_S3_KEY", "AKIAEXAMPLEONBOARDING"),
     "PGBACKREST_REPO1_S3_KEY_SECRET": ("FINANCE_BACKUP_S3_KEY_SECRET", "example/secret+for/the/onboarding/tests0"),
 }
-SECRET_KEYS = (*RANDOM_KEYS, *S3_CREDENTIALS)
+GIVEN = {CIPHER_PASS_KEY: (CIPHER_PASS_VARIABLE, CIPHER_PASS), **S3_CREDENTIALS}
+SECRET_KEYS = (*RANDOM_KEYS, *GIVEN)
 TLS_FILES = ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")
 # How onboarding asks for an existing Secret's name and keys (never its values).
 SECRET_KEYS_OUTPUT = "--output=go-template={{.metadata.name}}{{range $key, $value := .data}} {{$key}}{{end}}"
@@ -101,11 +104,19 @@ def fake_kubectl(tmp_path: Path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def s3_credentials(monkeypatch) -> dict[str, str]:
-    """The object store's credentials in onboarding's environment; the Secret's keys and values."""
-    for variable, value in S3_CREDENTIALS.values():
+def given_secrets(monkeypatch) -> dict[str, str]:
+    """The cipher pass and the object store's credentials in onboarding's environment; the Secret's
+    keys and values."""
+    for variable, value in GIVEN.values():
         monkeypatch.setenv(variable, value)
-    return {key: value for key, (_, value) in S3_CREDENTIALS.items()}
+    return {key: value for key, (_, value) in GIVEN.items()}
+
+
+@pytest.fixture
+def no_given_secrets(monkeypatch) -> None:
+    """None of the given values in onboarding's environment (whatever the caller's has)."""
+    for variable, _ in GIVEN.values():
+        monkeypatch.delenv(variable, raising=False)
 
 
 def recorded(log: Path) -> list[dict]:
@@ -397,13 +408,17 @@ def test_force_replaces_an_existing_tenant_and_keeps_its_port(repo):
     assert sorted(p.name for p in (repo / "tenants").iterdir()) == ["acme", "tenant1", "tenant2"]
 
 
-def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl, s3_credentials):
+def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl, given_secrets):
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 0, result.stderr
     calls = recorded(fake_kubectl)
-    assert calls[0]["args"][0] == "kustomize"
-    applied_namespace = json.loads(calls[1]["stdin"])
-    assert [call["args"] for call in calls[1:]] == [
+    # First, before anything is written, whether the Secret exists, and so what it needs given.
+    assert calls[0]["args"] == [
+        "get", "secret", "finance-secrets", "--namespace", "finance-acme", "--ignore-not-found", SECRET_KEYS_OUTPUT,
+    ]
+    assert calls[1]["args"][0] == "kustomize"
+    applied_namespace = json.loads(calls[2]["stdin"])
+    assert [call["args"] for call in calls[2:]] == [
         ["apply", "--filename", "-"],
         ["get", "secret", "finance-secrets", "--namespace", "finance-acme", "--ignore-not-found", SECRET_KEYS_OUTPUT],
         ["create", "--filename", "-"],
@@ -419,7 +434,7 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl, s3_
     assert (applied_namespace["kind"], applied_namespace["metadata"]["name"]) == ("Namespace", "finance-acme")
     assert applied_namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
-    secret = json.loads(calls[3]["stdin"])
+    secret = json.loads(calls[4]["stdin"])
     assert secret["metadata"] == {
         "name": "finance-secrets", "namespace": "finance-acme", "labels": {tenancy.TENANT_LABEL: "acme"},
     }
@@ -429,9 +444,11 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl, s3_
     assert all(len(value) >= 43 for value in generated)  # token_urlsafe of 32 bytes or more
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in generated)  # URL-safe
     assert len(set(generated)) == len(RANDOM_KEYS)
-    assert {key: values[key] for key in S3_CREDENTIALS} == s3_credentials
+    # The cipher pass is the one given, from the secret manager: never generated.
+    assert {key: values[key] for key in GIVEN} == given_secrets
+    assert values[CIPHER_PASS_KEY] == CIPHER_PASS
 
-    tls = json.loads(calls[5]["stdin"])
+    tls = json.loads(calls[6]["stdin"])
     assert tls["metadata"] == {
         "name": "pgbackrest-tls", "namespace": "finance-acme", "labels": {tenancy.TENANT_LABEL: "acme"},
     }
@@ -444,29 +461,82 @@ def test_apply_creates_the_secret_then_applies_and_waits(repo, fake_kubectl, s3_
         assert value.encode() not in written
 
 
-def test_apply_keeps_an_existing_secret(repo, fake_kubectl, monkeypatch):
+def test_apply_keeps_an_existing_secret(repo, fake_kubectl, monkeypatch, no_given_secrets):
     """Nothing is asked of the environment when nothing is missing, and no backup is started."""
     monkeypatch.setenv("FAKE_SECRET_KEYS", " ".join(SECRET_KEYS))
     monkeypatch.setenv("FAKE_TLS_KEYS", " ".join(TLS_FILES))
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 0, result.stderr
     commands = [call["args"][0] for call in recorded(fake_kubectl)]
-    assert commands == ["kustomize", "apply", "get", "get", "apply", "rollout", "rollout"]
+    assert commands == ["get", "kustomize", "apply", "get", "get", "apply", "rollout", "rollout"]
     assert "kept the existing Secret finance-secrets" in result.stdout
     assert "kept the existing Secret pgbackrest-tls" in result.stdout
 
 
-def test_apply_without_the_object_stores_credentials_writes_no_secret(repo, fake_kubectl, monkeypatch):
+def test_apply_never_replaces_an_existing_cipher_pass(repo, fake_kubectl, monkeypatch, given_secrets):
+    """A pass given for a Secret that has one is not sent anywhere, and the operator is told so."""
+    monkeypatch.setenv("FAKE_SECRET_KEYS", " ".join(SECRET_KEYS))
+    monkeypatch.setenv("FAKE_TLS_KEYS", " ".join(TLS_FILES))
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 0, result.stderr
+    calls = recorded(fake_kubectl)
+    assert [call["args"][0] for call in calls] == ["get", "kustomize", "apply", "get", "get", "apply", "rollout",
+                                                   "rollout"]
+    assert not [call for call in calls if CIPHER_PASS in json.dumps(call)]
+    assert f"{CIPHER_PASS_VARIABLE} was not used" in result.stdout
+    assert CIPHER_PASS not in result.stdout + result.stderr
+
+
+def test_apply_without_the_object_stores_credentials_writes_nothing(repo, fake_kubectl, monkeypatch):
+    monkeypatch.setenv(CIPHER_PASS_VARIABLE, CIPHER_PASS)
     for variable, _ in S3_CREDENTIALS.values():
         monkeypatch.delenv(variable, raising=False)
+    before = snapshot(repo)
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 1
     assert "FINANCE_BACKUP_S3_KEY and FINANCE_BACKUP_S3_KEY_SECRET" in result.stderr
-    assert "--apply --force" in result.stderr
-    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["kustomize", "apply", "get"]
+    assert "nothing was written" in result.stderr
+    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["get"]
+    assert snapshot(repo) == before
 
 
-def test_apply_adds_only_the_keys_an_existing_secret_lacks(repo, fake_kubectl, monkeypatch, s3_credentials):
+@pytest.mark.parametrize(
+    "secret_keys", [None, " ".join(key for key in SECRET_KEYS if key != CIPHER_PASS_KEY)],
+    ids=["new Secret", "Secret without the pass"],
+)
+def test_apply_without_the_cipher_pass_writes_nothing(repo, fake_kubectl, monkeypatch, given_secrets, secret_keys):
+    """The pass is never generated: made by the operator and kept outside the cluster, it is what
+    reads the backups once the cluster is lost."""
+    monkeypatch.delenv(CIPHER_PASS_VARIABLE)
+    if secret_keys:
+        monkeypatch.setenv("FAKE_SECRET_KEYS", secret_keys)
+    before = snapshot(repo)
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"set {CIPHER_PASS_VARIABLE}" in result.stderr
+    assert "openssl rand -base64 48" in result.stderr
+    assert "secret manager, outside the cluster" in result.stderr and "backups cannot be read" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["get"]
+    assert snapshot(repo) == before
+
+
+def test_apply_refuses_a_short_cipher_pass_before_anything(repo, fake_kubectl, monkeypatch, given_secrets):
+    short = CIPHER_PASS[:31]
+    monkeypatch.setenv(CIPHER_PASS_VARIABLE, short)
+    before = snapshot(repo)
+    result = onboard(repo, "acme", "--host", HOST, "--apply")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"{CIPHER_PASS_VARIABLE} is shorter than 32 characters" in result.stderr
+    assert "openssl rand -base64 48" in result.stderr
+    assert short not in result.stdout + result.stderr
+    assert recorded(fake_kubectl) == []
+    assert snapshot(repo) == before
+
+
+def test_apply_adds_only_the_keys_an_existing_secret_lacks(repo, fake_kubectl, monkeypatch, given_secrets):
     """A tenant onboarded before the database roles were split has JWT_SECRET and POSTGRES_PASSWORD only,
     and none of pgBackRest's keys: it gets them, its certificates and its first pgBackRest backup."""
     monkeypatch.setenv("FAKE_SECRET_KEYS", "JWT_SECRET POSTGRES_PASSWORD")
@@ -474,26 +544,27 @@ def test_apply_adds_only_the_keys_an_existing_secret_lacks(repo, fake_kubectl, m
     assert result.returncode == 0, result.stderr
     calls = recorded(fake_kubectl)
     assert [call["args"][0] for call in calls] == [
-        "kustomize", "apply", "get", "patch", "get", "create", "apply", "rollout", "rollout", "create",
+        "get", "kustomize", "apply", "get", "patch", "get", "create", "apply", "rollout", "rollout", "create",
     ]
-    patch = calls[3]
+    patch = calls[4]
     assert patch["args"] == [
         "patch", "secret", "finance-secrets", "--namespace", "finance-acme", "--type=merge", "--patch-file=/dev/stdin",
     ]
     values = json.loads(patch["stdin"])["stringData"]
-    generated = ["BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS", "POSTGRES_SUPERUSER_PASSWORD"]
-    assert sorted(values) == sorted([*generated, *S3_CREDENTIALS]), "existing values are never replaced"
+    generated = ["BACKUP_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD"]
+    assert sorted(values) == sorted([*generated, *GIVEN]), "existing values are never replaced"
     assert all(len(values[key]) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", values[key]) for key in generated)
-    assert {key: values[key] for key in S3_CREDENTIALS} == s3_credentials
-    assert ("added POSTGRES_SUPERUSER_PASSWORD, BACKUP_PASSWORD, PGBACKREST_REPO1_CIPHER_PASS, "
-            "PGBACKREST_REPO1_S3_KEY (from FINANCE_BACKUP_S3_KEY), PGBACKREST_REPO1_S3_KEY_SECRET "
-            "(from FINANCE_BACKUP_S3_KEY_SECRET) to the existing Secret") in result.stdout
+    assert {key: values[key] for key in GIVEN} == given_secrets
+    assert ("added POSTGRES_SUPERUSER_PASSWORD, BACKUP_PASSWORD, PGBACKREST_REPO1_CIPHER_PASS "
+            "(from FINANCE_BACKUP_CIPHER_PASS), PGBACKREST_REPO1_S3_KEY (from FINANCE_BACKUP_S3_KEY), "
+            "PGBACKREST_REPO1_S3_KEY_SECRET (from FINANCE_BACKUP_S3_KEY_SECRET) to the existing Secret"
+            ) in result.stdout
     assert calls[-1]["args"][:3] == ["create", "job", "postgres-backup-first"]
     for value in values.values():
         assert value not in result.stdout + result.stderr
 
 
-def test_a_failed_apply_keeps_the_overlay_and_says_how_to_retry(repo, fake_kubectl, monkeypatch, s3_credentials):
+def test_a_failed_apply_keeps_the_overlay_and_says_how_to_retry(repo, fake_kubectl, monkeypatch, given_secrets):
     monkeypatch.setenv("FAKE_FAIL", "rollout")
     result = onboard(repo, "acme", "--host", HOST, "--apply")
     assert result.returncode == 1
