@@ -21,7 +21,11 @@ so the database is as it was. It prints the backup used, the time reached and th
 In Kubernetes (namespace finance-NAME) PostgreSQL's StatefulSet is scaled to 0, a Job with the
 postgres container's image, pgBackRest settings and data volume runs scripts/restore_pgdata.sh
 (restore into a sibling directory of PGDATA, then swap the two with mv), and the StatefulSet is
-scaled back; a failure runs the same script's rollback in a second Job. A drill (--drill) starts a
+scaled back; a failure runs the same script's rollback in a second Job (once the restore Job is
+deleted), and if that fails too, PostgreSQL and the API stay at 0 replicas and the message says what
+is on the volume and what to do. A full backup starts once the restored server is promoted. When the
+running database is not the archive's (a lost volume re-initialised, a new cluster), there is
+nothing of it to archive: the restore warns and replaces it. A drill (--drill) starts a
 Job from the tenant's restore-drill CronJob, waits for it and prints its log: the newest backup and
 the archive restored into the Job's scratch directory and checked (migrations current, the totals
 equal a recomputation); exit status 1 when it fails. The tenant's own database is not touched.
@@ -74,7 +78,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="restore-tenant", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("name", metavar="NAME", help="the tenant (its namespace is finance-NAME)")
-    parser.add_argument("backup", metavar="BACKUP_FILE", nargs="?", help="a dump name from --list-dumps, or a local file")
+    parser.add_argument("backup", metavar="BACKUP_FILE", nargs="?",
+                        help="a dump name from --list-dumps, or a local file")
     parser.add_argument("--list", action="store_true",
                         help="list the tenant's pgBackRest backups, newest first, and the restore window")
     parser.add_argument("--list-dumps", action="store_true", help="list the pg_dump files in the backup volume")
@@ -418,8 +423,8 @@ def psql(namespace: str, sql_text: str, database: str = "postgres") -> str:
     ).strip()
 
 
-def pitr_backups(namespace: str) -> list[Backup]:
-    """The repository's backups, oldest first, as `pgbackrest info` in the postgres container sees them."""
+def repository_info(namespace: str) -> dict:
+    """The stanza as `pgbackrest info --output=json` in the postgres container sees it ({} if none)."""
     output = kubectl(
         "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
         "pgbackrest", "--log-level-console=off", "info", "--output=json",
@@ -428,7 +433,12 @@ def pitr_backups(namespace: str) -> list[Backup]:
         stanzas = json.loads(output or "[]")
     except json.JSONDecodeError:
         raise Failed(f"pgbackrest info in {namespace}/{POSTGRES_POD} did not print JSON: {output[:200]!r}") from None
-    entries = stanzas[0].get("backup", []) if stanzas else []
+    return stanzas[0] if stanzas else {}
+
+
+def pitr_backups(namespace: str, info: dict | None = None) -> list[Backup]:
+    """The repository's backups, oldest first."""
+    entries = (repository_info(namespace) if info is None else info).get("backup", [])
     return sorted(
         (
             Backup(
@@ -440,6 +450,24 @@ def pitr_backups(namespace: str) -> list[Backup]:
         ),
         key=lambda backup: backup.stopped,
     )
+
+
+def archive_system_id(info: dict) -> str | None:
+    """The system identifier of the database the stanza archives (its newest `db` entry), if known."""
+    databases = info.get("db") or []
+    if not databases:
+        return None
+    return str(max(databases, key=lambda db: db.get("id", 0)).get("system-id", "")) or None
+
+
+def running_is_the_archives(namespace: str, info: dict) -> bool:
+    """Whether the running PostgreSQL is the database the repository archives. It is not after a
+    lost volume (the image ran initdb on the new one) or on a new cluster: a cluster of its own,
+    whose WAL pgBackRest refuses (`pgbackrest check`: the info files "do not match the database")."""
+    expected = archive_system_id(info)
+    if expected is None:
+        return True  # an older pgBackRest's info: `pgbackrest check` tells
+    return psql(namespace, "SELECT system_identifier FROM pg_control_system()") == expected
 
 
 def list_pitr_backups(name: str, namespace: str) -> str:
@@ -548,9 +576,12 @@ def job_log(namespace: str, name: str, container: str) -> str:
     return (result.stdout or "") + (result.stderr or "")
 
 
-def run_pgdata_job(namespace: str, statefulset: dict, mode: str, options: list[str] = ()) -> None:
-    """restore_pgdata.sh MODE in a Job on the database's volume; its log goes to stderr."""
-    name = f"postgres-{mode}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+def pgdata_job_name(mode: str) -> str:
+    return f"postgres-{mode}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+def run_pgdata_job(namespace: str, statefulset: dict, mode: str, name: str, options: list[str] = ()) -> None:
+    """restore_pgdata.sh MODE in the Job NAME on the database's volume; its log goes to stderr."""
     manifest = restore_job_manifest(name, statefulset, mode, list(options))
     kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(manifest))
     succeeded = wait_for_job(namespace, name)
@@ -615,16 +646,33 @@ def restored_report(namespace: str, name: str, backup: Backup, to_time: datetime
     ])
 
 
+class Stranded(Failed):
+    """The restore failed, and putting the replaced data directory back failed too: PostgreSQL and
+    the API are left stopped; the message says what is on the volume and what to do by hand."""
+
+
 def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
     """--to-time / --latest in Kubernetes: refuse a time outside the window before anything
-    changes, then stop the API, restore all or nothing, and serve again."""
+    changes, then stop the API, restore all or nothing, serve again, and start a full backup."""
     try:
-        backup = choose_backup(pitr_backups(namespace), args.to_time, datetime.now(UTC))
+        info = repository_info(namespace)
+        backup = choose_backup(pitr_backups(namespace, info), args.to_time, datetime.now(UTC))
     except Refused as exc:
         print(f"restore-tenant: {exc}; nothing changed", file=sys.stderr)
         return 1
+    # A database that is not the archive's (a lost volume re-initialised by the image, a new
+    # cluster) has nothing to archive into this repository, and pgBackRest would refuse its WAL.
+    archived = running_is_the_archives(namespace, info)
     statefulset = json.loads(kubectl("-n", namespace, "get", "statefulset", "postgres", "-o", "json"))
     source = f"its state at {args.to_time.isoformat()}" if args.to_time else "its newest archived state"
+    if not archived:
+        print(
+            f"WARNING: the database running in {namespace} is not the one its pgBackRest repository archives"
+            f" (system-id {archive_system_id(info)}): a lost volume re-initialised, or a new cluster.\n"
+            "Its own writes are not archived first; the restore replaces it with the archive's state"
+            " (a time after the archive's last commit cannot be reached: --latest restores up to it).",
+            file=sys.stderr,
+        )
     if not args.yes and not confirm(args.name, f"namespace {namespace}", source):
         print("restore-tenant: not confirmed; nothing changed", file=sys.stderr)
         return 1
@@ -636,45 +684,83 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
     kubectl("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
+    stranded = False
     try:
         wait_until_api_stopped(namespace)
-        try:
-            archive_up_to_now(namespace)
-        except Failed as exc:
-            raise Failed(f"archiving the last changes failed ({exc}); nothing changed") from None
+        if archived:
+            try:
+                archive_up_to_now(namespace)
+            except Failed as exc:
+                raise Failed(f"archiving the last changes failed ({exc}); nothing changed") from None
         report = replace_data(namespace, statefulset, [*target, f"--set={backup.label}"],
                               lambda: restored_report(namespace, args.name, backup, args.to_time))
+    except Stranded as exc:
+        # Nothing may start on the volume as it is: the API would take writes on whatever
+        # PostgreSQL makes of it.
+        stranded = True
+        print(
+            f"restore-tenant: {exc}\n"
+            f"  4. kubectl -n {namespace} scale deployment finance-api --replicas={replicas}",
+            file=sys.stderr,
+        )
+        return 1
     except Failed as exc:
         print(f"restore-tenant: {exc}", file=sys.stderr)
         return 1
     finally:
-        kubectl("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+        if not stranded:
+            kubectl("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+    report += "\n" + start_full_backup(namespace)
     kubectl("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
     print(report)
     return 0
 
 
+def start_full_backup(namespace: str) -> str:
+    """A full backup of the restored database, started and not waited for: until a backup on the
+    restored timeline exists, a restore to a later time would pick one on the old timeline and
+    fail ("requested timeline N is not a child of this server's history")."""
+    name = f"postgres-backup-full-manual-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    how = f"kubectl -n {namespace} create job --from=cronjob/postgres-backup-full {name}"
+    try:
+        kubectl("-n", namespace, "create", "job", name, "--from=cronjob/postgres-backup-full")
+    except Failed as exc:
+        print(f"restore-tenant: WARNING: starting a full backup failed ({exc}); start one: {how}", file=sys.stderr)
+        return (
+            f"  full backup: NOT started ({exc}); start one now ({how}): until a backup of the restored"
+            " database ends, a restore to a later time fails"
+        )
+    return (
+        f"  full backup: started, job {name} (kubectl -n {namespace} logs -f job/{name}); until it ends,"
+        " a restore to a later time fails"
+    )
+
+
 def replace_data(namespace: str, statefulset: dict, options: list[str], report) -> str:
     """Stop PostgreSQL, restore into a sibling of its data directory and swap, start it and wait
-    for its promotion; on a failure until then, put the replaced directory back and start that."""
+    for its promotion; on a failure until then, put the replaced directory back and start that.
+    Stranded when that fails too: PostgreSQL is then left stopped."""
     scale_postgres(namespace, 0)
+    restore_job = pgdata_job_name("restore")
     try:
-        run_pgdata_job(namespace, statefulset, "restore", options)
+        run_pgdata_job(namespace, statefulset, "restore", restore_job, options)
         scale_postgres(namespace, 1)
         wait_promoted(namespace)
     except Failed as exc:
         # Before its promotion the restored server has written nothing into the repository, so the
         # old data directory can take over again as if nothing happened.
+        rollback_job = pgdata_job_name("rollback")
         try:
             scale_postgres(namespace, 0)
-            run_pgdata_job(namespace, statefulset, "rollback")
+            # The restore Job's pod may still run (its wait gave up): never two Jobs on the volume.
+            kubectl(
+                "-n", namespace, "delete", "job", restore_job, "--ignore-not-found", "--wait=true",
+                "--cascade=foreground", f"--timeout={WAIT}",
+            )
+            run_pgdata_job(namespace, statefulset, "rollback", rollback_job)
         except Failed as rollback_failed:
-            raise Failed(
-                f"restore failed: {exc}; putting the old data directory back failed too ({rollback_failed}):"
-                f" it is pgdata.replaced beside pgdata on the volume {DATA_VOLUME}-{POSTGRES_POD}"
-            ) from None
-        finally:
-            kubectl("-n", namespace, "scale", "statefulset", "postgres", "--replicas=1")
+            raise Stranded(stranded_message(namespace, statefulset, exc, rollback_failed, rollback_job)) from None
+        kubectl("-n", namespace, "scale", "statefulset", "postgres", "--replicas=1")
         try:
             kubectl("-n", namespace, "rollout", "status", "statefulset/postgres", f"--timeout={WAIT}")
         except Failed as not_ready:
@@ -696,6 +782,33 @@ def replace_data(namespace: str, statefulset: dict, options: list[str], report) 
             f"restored and promoted, but then {exc}: run CHECKPOINT in {POSTGRES_POD}, then remove"
             " pgdata.replaced beside pgdata"
         ) from None
+
+
+def stranded_message(namespace: str, statefulset: dict, failed: Failed, rollback_failed: Failed, job: str) -> str:
+    """What is on the volume after a failed rollback, and how to put the old data back by hand."""
+    postgres = next(c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "postgres")
+    pgdata = next((e.get("value") for e in postgres.get("env", []) if e["name"] == "PGDATA"), None) or (
+        "/var/lib/postgresql/data/pgdata")
+    volume = f"{DATA_VOLUME}-{POSTGRES_POD}"
+    return "\n".join([
+        f"restore failed: {failed}; putting the old data directory back failed too: {rollback_failed}",
+        f"The StatefulSet postgres and the Deployment finance-api are left at 0 replicas: nothing may start"
+        f" on the volume {volume} as it is. On it:",
+        f"  {pgdata}: the restored data, never promoted (missing if the rollback removed it): do not start"
+        " PostgreSQL on it",
+        f"  {pgdata}.replaced: the data directory as it was before the restore, to put back (holding only"
+        " .restore-pgdata-absent: there was none)",
+        f"  {pgdata}.restoring: a partial restore, if present, to remove",
+        "To put the old data back by hand:",
+        f"  1. kubectl -n {namespace} logs job/{job} says why the rollback failed; wait until no Job pod is"
+        f" left on the volume (kubectl -n {namespace} delete job {job} --wait=true --cascade=foreground)",
+        f"  2. in a pod that mounts {volume} as uid 70 (the Job's spec: kubectl -n {namespace} get job {job}"
+        f" -o yaml), what restore_pgdata.sh rollback does: rm -rf {pgdata}.restoring; then, if {pgdata}.replaced"
+        f" exists, rm -rf {pgdata} && mv {pgdata}.replaced {pgdata} (if it holds only .restore-pgdata-absent:"
+        f" rm -rf {pgdata} {pgdata}.replaced)",
+        f"  3. kubectl -n {namespace} scale statefulset postgres --replicas=1 &&"
+        f" kubectl -n {namespace} rollout status statefulset/postgres",
+    ])
 
 
 def drill(namespace: str) -> int:

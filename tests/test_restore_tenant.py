@@ -202,6 +202,7 @@ def test_an_unreadable_dump_changes_nothing(tenant_database):
 # and answers as scripts/restore-tenant expects the cluster to, as told by scenario.json.
 FAKE_KUBECTL = r'''
 import json, sys
+SYSTEM_ID = "7400000000000000001"  # the stanza's, in INFO
 from pathlib import Path
 here = Path(__file__).resolve().parent.parent
 scenario = json.loads((here / "scenario.json").read_text())
@@ -245,12 +246,16 @@ elif argv[0] == "exec":
     elif command[0] == "pgbackrest" and "check" in command:
         if scenario.get("check_fails"):
             fail("ERROR: [082]: WAL segment was not archived before the 60000ms timeout")
+        if scenario.get("system_id", SYSTEM_ID) != SYSTEM_ID:
+            fail("ERROR: [028]: backup and archive info files exist but do not match the database")
     elif command[0] == "psql":
         sql = next(arg for arg in command if arg.startswith("--command="))[len("--command="):]
         if "pg_is_in_recovery" in sql:
             if not scenario.get("promoted", True):
                 fail("error: unable to upgrade connection: container not found")
             print("f")
+        elif "pg_control_system" in sql:
+            print(scenario.get("system_id", SYSTEM_ID))
         elif "txid_current" in sql:
             print("1234")
         elif "pg_last_xact_replay_timestamp" in sql:
@@ -259,7 +264,9 @@ elif argv[0] == "exec":
             print("transactions|3\nusers|1")
         elif sql != "CHECKPOINT":
             fail(f"unexpected SQL {sql}")
-elif argv[0] in ("scale", "wait", "rollout", "create"):
+elif argv[0] == "create" and scenario.get("create_fails"):
+    fail("error: failed to create job: jobs.batch is forbidden")
+elif argv[0] in ("scale", "wait", "rollout", "create", "delete"):
     pass
 else:
     fail(f"fake kubectl: unexpected {line}")
@@ -272,6 +279,7 @@ def epoch(text: str) -> int:
 
 INFO = [{
     "name": "finance",
+    "db": [{"id": 1, "repo-key": 1, "system-id": 7400000000000000001, "version": "17"}],
     "backup": [
         {"label": "20261129-011700F", "type": "full",
          "timestamp": {"start": epoch("2026-11-29T01:17:00Z"), "stop": epoch("2026-11-29T01:19:00Z")}},
@@ -376,6 +384,7 @@ def test_a_restore_stops_the_api_then_postgres_swaps_and_serves_again(cluster):
         "--command=CHECKPOINT",
         "restore_pgdata.sh commit",
         "scale deployment finance-api --replicas=3",
+        "--from=cronjob/postgres-backup-full",
         "rollout status deployment/finance-api",
     ]
     positions = [cluster.index(step) for step in steps]
@@ -388,13 +397,14 @@ def test_a_restore_stops_the_api_then_postgres_swaps_and_serves_again(cluster):
         "--set=20261129-011700F_20261130-011700D",
     ]
     assert command[2] == (ROOT / "scripts" / "restore_pgdata.sh").read_text()
-    assert result.stdout.splitlines() == [
+    assert result.stdout.splitlines()[:-1] == [
         "acme: restored from backup 20261129-011700F_20261130-011700D (diff, ended 2026-11-30T01:18:00+00:00)",
         "  asked for: 2026-11-30T10:15:00+00:00",
         "  reached: the last change replayed committed at 2026-11-30 10:14:58.25+00",
         "  transactions: 3 rows",
         "  users: 1 rows",
     ]
+    assert result.stdout.splitlines()[-1].startswith("  full backup: started, job postgres-backup-full-manual-")
 
 
 def test_latest_replays_the_whole_archive_from_the_newest_backup(cluster):
@@ -421,6 +431,10 @@ def assert_rolled_back(cluster: FakeCluster, result: subprocess.CompletedProcess
     assert last_stop < rollback_applied < started < api_back, calls
     assert cluster.has("rollout status statefulset/postgres")
     assert not cluster.has("--command=CHECKPOINT") and not cluster.has("restore_pgdata.sh commit")
+    assert not cluster.has("cronjob/postgres-backup-full")
+    # The restore Job (its pod may still run when its wait gave up) is gone before the rollback's.
+    assert cluster.index(f"delete job {restore} ") < rollback_applied, calls
+    assert "--wait=true" in calls[cluster.index(f"delete job {restore} ")]
 
 
 def test_a_failed_restore_job_puts_the_old_data_back_and_everything_up_again(cluster):
@@ -433,6 +447,78 @@ def test_a_restored_server_that_stops_during_recovery_is_rolled_back(cluster):
     result = cluster.run("acme", "--latest", "--yes", promoted=False, restarts="1")
     assert_rolled_back(cluster, result)
     assert "stopped during recovery" in result.stderr
+
+
+def test_the_restore_job_is_deleted_and_waited_for_before_the_rollback_job(cluster):
+    result = cluster.run("acme", "--latest", "--yes", restore_job="Failed")
+    assert result.returncode == 1
+    restore, _rollback = cluster.manifests()
+    delete = cluster.index(f"delete job {restore} ")
+    rollback_applied = [i for i, call in enumerate(cluster.calls) if call.endswith("apply -f -")][1]
+    assert delete < rollback_applied and "--wait=true" in cluster.calls[delete], cluster.calls
+
+
+@pytest.mark.parametrize("failure", [{"promoted": False, "restarts": "1"}, {"restore_job": "Failed"}])
+def test_a_failed_rollback_leaves_postgres_and_the_api_stopped_and_says_what_is_on_the_volume(cluster, failure):
+    result = cluster.run("acme", "--latest", "--yes", rollback_job="Failed", **failure)
+    assert result.returncode == 1
+    calls = cluster.calls
+    rollback_applied = [i for i, call in enumerate(calls) if call.endswith("apply -f -")][1]
+    # Nothing starts on the restored-but-unpromoted (or missing) data directory after the rollback
+    # Job, and no API takes writes.
+    assert not any("scale statefulset postgres --replicas=1" in call for call in calls[rollback_applied:]), calls
+    assert not cluster.has("scale deployment finance-api --replicas=3"), calls
+    assert not cluster.has("cronjob/postgres-backup-full")
+    stderr = result.stderr
+    assert "putting the old data directory back failed too" in stderr
+    assert "left at 0 replicas" in stderr
+    pgdata = "/var/lib/postgresql/data/pgdata"
+    for path in (f"{pgdata}:", f"{pgdata}.replaced:", f"{pgdata}.restoring:"):
+        assert path in stderr
+    assert f"mv {pgdata}.replaced {pgdata}" in stderr
+    assert "kubectl -n finance-acme scale statefulset postgres --replicas=1" in stderr
+    assert "kubectl -n finance-acme scale deployment finance-api --replicas=3" in stderr
+
+
+def test_a_restore_starts_a_full_backup_on_the_new_timeline_without_waiting_for_it(cluster):
+    result = cluster.run("acme", "--latest", "--yes")
+    assert result.returncode == 0, result.stderr
+    create = cluster.calls[cluster.index("create job postgres-backup-full-manual-")]
+    name = create.split()[4]
+    assert create.endswith("--from=cronjob/postgres-backup-full") and len(name) <= 52
+    assert cluster.index("restore_pgdata.sh commit") < cluster.index("create job postgres-backup-full")
+    assert not cluster.has(f"get job {name}") and not cluster.has(f"wait --for=condition=complete job/{name}")
+    assert f"full backup: started, job {name} (kubectl -n finance-acme logs -f job/{name})" in result.stdout
+
+
+def test_a_full_backup_that_cannot_be_started_is_reported_but_the_restore_stands(cluster):
+    result = cluster.run("acme", "--latest", "--yes", create_fails=True)
+    assert result.returncode == 0, result.stderr
+    assert "full backup: NOT started" in result.stdout
+    assert "WARNING: starting a full backup failed" in result.stderr
+    assert "--from=cronjob/postgres-backup-full" in result.stderr
+
+
+@pytest.mark.parametrize("target", [["--latest"], ["--to-time", "2026-11-30T10:15:00Z"]])
+def test_a_database_that_is_not_the_archives_is_replaced_without_archiving_it_first(cluster, target):
+    # A lost volume re-initialised by the image, or a new cluster: pgbackrest check would refuse.
+    result = cluster.run("acme", *target, "--yes", system_id="7499999999999999999")
+    assert result.returncode == 0, result.stderr
+    assert "is not the one its pgBackRest repository archives" in result.stderr
+    assert "replaces it with the archive's state" in result.stderr
+    assert cluster.has("--command=SELECT system_identifier FROM pg_control_system()")
+    assert not cluster.has("pgbackrest --pg1-socket-path=/var/run/postgresql check")
+    assert not cluster.has("txid_current")
+    (job,) = cluster.manifests().values()
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][4] == "restore"
+    assert cluster.index("scale deployment finance-api --replicas=0") < cluster.index("apply -f -")
+
+
+def test_a_database_that_is_the_archives_is_archived_first_without_a_warning(cluster):
+    result = cluster.run("acme", "--latest", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr
+    assert cluster.index("pgbackrest --pg1-socket-path=/var/run/postgresql check") < cluster.index("apply -f -")
 
 
 def test_when_archiving_the_last_changes_fails_postgres_is_left_alone(cluster):
