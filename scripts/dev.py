@@ -79,7 +79,12 @@ def up() -> list[localstack.Server]:
                 f"port {port} of tenant {tenant} is taken (another checkout's `make run`?):"
                 f" choose a free one with LOCAL_PORT in tenants/{tenant}/local.env"
             )
-    servers = [server for tenant, port in ports().items() if (server := serve(stacks[tenant], tenants[tenant], port))]
+    try:
+        servers = [
+            server for tenant, port in ports().items() if (server := serve(stacks[tenant], tenants[tenant], port))
+        ]
+    except RuntimeError as exc:  # an archive that is not the cluster's, an interrupted restore
+        sys.exit(f"make run: {exc}")
     status()
     return servers
 
@@ -89,7 +94,11 @@ def serve(tenant_stack: localstack.Stack, tenant: localstack.Tenant, port: int) 
     last day), migrate it and start its gunicorn in the background, unless it already runs."""
     tenant_stack.cluster.start()
     assert tenant_stack.cluster.archive is not None
-    tenant_stack.cluster.archive.bootstrap()
+    try:
+        tenant_stack.cluster.archive.bootstrap()
+    except RuntimeError:
+        tenant_stack.cluster.stop()
+        raise
     if running(tenant.name):
         return None
     server = tenant_stack.start_server(tenant.name, tenant_stack.prepare(tenant), port, detach=True)

@@ -112,6 +112,8 @@ def restore(name: str, to_time: datetime | None) -> str:
     stack = tenant_stack(name)
     cluster, archive = stack.cluster, stack.cluster.archive
     assert isinstance(cluster, localstack.Cluster) and archive is not None
+    if cluster.replaced_dir.exists():
+        raise Refused(f"an earlier restore was interrupted: {cluster.replaced_dir} {localstack.RESTORE_INTERRUPTED}")
     span = window(stack)
     if to_time is not None and not span.start <= to_time <= span.end:
         raise Refused(
@@ -121,11 +123,21 @@ def restore(name: str, to_time: datetime | None) -> str:
     backup = span.backup_for(to_time)
     was_running = cluster.is_running()
     with api_stopped(name):
+        if was_running:
+            # Now that nothing writes: every write acknowledged so far goes to the archive, after
+            # a commit of its own, which recovery needs to find past any target in the window.
+            with cluster.connect(name) as conn:
+                conn.execute("SELECT txid_current()")
+            archive.run("check")
         archive.restore(cluster, to_time=to_time, backup=backup.label)
         report = describe_restored(cluster, name, backup, to_time)
+        # A backup on the new timeline: without one, a later restore to a moment after the newest
+        # backup of the old timeline would start from that backup, which is not on this
+        # timeline's history, and stop.
+        archive.run("backup", "--type=full")
         if not was_running:
             cluster.stop()
-    return report
+    return report + "\n  a full backup of the restored state was taken"
 
 
 def describe_restored(

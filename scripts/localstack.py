@@ -50,8 +50,12 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def port_taken(port: int) -> bool:
-    """Whether something already listens on 127.0.0.1:port."""
+    """Whether something already listens on 127.0.0.1:port.
+
+    SO_REUSEADDR, as servers set it: connections of a server stopped a moment ago linger in
+    TIME_WAIT for a minute and would make a port look taken that a server can bind."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -242,7 +246,16 @@ class Archive:
     def bootstrap(self, *, max_age: timedelta = timedelta(days=1)) -> Backup | None:
         """Make the stanza (idempotent), and back up when the newest backup is older than max_age:
         full the first time, incremental after. Returns the backup taken, if any."""
-        self.run("stanza-create")
+        try:
+            self.run("stanza-create")
+        except subprocess.CalledProcessError as exc:
+            if "do not match the database" not in exc.stderr + exc.stdout:
+                raise
+            raise RuntimeError(
+                f"the archive in {self.directory} belongs to another cluster: this one's data directory was lost"
+                " or made anew. Restore the archive's state with `scripts/restore-tenant <tenant> --local --latest`,"
+                " or move the archive away to start with an empty database"
+            ) from None
         backups = self.backups()
         if backups and datetime.now(UTC) - backups[-1].stopped < max_age:
             return None
@@ -252,15 +265,18 @@ class Archive:
     def restore(self, cluster: Cluster, *, to_time: datetime | None = None, backup: str | None = None) -> None:
         """Replace the cluster's data with the repository's: as it was at `to_time` (an aware
         instant) or at the end of the archived WAL, from `backup` (a label) or the one pgBackRest
-        picks. All or nothing: the data directory being replaced is kept aside until the restored
-        server has been promoted, and put back (and started, if it ran) when any step fails.
+        picks. All or nothing until the restored server is promoted: the data directory being
+        replaced is kept aside (data.replaced) and put back (and started, if it ran) when a step
+        fails. Once promoted, the restored server writes a new timeline into the repository, so it
+        stays (a rollback then would leave a timeline that later restores follow).
 
         The cluster is stopped first (a server that was killed may linger as a zombie that pg_ctl
         cannot stop: its data is set aside all the same)."""
+        aside = cluster.replaced_dir
+        if aside.exists():
+            raise RuntimeError(f"an earlier restore was interrupted: {aside} {RESTORE_INTERRUPTED}")
         was_running = cluster.is_running()
         cluster.stop("fast", check=False)
-        aside = cluster.data_dir.with_name(cluster.data_dir.name + ".replaced")
-        shutil.rmtree(aside, ignore_errors=True)
         if cluster.data_dir.exists():
             cluster.data_dir.rename(aside)
         try:
@@ -274,7 +290,7 @@ class Archive:
             chosen = [f"--set={backup}"] if backup else []
             self.run("restore", *target, *chosen)
             try:
-                cluster.start()
+                cluster.start(restoring=True)
             except subprocess.CalledProcessError:
                 raise RuntimeError(f"the restored server stopped during recovery; see {cluster.log_file}") from None
             cluster.wait_promoted()
@@ -287,6 +303,19 @@ class Archive:
                     cluster.start()
             raise
         shutil.rmtree(aside, ignore_errors=True)
+        with cluster.connect() as conn:
+            # Promotion starts a spread checkpoint, and until it ends (minutes, with the default
+            # checkpoint_timeout) archive_timeout switches no segment: measured on PostgreSQL 15,
+            # nothing written after a restore left for the archive. Finish it now.
+            conn.execute("CHECKPOINT")
+
+
+# What to do when data.replaced is found: the restore that made it did not finish.
+RESTORE_INTERRUPTED = (
+    "holds the data directory as it was before that restore, and data/ what the restore got to:"
+    " keep the one you want as data/ (move data.replaced back to data to undo the restore) and"
+    " remove the other, then start again"
+)
 
 
 @dataclass(frozen=True)
@@ -323,6 +352,11 @@ class Cluster(_Databases):
     def log_file(self) -> Path:
         return self.directory / "postgresql.log"
 
+    @property
+    def replaced_dir(self) -> Path:
+        """Where Archive.restore keeps the data directory it replaces until the restore is done."""
+        return self.directory / "data.replaced"
+
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = _as_db_owner([str(self.bin_dir / tool), *args])
         return subprocess.run(command, check=check, capture_output=True, text=True, cwd="/")
@@ -355,7 +389,11 @@ class Cluster(_Databases):
         except (OSError, IndexError, ValueError):
             return None
 
-    def start(self) -> None:
+    def start(self, *, restoring: bool = False) -> None:
+        """Start the server (initialising the cluster the first time); refused while a restore that
+        did not finish left data.replaced behind, unless it is that restore starting it."""
+        if self.replaced_dir.exists() and not restoring:
+            raise RuntimeError(f"an earlier restore was interrupted: {self.replaced_dir} {RESTORE_INTERRUPTED}")
         self.initialize()
         if self.is_running():
             return
@@ -384,11 +422,6 @@ class Cluster(_Databases):
             try:
                 with self.connect() as conn:
                     if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                        # Promotion starts a spread checkpoint, and until it ends (minutes, with the
-                        # default checkpoint_timeout) archive_timeout switches no segment: measured
-                        # on PostgreSQL 15, nothing written after a restore left for the archive.
-                        # Finish it now.
-                        conn.execute("CHECKPOINT")
                         return
             except psycopg.OperationalError:
                 pass  # still starting up, or stopping

@@ -169,6 +169,63 @@ def test_a_failed_restore_leaves_the_running_database_as_it_was(local):
     archive.run("backup", "--type=full")
 
 
+def test_a_restore_after_the_last_backup_and_another_before_it_both_reach_their_moment(local):
+    """Restoring to before the newest backup starts a timeline that backup is not on; the restore
+    takes a backup of its own, so a later restore to a moment after it still finds its way."""
+    archive = local_restore.tenant_stack(local).cluster.archive
+    early = database_clock()
+    time.sleep(0.2)
+    archive.run("backup", "--type=incr")
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        post(client, signed_in(client), "after the newest backup")
+    before = descriptions()
+
+    local_restore.restore(local, early)
+    assert "after the newest backup" not in descriptions()
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        post(client, signed_in(client), "on the new timeline")
+
+    local_restore.restore(local, None)
+    assert descriptions() == [d for d in before if d != "after the newest backup"] + ["on the new timeline"]
+
+
+def test_losing_the_data_directory_then_latest_brings_back_every_archived_write(local):
+    """The cluster's data directory is lost (a disk): `make run` makes an empty cluster, sees that
+    the archive is not its own and stops, saying how to restore; the restore brings every archived
+    write back and `make run` serves them again."""
+    with httpx.Client(base_url=url(), timeout=30) as client:
+        post(client, signed_in(client), "before the loss")
+    expected = descriptions()
+    stack = local_restore.tenant_stack(local)
+    stack.cluster.archive.run("check")  # more than archive_timeout has passed: the write is archived
+    dev.down()
+    shutil.rmtree(stack.cluster.data_dir)
+
+    with pytest.raises(SystemExit, match="belongs to another cluster.*restore-tenant <tenant> --local --latest"):
+        dev.up()
+    assert not stack.cluster.is_running()
+
+    report = local_restore.restore(local, None)
+    assert "a full backup of the restored state was taken" in report
+    dev.up()
+    assert descriptions() == expected
+
+
+def test_an_interrupted_restore_is_refused_until_someone_chooses(local):
+    """data.replaced left by a restore that was killed: neither a restore nor a start goes on
+    (either could lose the data kept there)."""
+    cluster = local_restore.tenant_stack(local).cluster
+    cluster.replaced_dir.mkdir()
+    try:
+        with pytest.raises(local_restore.Refused, match="an earlier restore was interrupted"):
+            local_restore.restore(local, None)
+        with pytest.raises(RuntimeError, match="move data.replaced back to data to undo the restore"):
+            cluster.start()
+        assert dev.running(local)  # the tenant went on serving
+    finally:
+        cluster.replaced_dir.rmdir()
+
+
 def test_the_drill_passes_on_a_good_backup_and_fails_on_a_corrupted_one(local):
     report = local_restore.drill(local)
     assert "drill passed" in report and "transactions: " in report
@@ -184,7 +241,7 @@ def test_the_drill_passes_on_a_good_backup_and_fails_on_a_corrupted_one(local):
     original = victim.read_bytes()
     try:
         victim.write_bytes(original[: len(original) // 2] + bytes(len(original) - len(original) // 2))
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="pgbackrest restore failed"):
             local_restore.drill(local)
     finally:
         victim.write_bytes(original)

@@ -665,7 +665,7 @@ def test_a_restored_server_that_cannot_reach_its_target_is_rolled_back(archived)
     assert archived.sibling(".replaced").is_dir() and not archived.sibling(".restoring").exists()
     # PostgreSQL replays the whole archive, misses the target and stops.
     with pytest.raises((subprocess.CalledProcessError, RuntimeError)):
-        archived.cluster.start()
+        archived.cluster.start(restoring=True)  # as the pod starts, beside pgdata.replaced
         archived.cluster.wait_promoted(timeout=60)
     archived.cluster.stop("immediate", check=False)
     # A second restore over an unfinished one is refused.
@@ -690,8 +690,8 @@ def test_a_restore_to_a_moment_swaps_in_exactly_the_writes_before_it(archived):
     # The restore_command left for the server names the data directory, not the one restored into.
     recovery = (archived.cluster.data_dir / "postgresql.auto.conf").read_text()
     assert "restore_command" in recovery and ".restoring" not in recovery
-    archived.cluster.start()
-    archived.cluster.wait_promoted(timeout=60)  # and CHECKPOINT, as restore-tenant does
+    archived.cluster.start(restoring=True)  # as the pod starts, beside pgdata.replaced
+    archived.cluster.wait_promoted(timeout=60)
     assert archived.usernames() == ["before"]
 
     result = archived.run("commit")
