@@ -294,13 +294,16 @@ class Archive:
             except subprocess.CalledProcessError:
                 raise RuntimeError(f"the restored server stopped during recovery; see {cluster.log_file}") from None
             cluster.wait_promoted()
-        except BaseException:
+        except BaseException as exc:
             cluster.stop("immediate", check=False)
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
             if aside.exists():
                 aside.rename(cluster.data_dir)
                 if was_running:
                     cluster.start()
+            if isinstance(exc, subprocess.CalledProcessError | RuntimeError):
+                detail = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+                raise RuntimeError(f"{detail}; the database is as it was") from exc
             raise
         shutil.rmtree(aside, ignore_errors=True)
         with cluster.connect() as conn:

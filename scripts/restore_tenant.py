@@ -347,7 +347,7 @@ def local_main(args: argparse.Namespace) -> int:
         return 1
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         detail = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else str(exc)
-        what = "drill failed" if args.drill else "restore failed; the database is as it was"
+        what = "drill failed" if args.drill else "restore failed"
         print(f"restore-tenant: {what}: {detail}", file=sys.stderr)
         return 1
 
