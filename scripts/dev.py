@@ -29,6 +29,10 @@ def stack(tenant: str, app_port: int) -> localstack.Stack:
     """The tenant's own cluster (on the port it runs on, if it runs), secrets, logs and archive."""
     tenant_stack = localstack.Stack(STATE / tenant, PG_PORT + app_port - FIRST_APP_PORT, archived=True)
     tenant_stack.cluster.port = tenant_stack.cluster.running_port() or tenant_stack.cluster.port
+    # The retention the tenant has in Kubernetes (tenants/<tenant>/backup.env), if it says one.
+    backup_settings = localstack.read_env_file(localstack.TENANTS_DIR / tenant / "backup.env")
+    days = backup_settings.get("PGBACKREST_REPO1_RETENTION_FULL")
+    tenant_stack.cluster.archive.retention_days = int(days) if days else None
     return tenant_stack
 
 

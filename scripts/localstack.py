@@ -186,6 +186,9 @@ class Archive:
 
     directory: Path
     stanza: str = "finance"
+    # Days of point-in-time recovery to keep (pgBackRest's time retention, as the tenants' settings
+    # give it in Kubernetes); None: the two newest full backups.
+    retention_days: int | None = None
 
     @property
     def config(self) -> Path:
@@ -202,10 +205,14 @@ class Archive:
     def write_config(self, cluster: Cluster) -> None:
         for folder in ("repo", "log", "lock"):
             (self.directory / folder).mkdir(parents=True, exist_ok=True)
+        retention = (
+            f"repo1-retention-full-type=time\nrepo1-retention-full={self.retention_days}\n"
+            if self.retention_days else "repo1-retention-full=2\n"
+        )
         self.config.write_text(
             "[global]\n"
             f"repo1-path={self.directory / 'repo'}\n"
-            "repo1-retention-full=2\n"
+            f"{retention}"
             f"log-path={self.directory / 'log'}\n"
             f"lock-path={self.directory / 'lock'}\n"
             "log-level-console=warn\n"
@@ -243,9 +250,11 @@ class Archive:
             for entry in self.info().get("backup", [])
         ]
 
-    def bootstrap(self, *, max_age: timedelta = timedelta(days=1)) -> Backup | None:
-        """Make the stanza (idempotent), and back up when the newest backup is older than max_age:
-        full the first time, incremental after. Returns the backup taken, if any."""
+    def bootstrap(self) -> Backup | None:
+        """Make the stanza (idempotent), and back up as the tenants' CronJobs do, when one is due:
+        a full backup when the newest is a week old (or there is none), else an incremental one
+        when the newest backup is a day old. Each backup expires what the retention no longer
+        needs. Returns the backup taken, if any."""
         try:
             self.run("stanza-create")
         except subprocess.CalledProcessError as exc:
@@ -256,10 +265,14 @@ class Archive:
                 " or made anew. Restore the archive's state with `scripts/restore-tenant <tenant> --local --latest`,"
                 " or move the archive away to start with an empty database"
             ) from None
-        backups = self.backups()
-        if backups and datetime.now(UTC) - backups[-1].stopped < max_age:
+        backups, now = self.backups(), datetime.now(UTC)
+        fulls = [backup for backup in backups if backup.type == "full"]
+        if not fulls or now - fulls[-1].stopped >= timedelta(days=7):
+            self.run("backup", "--type=full")
+        elif now - backups[-1].stopped >= timedelta(days=1):
+            self.run("backup", "--type=incr")
+        else:
             return None
-        self.run("backup", f"--type={'incr' if backups else 'full'}")
         return self.backups()[-1]
 
     def restore(self, cluster: Cluster, *, to_time: datetime | None = None, backup: str | None = None) -> None:

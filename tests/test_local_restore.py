@@ -22,6 +22,7 @@ from tests.utils import check_totals, login, register
 
 TENANT = "practice"
 USER = "practising-user"
+RETENTION_DAYS = 3
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def local(tmp_path_factory) -> Iterator[str]:
     (tenants / TENANT / "tenant.env").write_text("TENANT_TIMEZONE=UTC\nTENANT_CURRENCY=USD\n")
     app_port = localstack.free_port()
     (tenants / TENANT / "local.env").write_text(f"LOCAL_PORT={app_port}\n")
+    (tenants / TENANT / "backup.env").write_text(f"PGBACKREST_REPO1_RETENTION_FULL={RETENTION_DAYS}\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(localstack, "TENANTS_DIR", tenants)
         patch.setattr(dev, "STATE", directory / "state")
@@ -88,6 +90,17 @@ def totals_agree() -> None:
     """The totals equal a recomputation from the rows (raises otherwise)."""
     with local_restore.tenant_stack(TENANT).cluster.connect(TENANT) as conn:
         check_totals(conn)
+
+
+def test_the_archive_keeps_the_tenants_retention_and_backs_up_as_the_cronjobs_do(local):
+    archive = local_restore.tenant_stack(local).cluster.archive
+    # pgBackRest itself reads the setting the tenant has in Kubernetes (tenants/<name>/backup.env).
+    settings = archive.run("help", "backup", "repo1-retention-full").stdout
+    assert f"current: {RETENTION_DAYS}" in settings, settings
+    assert "current: time" in archive.run("help", "backup", "repo1-retention-full-type").stdout
+    # The first backup is full; a second `make run` on the same day takes none.
+    assert [backup.type for backup in archive.backups()] == ["full"]
+    assert archive.bootstrap() is None
 
 
 def test_list_shows_the_backups_and_the_window(local):
