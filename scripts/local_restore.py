@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dev
 import localstack
+from pgbackrest_info import Backup, listing, newest_ended_by
 from psycopg import sql
 
 sys.path.insert(0, str(localstack.ROOT))
@@ -36,16 +37,13 @@ class Refused(Exception):
 class Window:
     """The instants a restore can reach: from the end of the oldest backup to the end of the archive."""
 
-    backups: list[localstack.Backup]
+    backups: list[Backup]
     end: datetime
 
     @property
     def start(self) -> datetime:
         return self.backups[0].stopped
 
-    def backup_for(self, instant: datetime | None) -> localstack.Backup:
-        """The newest backup that ended by `instant` (None: the newest of all)."""
-        return [b for b in self.backups if instant is None or b.stopped <= instant][-1]
 
     def describe(self) -> str:
         return f"{self.start.isoformat()} to {self.end.isoformat()}"
@@ -120,7 +118,7 @@ def restore(name: str, to_time: datetime | None) -> str:
             f"{to_time.isoformat()} is outside the restore window of {name}: {span.describe()}"
             " (from the end of the oldest backup to the newest archived change)"
         )
-    backup = span.backup_for(to_time)
+    backup = newest_ended_by(span.backups, to_time)
     was_running = cluster.is_running()
     with api_stopped(name):
         if was_running:
@@ -141,7 +139,7 @@ def restore(name: str, to_time: datetime | None) -> str:
 
 
 def describe_restored(
-    cluster: localstack.Cluster, name: str, backup: localstack.Backup, to_time: datetime | None
+    cluster: localstack.Cluster, name: str, backup: Backup, to_time: datetime | None
 ) -> str:
     with cluster.connect(name) as conn:
         reached = conn.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()[0]
@@ -174,7 +172,7 @@ def drill(name: str) -> str:
     archive = stack.cluster.archive
     assert archive is not None
     span = window(stack)
-    backup = span.backup_for(None)
+    backup = newest_ended_by(span.backups, None)
     scratch = localstack.Cluster(localstack.cluster_directory(stack.directory / "drill"), localstack.free_port())
     shutil.rmtree(scratch.directory, ignore_errors=True)
     try:
@@ -207,13 +205,8 @@ def drill(name: str) -> str:
 
 
 def list_backups(name: str) -> str:
-    stack = tenant_stack(name)
-    span = window(stack)
-    lines = [f"{name}: restore window {span.describe()}"]
-    lines += [
-        f"  {b.label}  {b.type:4}  {b.started.isoformat()} .. {b.stopped.isoformat()}" for b in reversed(span.backups)
-    ]
-    return "\n".join(lines)
+    span = window(tenant_stack(name))
+    return listing(name, span.backups, span.end.isoformat())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from pgbackrest_info import Backup, backups_of
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -241,14 +242,7 @@ class Archive:
 
     def backups(self) -> list[Backup]:
         """The repository's backups, oldest first."""
-        return [
-            Backup(
-                label=entry["label"], type=entry["type"],
-                started=datetime.fromtimestamp(entry["timestamp"]["start"], UTC),
-                stopped=datetime.fromtimestamp(entry["timestamp"]["stop"], UTC),
-            )
-            for entry in self.info().get("backup", [])
-        ]
+        return backups_of(self.info())
 
     def bootstrap(self) -> Backup | None:
         """Make the stanza (idempotent), and back up as the tenants' CronJobs do, when one is due:
@@ -332,16 +326,6 @@ RESTORE_INTERRUPTED = (
     " keep the one you want as data/ (move data.replaced back to data to undo the restore) and"
     " remove the other, then start again"
 )
-
-
-@dataclass(frozen=True)
-class Backup:
-    """One backup in a pgBackRest repository."""
-
-    label: str
-    type: str  # full, diff or incr
-    started: datetime
-    stopped: datetime
 
 
 @dataclass

@@ -54,9 +54,10 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from pgbackrest_info import Backup, backups_of, listing, newest_ended_by
 
 NAMESPACE_PREFIX = "finance-"
 MAX_NAME = 63 - len(NAMESPACE_PREFIX)
@@ -404,16 +405,6 @@ class Refused(Failed):
     """The restore cannot be done as asked; nothing was changed."""
 
 
-@dataclass(frozen=True)
-class Backup:
-    """One backup in the tenant's pgBackRest repository."""
-
-    label: str
-    type: str  # full, diff or incr
-    started: datetime
-    stopped: datetime
-
-
 def psql(namespace: str, sql_text: str, database: str = "postgres") -> str:
     """One statement as the superuser, through the postgres container's socket (trusted there)."""
     return kubectl(
@@ -438,18 +429,7 @@ def repository_info(namespace: str) -> dict:
 
 def pitr_backups(namespace: str, info: dict | None = None) -> list[Backup]:
     """The repository's backups, oldest first."""
-    entries = (repository_info(namespace) if info is None else info).get("backup", [])
-    return sorted(
-        (
-            Backup(
-                label=entry["label"], type=entry["type"],
-                started=datetime.fromtimestamp(entry["timestamp"]["start"], UTC),
-                stopped=datetime.fromtimestamp(entry["timestamp"]["stop"], UTC),
-            )
-            for entry in entries
-        ),
-        key=lambda backup: backup.stopped,
-    )
+    return backups_of(repository_info(namespace) if info is None else info)
 
 
 def archive_system_id(info: dict) -> str | None:
@@ -474,11 +454,7 @@ def list_pitr_backups(name: str, namespace: str) -> str:
     backups = pitr_backups(namespace)
     if not backups:
         return f"{name}: no pgBackRest backup yet (the CronJob postgres-backup-full takes the first)"
-    lines = [f"{name}: restore window {backups[0].stopped.isoformat()} to now"]
-    lines += [
-        f"  {b.label}  {b.type:4}  {b.started.isoformat()} .. {b.stopped.isoformat()}" for b in reversed(backups)
-    ]
-    return "\n".join(lines)
+    return listing(name, backups, "now")
 
 
 def choose_backup(backups: list[Backup], to_time: datetime | None, now: datetime) -> Backup:
@@ -490,7 +466,7 @@ def choose_backup(backups: list[Backup], to_time: datetime | None, now: datetime
             f"{to_time.isoformat()} is outside the restore window: {backups[0].stopped.isoformat()} to"
             f" {now.isoformat()} (from the end of the oldest backup to now)"
         )
-    return [b for b in backups if to_time is None or b.stopped <= to_time][-1]
+    return newest_ended_by(backups, to_time)
 
 
 def restore_job_manifest(name: str, statefulset: dict, mode: str, options: list[str]) -> dict:
