@@ -10,6 +10,7 @@ scripts/restore-tenant --local can restore it to a point in time), and a gunicor
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -70,6 +71,9 @@ def up() -> list[localstack.Server]:
     tenants = {t.name: t for t in localstack.discover_tenants()}
     if not tenants:
         sys.exit("no tenants: tenants/<name>/tenant.env is missing")
+    if not shutil.which("pgbackrest"):
+        sys.exit("make run archives every tenant with pgBackRest, which is not installed:"
+                 " `apt-get install pgbackrest` (scripts/install does it when run as root)")
     stacks = {tenant: stack(tenant, port) for tenant, port in ports().items()}
     for tenant, port in ports().items():
         cluster = stacks[tenant].cluster

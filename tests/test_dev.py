@@ -40,3 +40,15 @@ def test_a_taken_postgresql_port_is_one_line_naming_dev_pg_port(taken_port):
     assert str(taken_port) in lines[0] and "DEV_PG_PORT" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert not dev_cluster.is_running()
+
+
+def test_without_pgbackrest_make_run_says_what_to_install(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "dev.py"), "up"],
+        env={**os.environ, "PATH": str(tmp_path)}, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "make run archives every tenant with pgBackRest, which is not installed:"
+        " `apt-get install pgbackrest` (scripts/install does it when run as root)"
+    ]
