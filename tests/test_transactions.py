@@ -623,14 +623,41 @@ def test_retry_with_the_same_key_replays_the_first_response(client, db, subtests
             keyed = {**headers, "Idempotency-Key": f"order-2026-{number:04d}"}
             first = client.post(path, json=body, headers=keyed)
             assert first.status_code == 201, first.text
+            assert "Idempotent-Replayed" not in first.headers
             second = client.post(path, json=body, headers=keyed)
             third = client.post(path, json=body, headers=keyed)
             for retry in (second, third):
                 assert retry.status_code == 201, retry.text
                 assert retry.json() == first.json()
                 assert retry.headers["Location"] == first.headers["Location"]
+                assert retry.headers["Idempotent-Replayed"] == "true"
             assert _count(db, user_id) == number
             assert client.get(first.headers["Location"], headers=headers).json() == first.json()
+
+
+def test_a_key_is_honoured_for_24_hours_and_then_forgotten(client, db):
+    user_id, headers = _user(client)
+    keyed = {**headers, "Idempotency-Key": "monthly-rent"}
+    first = client.post("/transactions", json=VALID, headers=keyed)
+    assert first.status_code == 201, first.text
+
+    def key_used_ago(age: str) -> None:
+        db.execute(
+            "UPDATE idempotency_keys SET created_at = now() - %s::interval WHERE user_id = %s", (age, user_id)
+        )
+
+    key_used_ago("23 hours 59 minutes")
+    replay = client.post("/transactions", json=VALID, headers=keyed)
+    assert replay.headers.get("Idempotent-Replayed") == "true" and replay.json() == first.json()
+
+    key_used_ago("24 hours 1 minute")
+    later = client.post("/transactions", json={**VALID, "amount": "99.00"}, headers=keyed)
+    assert later.status_code == 201, later.text
+    assert "Idempotent-Replayed" not in later.headers and later.json()["id"] != first.json()["id"]
+    assert _count(db, user_id) == 2
+    # The key now stands for the new request: its retry replays that one.
+    again = client.post("/transactions", json={**VALID, "amount": "99.00"}, headers=keyed)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == later.json()
 
 
 def test_retry_without_occurred_at_replays_and_creates_one_row(client, db):
