@@ -134,6 +134,22 @@ def kubectl(*args: str, stdin=None, input: str | None = None) -> str:  # noqa: A
     return result.stdout or ""
 
 
+def pod_security(**extra) -> dict:
+    """The restricted profile of a pod: the postgres image's user (70), never root, seccomp."""
+    return {
+        "runAsNonRoot": True, "runAsUser": 70, "runAsGroup": 70, **extra,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security() -> dict:
+    """The restricted profile of a container: no privilege, a read-only root, no capability."""
+    return {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def reader_pod_manifest(name: str, image: str) -> dict:
     """A pod that mounts the backup volume read-only, meets the restricted profile, and has no network."""
     return {
@@ -145,10 +161,7 @@ def reader_pod_manifest(name: str, image: str) -> dict:
             "activeDeadlineSeconds": 3600,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True, "runAsUser": 70, "runAsGroup": 70,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": pod_security(),
             "containers": [{
                 "name": "reader",
                 "image": image,
@@ -157,10 +170,7 @@ def reader_pod_manifest(name: str, image: str) -> dict:
                     "requests": {"cpu": "10m", "memory": "16Mi"},
                     "limits": {"cpu": "200m", "memory": "64Mi"},
                 },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                },
+                "securityContext": container_security(),
                 "volumeMounts": [{"name": "backups", "mountPath": BACKUP_DIR, "readOnly": True}],
             }],
             "volumes": [{
@@ -492,12 +502,8 @@ def restore_job_manifest(name: str, statefulset: dict, mode: str, options: list[
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        # The owner of the data directory, as in the postgres pod.
-                        "runAsNonRoot": True, "runAsUser": 70, "runAsGroup": 70, "fsGroup": 70,
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    # The owner of the data directory, as in the postgres pod.
+                    "securityContext": pod_security(fsGroup=70, fsGroupChangePolicy="OnRootMismatch"),
                     "containers": [{
                         "name": "restore",
                         "image": postgres["image"],
@@ -508,10 +514,7 @@ def restore_job_manifest(name: str, statefulset: dict, mode: str, options: list[
                             "requests": {"cpu": "250m", "memory": "256Mi"},
                             "limits": {"cpu": "1", "memory": "1Gi"},
                         },
-                        "securityContext": {
-                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                        },
+                        "securityContext": container_security(),
                         "volumeMounts": [
                             {"name": DATA_VOLUME, "mountPath": data_mount["mountPath"]},
                             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - pgBackRest's lock path

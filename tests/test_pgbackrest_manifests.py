@@ -159,8 +159,8 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     if shutil.which("openssl") is None:
         pytest.fail("openssl is not installed: scripts/onboard-tenant makes pgBackRest's certificates with it")
     directory = tmp_path_factory.mktemp("pgbackrest-tls")
-    archive = localstack.Archive(localstack.cluster_directory(directory / "pgbackrest"))
-    with private_tenant(directory / "stack", TENANT, archive) as tenant:
+    with private_tenant(directory / "stack", TENANT, archived=True) as tenant:
+        archive = tenant.archive
         work = Path(localstack.cluster_directory(directory / "work"))
         work.mkdir(parents=True, exist_ok=True)
         (work / "lock").mkdir(exist_ok=True)

@@ -28,21 +28,14 @@ def archived(tmp_path_factory) -> Iterator[PrivateTenant]:
     if shutil.which("pgbackrest") is None:
         pytest.fail("pgbackrest is not installed: run scripts/install")
     directory = tmp_path_factory.mktemp("pitr")
-    archive = localstack.Archive(localstack.cluster_directory(directory / "pgbackrest"))
-    with private_tenant(directory, TENANT, archive) as tenant:
-        archive.run("backup", "--type=full")
+    with private_tenant(directory, TENANT, archived=True) as tenant:
+        tenant.archive.run("backup", "--type=full")
         yield tenant
-
-
-def _archive(tenant: PrivateTenant) -> localstack.Archive:
-    archive = tenant.stack.cluster.archive
-    assert archive is not None
-    return archive
 
 
 def _archived_up_to_now(tenant: PrivateTenant) -> None:
     """Close the current WAL segment and wait until pgBackRest has it (pgbackrest check does both)."""
-    _archive(tenant).run("check")
+    tenant.archive.run("check")
 
 
 def test_a_restore_to_a_moment_has_exactly_the_writes_acknowledged_before_it(archived):
@@ -67,7 +60,7 @@ def test_a_restore_to_a_moment_has_exactly_the_writes_acknowledged_before_it(arc
     _archived_up_to_now(archived)
 
     # The cluster is lost: its data directory goes, and the repository is all that is left.
-    _archive(archived).restore(archived.stack.cluster, to_time=moment)
+    archived.archive.restore(archived.stack.cluster, to_time=moment)
 
     with archived.connect() as conn:
         rows = conn.execute("SELECT description, amount FROM transactions ORDER BY id").fetchall()
@@ -110,7 +103,7 @@ def test_losing_the_server_under_load_loses_at_most_the_archive_timeout_of_write
     finally:
         server.stop()
 
-    _archive(archived).restore(archived.stack.cluster)
+    archived.archive.restore(archived.stack.cluster)
 
     with archived.connect() as conn:
         present = {

@@ -622,8 +622,8 @@ def archived(tmp_path_factory) -> Iterator[Archived]:
     if shutil.which("pgbackrest") is None:
         pytest.fail("pgbackrest is not installed: run scripts/install")
     directory = tmp_path_factory.mktemp("restore-pgdata")
-    archive = localstack.Archive(localstack.cluster_directory(directory / "pgbackrest"))
-    with private_tenant(directory / "stack", "pgdata", archive) as tenant, pytest.MonkeyPatch.context() as patch:
+    with private_tenant(directory / "stack", "pgdata", archived=True) as tenant, pytest.MonkeyPatch.context() as patch:
+        archive = tenant.archive
         cluster = tenant.stack.cluster
         # pgBackRest's settings in the environment, as the pod's; the restored server's
         # restore_command inherits them.

@@ -23,14 +23,20 @@ class PrivateTenant:
         """A superuser connection to the tenant's database."""
         return self.stack.cluster.connect(self.name)
 
+    @property
+    def archive(self) -> localstack.Archive:
+        """The tenant's pgBackRest archive (a private_tenant made with archived=True)."""
+        assert self.stack.cluster.archive is not None, "private_tenant(..., archived=True) makes one"
+        return self.stack.cluster.archive
+
 
 @contextlib.contextmanager
-def private_tenant(directory: Path, name: str, archive: localstack.Archive | None = None) -> Iterator[PrivateTenant]:
-    """Start a cluster in `directory` (archiving with pgBackRest when given an Archive, whose
-    stanza is created) and migrate one UTC, USD tenant; stop and remove it all at the end,
-    whatever happens."""
-    stack = localstack.Stack(directory, localstack.free_port())
-    stack.cluster.archive = archive
+def private_tenant(directory: Path, name: str, *, archived: bool = False) -> Iterator[PrivateTenant]:
+    """Start a cluster in `directory` (archiving with pgBackRest into directory/pgbackrest when
+    `archived`, its stanza created) and migrate one UTC, USD tenant; stop and remove it all at the
+    end, whatever happens."""
+    stack = localstack.Stack(directory, localstack.free_port(), archived=archived)
+    archive = stack.cluster.archive
     try:
         stack.cluster.start()
         if archive:
