@@ -67,7 +67,7 @@ def migrate(database_url: str, timezone: str = "UTC") -> list[str]:
             if rollup_timezone(conn) != timezone:
                 with conn.transaction():
                     conn.execute("UPDATE rollup_settings SET timezone = %s", (timezone,))
-                    conn.execute("SELECT refresh_daily_totals()")
+                    conn.execute("SELECT refresh_totals()")
                 log.info("daily totals re-keyed", extra={"timezone": timezone})
                 applied.append(f"daily totals in {timezone}")
         finally:

@@ -370,7 +370,7 @@ def test_the_drill_fails_when_the_restored_totals_disagree_with_the_transactions
         assert "restore drill: FAILED" in result.stderr
     finally:
         with setup.tenant.connect() as conn:
-            conn.execute("SELECT refresh_daily_totals()")
+            conn.execute("SELECT refresh_totals()")
 
 
 def test_the_check_refuses_a_database_behind_the_apps_migrations(setup):

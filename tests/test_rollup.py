@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import httpx
 import localstack
+import psycopg
 from psycopg import sql
 
 from tests.utils import assert_error, auth_headers, create, poll
@@ -156,6 +157,88 @@ def test_migrate_rekeys_the_totals_when_the_time_zone_changes(stack):
         assert conn.execute("SELECT month::text FROM monthly_totals").fetchall() == [("2026-02-01",)]
         assert conn.execute("SELECT timezone FROM rollup_settings").fetchone() == ("America/New_York",)
     assert "none, schema is current" in _migrate(database_url, "America/New_York").stdout
+
+
+OLD_NAMES = ("add_to_daily_total", "transactions_daily_totals", "users_daily_totals", "refresh_daily_totals")
+ALL_TOTALS = [
+    sql.SQL("SELECT * FROM {} ORDER BY 1, 2, 3, 4").format(sql.Identifier(table))
+    for table in ("daily_totals", "monthly_totals")
+]
+INSERT = "INSERT INTO transactions (user_id, type, amount, category, occurred_at) VALUES (%s, %s, %s, %s, %s)"
+TRIGGERS = """
+    SELECT tgrelid::regclass::text, tgname, tgfoid::regproc::text FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2
+"""
+
+
+def test_totals_names_migration_keeps_a_populated_databases_totals_and_their_triggers(stack):
+    """0008 renames the functions and triggers of 0002/0003 for the daily and monthly totals they
+    keep: applied to a database that 0001-0007 built and filled, it rebuilds nothing (a row a
+    delete brought to zero stays), every kind of write still keeps the totals, and no function,
+    trigger or function body is left with a daily-only name."""
+    name = f"names_{uuid.uuid4().hex[:8]}"
+    database_url = stack.cluster.ensure_database(name, "probe-password-123")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for path in sorted((localstack.ROOT / "service" / "migrations").glob("*.sql")):
+            version = path.stem
+            if version > "0007_set_based_insert_totals":
+                break
+            with conn.transaction():
+                conn.execute(path.read_bytes())
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        add_user = "INSERT INTO users (username, password_hash) VALUES (%s, 'x') RETURNING id"
+        users = [conn.execute(add_user, (username,)).fetchone()[0] for username in ("names-a", "names-b")]
+        conn.execute(INSERT, (users[0], "expense", "3.00", "food", "2026-03-01T02:00:00Z"))
+        gone = conn.execute(INSERT + " RETURNING id", (users[0], "income", "9.00", "once", "2026-04-10T12:00:00Z"))
+        conn.execute("DELETE FROM transactions WHERE id = %s", (gone.fetchone()[0],))
+        conn.execute(INSERT, (users[1], "expense", "4.50", None, "2026-03-31T23:59:00Z"))
+        before = [conn.execute(query).fetchall() for query in ALL_TOTALS]
+        assert any(row[-1] == 0 for row in before[0]), "a row at zero, which a rebuild would drop"
+
+    assert "0008_totals_names" in _migrate(database_url, "UTC").stdout
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert [conn.execute(query).fetchall() for query in ALL_TOTALS] == before
+        # A single insert, a multi-row insert, a COPY, updates of every kind, a delete, a user's deletion.
+        conn.execute(INSERT, (users[0], "expense", "1.25", "food", "2026-03-01T10:00:00Z"))
+        conn.execute(
+            "INSERT INTO transactions (user_id, type, amount, category, occurred_at) VALUES"
+            " (%s, 'income', 2.00, NULL, '2026-03-02T00:00:00Z'),"
+            " (%s, 'expense', 7.00, 'rent', '2026-05-01T00:00:00Z'),"
+            " (%s, 'expense', 8.00, 'food', '2026-03-01T05:00:00Z')",
+            (users[0], users[0], users[1]),
+        )
+        copy_sql = "COPY transactions (user_id, type, amount, category, occurred_at) FROM STDIN"
+        with conn.cursor().copy(copy_sql) as copy:
+            for n in range(50):
+                occurred_at = f"2026-0{3 + n % 3}-1{n % 9}T12:00:00Z"
+                copy.write_row((users[n % 2], "expense", f"{n + 1}.10", f"c{n % 3}", occurred_at))
+        mine = conn.execute("SELECT id FROM transactions WHERE user_id = %s ORDER BY id", (users[0],))
+        ids = [row[0] for row in mine]
+        conn.execute("UPDATE transactions SET amount = 0.01 WHERE id = %s", (ids[0],))
+        conn.execute("UPDATE transactions SET type = 'income', category = NULL WHERE id = %s", (ids[1],))
+        conn.execute("UPDATE transactions SET occurred_at = '2026-07-01T00:00:00Z' WHERE id = %s", (ids[2],))
+        conn.execute("UPDATE transactions SET description = 'only the text' WHERE id = %s", (ids[3],))
+        conn.execute("DELETE FROM transactions WHERE id = %s", (ids[4],))
+        conn.execute("DELETE FROM users WHERE id = %s", (users[1],))
+        for query in ALL_TOTALS:
+            assert all(row[0] != users[1] for row in conn.execute(query))
+        kept = conn.execute(KEPT).fetchall()
+        assert kept and kept == conn.execute(EXPECTED, {"tz": "UTC"}).fetchall()
+        assert conn.execute(KEPT_MONTHLY).fetchall() == conn.execute(EXPECTED_MONTHLY, {"tz": "UTC"}).fetchall()
+
+        assert conn.execute("SELECT proname FROM pg_proc WHERE proname LIKE '%daily_total%'").fetchall() == []
+        assert conn.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE '%daily_total%'").fetchall() == []
+        old_name = r"\m(" + "|".join(OLD_NAMES) + r")\M"
+        assert conn.execute("SELECT proname FROM pg_proc WHERE prosrc ~ %s", (old_name,)).fetchall() == []
+        assert conn.execute(TRIGGERS).fetchall() == [
+            ("transactions", "transactions_inserted_totals", "transactions_inserted_totals"),
+            ("transactions", "transactions_totals", "transactions_totals"),
+            ("users", "users_totals", "users_totals"),
+        ]
+        conn.execute("SELECT refresh_totals()")
+        assert conn.execute(ALL_TOTALS[0]).fetchall() == kept
 
 
 def test_readiness_refuses_totals_keyed_by_another_time_zone(stack, tenant_envs):

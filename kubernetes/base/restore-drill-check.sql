@@ -18,7 +18,7 @@
 -- The checks: the migrations are current; every table of the schema can be read whole (rows per
 -- table reported); every transaction belongs to an existing user; and daily_totals and
 -- monthly_totals equal a recomputation from the transactions, in the time zone they are keyed by
--- (rollup_settings), as refresh_daily_totals() (service/migrations) would rebuild them. Rows a
+-- (rollup_settings), as refresh_totals() (service/migrations) would rebuild them. Rows a
 -- delete brought down to zero (count 0, total 0) are left out of the comparison: the triggers keep them.
 
 SET default_transaction_read_only = on;
