@@ -1,21 +1,41 @@
-"""Swagger models and query parameters derived from the marshmallow schemas, so both agree."""
+"""Swagger models and query parameters derived from the marshmallow schemas by apispec, so both agree."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from typing import Any, Literal
 
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask_restx import Model, Namespace
 from flask_restx import fields as rx
-from marshmallow import Schema, missing
+from flask_restx.model import SchemaModel
+from marshmallow import RAISE, Schema
 from marshmallow import fields as ma
-from marshmallow.validate import Length, OneOf, Range
+from marshmallow.decorators import VALIDATES_SCHEMA
+from marshmallow.validate import Length, OneOf, Range, Validator
 
-from ..schemas import DateOrDateTime, Money, PageCursor, Username, storable_text
+from ..schemas import (
+    EARLIEST_DAY,
+    LATEST_DAY,
+    AnalyticsQuery,
+    Category,
+    DateOrDateTime,
+    Money,
+    PageCursor,
+    PasswordChange,
+    TransactionListQuery,
+    TransactionUpdate,
+    Username,
+    storable_text,
+    supported_day,
+)
 
 # An amount as a decimal string: 0.01 to 999999999999.99, at most 2 places.
 AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
-# A query amount (min_amount, max_amount): 0 to 999999999999.99, at most 2 places.
+# An amount that may be zero (the query's min_amount, max_amount): 0 to 999999999999.99, at most 2 places.
 QUERY_AMOUNT_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+# An amount as a response shows it: always two places.
+SHOWN_AMOUNT_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
 # A date (1900-01-01 to 2999-12-31) or a date-time with an offset on such a day.
 DATE_OR_DATE_TIME_PATTERN = (
     r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
@@ -29,107 +49,222 @@ _SPACE = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u20
 # A username as the server counts it, after trimming surrounding whitespace: at least three
 # characters from the first non-space to the last, no NUL.
 USERNAME_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\u0000][^\u0000]+[^{_SPACE}\u0000][{_SPACE}]*$"
-_SIMPLE = [
-    (Money, rx.String, {"pattern": r"^-?[0-9]+\.[0-9]{2}$"}),
-    (DateOrDateTime, rx.String, {"pattern": DATE_OR_DATE_TIME_PATTERN}),
-    (ma.AwareDateTime, rx.DateTime, {}),
-    (ma.Date, rx.Date, {}),
-    (ma.Integer, rx.Integer, {}),
-    (PageCursor, rx.String, {}),
-    (Username, rx.String, {"pattern": USERNAME_PATTERN}),
-    (ma.String, rx.String, {}),
-]
+
+# Where a schema's values travel: a response body, a request body, or the query string.
+Place = Literal["response", "body", "query"]
+_Keywords = Callable[..., dict]
 
 
-def _constraints(field: ma.Field) -> dict:
-    """Swagger keywords for a field's validators."""
-    found: dict = {}
-    for validator in field.validators:
-        if isinstance(validator, OneOf):
-            found["enum"] = list(validator.choices)
-        elif isinstance(validator, Length):
-            found.update(min_length=validator.min, max_length=validator.max)
-        elif isinstance(validator, Range):
-            found.update(min=validator.min, max=validator.max)
-    return {key: value for key, value in found.items() if value is not None}
+def _money(field: Money, place: Place) -> dict:
+    """A response shows an amount with two places; a request gives a decimal string, or in a body a number."""
+    if place == "response":
+        return {"type": "string", "pattern": SHOWN_AMOUNT_PATTERN}
+    keywords = {"type": "string", "pattern": QUERY_AMOUNT_PATTERN if field.allow_zero else AMOUNT_PATTERN}
+    if place == "body":
+        keywords["description"] = "A decimal string or a number, at most 2 places."
+    return keywords
 
 
-class _Nullable:
-    """Mixin of a flask-restx field that may be null: Swagger 2 has no `nullable`, so the document
-    says it with the `x-nullable` extension that client generators and schemathesis read."""
-
-    def schema(self) -> dict:
-        return {**super().schema(), "x-nullable": True}  # type: ignore[misc]
+def _always(**keywords: Any) -> _Keywords:
+    """The same keywords for every field and place."""
+    return lambda *args: dict(keywords)
 
 
-_NULLABLE_TYPES: dict[type, type] = {}
+# Our field classes (and their subclasses, such as each PageCursor) as Swagger keywords; apispec
+# maps marshmallow's own. A class of ours below one of marshmallow's still needs a row here.
+_FIELDS: dict[type, _Keywords] = {
+    Money: _money,
+    DateOrDateTime: _always(type="string", pattern=DATE_OR_DATE_TIME_PATTERN),
+    PageCursor: _always(type="string"),
+    Username: _always(type="string", pattern=USERNAME_PATTERN),
+    Category: _always(type="string"),
+}
+# The validators whose rule a field class's own pattern already holds: Swagger 2 has one pattern.
+_PATTERN_HOLDS: dict[type, tuple] = {Username: (storable_text,)}
+# Marshmallow classes apispec types from their nested schema or their enum, not from its table.
+_TYPED_BY_APISPEC = (ma.Nested, ma.Enum)
 
 
-def _nullable(rx_type: type) -> type:
-    if rx_type not in _NULLABLE_TYPES:
-        _NULLABLE_TYPES[rx_type] = type(f"Nullable{rx_type.__name__}", (_Nullable, rx_type), {})
-    return _NULLABLE_TYPES[rx_type]
+def _pattern(pattern: str) -> _Keywords:
+    def keywords(field: ma.Field, validator: object, ret: dict) -> dict:
+        if "pattern" not in ret:
+            return {"pattern": pattern}
+        holds = next((rule for cls, rule in _PATTERN_HOLDS.items() if isinstance(field, cls)), ())
+        if validator in holds:
+            return {}
+        raise TypeError(f"{_where(field)}: {validator!r} needs a pattern beside {ret['pattern']!r}; Swagger 2 has one")
+
+    return keywords
 
 
-def _rx_field(ns: Namespace, field: ma.Field, *, for_input: bool) -> rx.Raw:
-    options = {"required": field.required}
-    options.update({key: field.metadata[key] for key in ("description", "example") if key in field.metadata})
-    if isinstance(field, ma.List):
-        return rx.List(_rx_field(ns, field.inner, for_input=for_input), **options)
-    if isinstance(field, ma.Nested):
-        return rx.Nested(model(ns, cast(type[Schema], field.nested), for_input=for_input), **options)
-    for ma_type, rx_type, extra in _SIMPLE:
-        if isinstance(field, ma_type):
-            if isinstance(field, Money) and for_input:
-                extra = {"description": "A decimal string or a number, at most 2 places.", "pattern": AMOUNT_PATTERN}
-            if storable_text in field.validators:
-                extra = {"pattern": STORABLE_TEXT_PATTERN, **extra}
-            field_type = _nullable(rx_type) if field.allow_none else rx_type
-            return field_type(**{**extra, **options, **_constraints(field)})
-    raise TypeError(f"no Swagger mapping for {type(field).__name__}")
+def _first_choice(field: ma.Field, validator: OneOf, ret: dict) -> dict:
+    """apispec writes OneOf's enum; its first choice is the example, as flask-restx always showed."""
+    return {} if "example" in ret else {"example": ret["enum"][0]}
 
 
-def model(ns: Namespace, schema: type[Schema], *, for_input: bool = False) -> Model:
+def _exclusive(field: ma.Field, validator: Range, ret: dict) -> dict:
+    """apispec writes Range's bounds, not whether they are exclusive."""
+    flags = {
+        "exclusiveMinimum": validator.min is not None and not validator.min_inclusive,
+        "exclusiveMaximum": validator.max is not None and not validator.max_inclusive,
+    }
+    return {key: True for key, on in flags.items() if on}
+
+
+# Each validator's Swagger keywords beyond those apispec writes (OneOf's enum, Length's
+# minLength/maxLength, Range's minimum/maximum); a validator with no row here is refused.
+_VALIDATORS: dict[object, _Keywords] = {
+    OneOf: _first_choice,
+    Length: _always(),
+    Range: _exclusive,
+    storable_text: _pattern(STORABLE_TEXT_PATTERN),
+    # The day's span, in the extension apispec itself writes for a Range on dates.
+    supported_day: _always(**{"x-minimum": EARLIEST_DAY.isoformat(), "x-maximum": LATEST_DAY.isoformat()}),
+}
+
+# Each schema-wide rule (a validates_schema method) as Swagger keywords of a request body; {} for
+# a rule across fields, which Swagger 2 has no words for (its 400 names the field).
+_SCHEMA_RULES: dict[Callable, dict] = {
+    TransactionUpdate.not_empty: {"minProperties": 1},
+    PasswordChange.new_differs: {},
+    TransactionListQuery.cursor_matches_sort: {},
+    AnalyticsQuery.one_range: {},
+}
+
+
+def _schema_rules(schema: Schema) -> dict:
+    """The Swagger keywords of a schema's own rules; a rule with no row in _SCHEMA_RULES is refused."""
+    keywords: dict = {}
+    for attr, _, _ in schema._hooks[VALIDATES_SCHEMA]:
+        rule = getattr(type(schema), attr)
+        if rule not in _SCHEMA_RULES:
+            raise TypeError(f"{type(schema).__name__}.{attr}: no Swagger mapping (add one to docs._SCHEMA_RULES)")
+        keywords.update(_SCHEMA_RULES[rule])
+    return keywords
+
+
+def _where(field: ma.Field) -> str:
+    """A bound field's place, such as TransactionPage.items."""
+    names: list[str] = []
+    owner: object = field
+    while isinstance(owner, ma.Field):
+        names.insert(0, owner.name or "?")
+        owner = owner.parent
+    return ".".join([type(owner).__name__, *names])
+
+
+class _Converter(OpenAPIConverter):
+    """apispec's marshmallow to Swagger 2 converter for one place, taught our field classes and
+    validators; it refuses, naming the field, a field class or validator it has no mapping for."""
+
+    def __init__(self, place: Place, ns: Namespace | None = None) -> None:
+        # No apispec document: a nested schema becomes a model of ns (resolve_nested_schema).
+        super().__init__("2.0", schema_name_resolver=None, spec=None)  # type: ignore[arg-type]
+        self.place = place
+        self.ns = ns
+        self.refers_to: list[SchemaModel] = []
+
+    def init_attribute_functions(self) -> None:
+        super().init_attribute_functions()
+        self.attribute_functions.append(self.validator_keywords)
+
+    def field2type_and_format(self, field: ma.Field, **kwargs: Any) -> dict:
+        ours = next((cls for cls in type(field).__mro__ if cls in _FIELDS), None)
+        if ours is not None:
+            return _FIELDS[ours](field, self.place)
+        if type(field).__module__.startswith("marshmallow."):
+            if isinstance(field, ma.Nested) and field.allow_none:
+                raise TypeError(f"{_where(field)}: Swagger 2 cannot say that a nested object may be null")
+            if isinstance(field, _TYPED_BY_APISPEC):
+                return {}
+            # apispec's table; what it leaves untyped (Field, Raw, Tuple, Method...) is refused.
+            keywords = super().field2type_and_format(field)
+            if keywords:
+                return keywords
+        raise TypeError(f"{_where(field)}: no Swagger mapping for {type(field).__name__} (add one to docs._FIELDS)")
+
+    def validator_keywords(self, field: ma.Field, ret: dict) -> dict:
+        keywords: dict = {}
+        for validator in field.validators:
+            key = type(validator) if isinstance(validator, Validator) else validator
+            if key not in _VALIDATORS:
+                named = getattr(validator, "__qualname__", None) or repr(validator)
+                raise TypeError(f"{_where(field)}: no Swagger mapping for {named} (add one to docs._VALIDATORS)")
+            keywords.update(_VALIDATORS[key](field, validator, {**ret, **keywords}))
+        return keywords
+
+    def resolve_nested_schema(self, schema: Schema) -> dict:
+        """A nested schema as a reference to its own model, which the model being built refers to."""
+        if self.ns is None or schema.only or schema.exclude:
+            raise TypeError(f"{type(schema).__name__}: only a whole schema nests, and not in a query")
+        nested = model(self.ns, type(schema), for_input=self.place == "body")
+        self.refers_to.append(nested)
+        ref = {"$ref": f"#/definitions/{nested.name}"}
+        return {"type": "array", "items": ref} if schema.many else ref
+
+
+class _SchemaModel(SchemaModel):
+    """A model given as JSON schema. flask-restx documents the models that a model's fields or
+    parents name; this one has no fields, so the models its `$ref`s name are its parents, and its
+    schema stays as given (not flask-restx's allOf of the parents)."""
+
+    def __init__(self, name: str, schema: dict, refers_to: list[SchemaModel], *, for_input: bool) -> None:
+        super().__init__(name, schema)
+        self.__parents__ = refers_to
+        self.for_input = for_input
+
+    @property
+    def __schema__(self) -> dict:
+        return self._schema
+
+
+def model(ns: Namespace, schema: type[Schema], *, for_input: bool = False) -> SchemaModel:
     """The Swagger model of a schema: its loadable fields for input, its dumped ones otherwise."""
     name = schema.__name__
     if name in ns.models:
+        if getattr(ns.models[name], "for_input", for_input) != for_input:
+            raise TypeError(f"{name} is documented both as a request and as a response; give each its schema")
         return ns.models[name]
-    fields = {}
-    for attr, field in schema._declared_fields.items():
-        if (for_input and field.dump_only) or (not for_input and field.load_only):
-            continue
-        fields[field.data_key or attr] = _rx_field(ns, field, for_input=for_input)
-    # Input refuses unknown fields (marshmallow's RAISE): additionalProperties false says so.
-    return ns.model(name, fields, strict=for_input)
+    instance = schema()
+    fields = {
+        attr: field
+        for attr, field in instance.fields.items()
+        if not (field.dump_only if for_input else field.load_only)
+    }
+    converter = _Converter("body" if for_input else "response", ns)
+    json_schema = converter.fields2jsonschema(fields, partial=instance.partial)
+    rules = _schema_rules(instance)  # checked for every schema; they hold for what is loaded
+    if for_input:
+        json_schema.update(rules)
+        if instance.unknown == RAISE:
+            json_schema["additionalProperties"] = False
+    return ns.add_model(name, _SchemaModel(name, json_schema, converter.refers_to, for_input=for_input))
+
+
+# What a Swagger 2 query parameter may say besides its name and place.
+_PARAMETER_KEYWORDS = {
+    "description", "required", "type", "format", "allowEmptyValue", "items", "collectionFormat", "default",
+    "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern",
+    "maxItems", "minItems", "uniqueItems", "enum", "multipleOf",
+}  # fmt: skip
+# What a field's property says that a query parameter cannot: an example (Swagger 2 parameters
+# have none), and null (a query value is text; an empty one counts as absent).
+_NOT_IN_QUERIES = {"example", "x-nullable"}
 
 
 def query_params(schema: type[Schema]) -> dict:
     """Swagger query parameters of a query schema. An empty value (`?q=`) counts as absent."""
+    instance = schema()
+    if _schema_rules(instance):
+        raise TypeError(f"{schema.__name__}: a rule across query parameters has no Swagger words")
     params = {}
-    for attr, field in schema._declared_fields.items():
-        swagger_type = "integer" if isinstance(field, ma.Integer) else "string"
-        param = {"in": "query", "type": swagger_type, "required": field.required, "allowEmptyValue": True}
-        if field.metadata.get("description"):
-            param["description"] = field.metadata["description"]
-        if isinstance(field, Money):
-            param["pattern"] = QUERY_AMOUNT_PATTERN
-        elif isinstance(field, ma.Date):
-            param["format"] = "date"
-        elif isinstance(field, DateOrDateTime):
-            param["pattern"] = DATE_OR_DATE_TIME_PATTERN
-        elif storable_text in field.validators:
-            param["pattern"] = STORABLE_TEXT_PATTERN
-        for validator in field.validators:
-            if isinstance(validator, OneOf):
-                param["enum"] = list(validator.choices)
-            elif isinstance(validator, Range):
-                param.update(minimum=validator.min, maximum=validator.max)
-            elif isinstance(validator, Length):
-                lengths = {"minLength": validator.min, "maxLength": validator.max}
-                param.update({key: value for key, value in lengths.items() if value is not None})
-        if field.load_default is not missing:
-            param["default"] = field.load_default
-        params[field.data_key or attr] = param
+    for param in _Converter("query").schema2parameters(instance, location="query"):
+        name, place = param.pop("name"), param.pop("in")
+        unsayable = {key for key in param if not key.startswith("x-")} - _PARAMETER_KEYWORDS - _NOT_IN_QUERIES
+        if unsayable:
+            raise TypeError(f"{schema.__name__}.{name}: a query parameter cannot say {sorted(unsayable)}")
+        kept = {key: value for key, value in param.items() if key not in _NOT_IN_QUERIES}
+        params[name] = {"in": place, **kept, "allowEmptyValue": True}
     return params
 
 
