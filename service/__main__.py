@@ -3,44 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from zoneinfo import available_timezones
 
 from . import logs
-from .config import ConfigError, Settings
+from .config import ConfigError, MigrationSettings, Settings
 from .migrate import migrate
+
+
+def check_config() -> None:
+    """Validate the environment as the server does at start, and exit."""
+    Settings.from_env()
+    print("configuration ok")
+
+
+def apply_migrations() -> None:
+    """Apply pending SQL migrations to DATABASE_URL; key daily totals by TENANT_TIMEZONE."""
+    settings = MigrationSettings.from_env()
+    logs.configure(settings.tenant_id, settings.log_level)
+    applied = migrate(settings.database_url.reveal(), settings.timezone.key)
+    print(f"migrations applied: {', '.join(applied) if applied else 'none, schema is current'}")
+
+
+COMMANDS = {"migrate": apply_migrations, "check-config": check_config}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "migrate", help="apply pending SQL migrations to DATABASE_URL; key daily totals by TENANT_TIMEZONE"
-    )
-    commands.add_parser("check-config", help="validate the environment and exit")
+    for name, command in COMMANDS.items():
+        commands.add_parser(name, help=command.__doc__)
     args = parser.parse_args(argv)
-
-    if args.command == "check-config":
-        try:
-            Settings.from_env()
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        print("configuration ok")
-        return 0
-
-    database_url = os.environ.get("DATABASE_URL", "")
-    if not database_url:
-        print("DATABASE_URL is not set", file=sys.stderr)
+    try:
+        COMMANDS[args.command]()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    timezone = os.environ.get("TENANT_TIMEZONE", "UTC").strip()
-    if timezone not in available_timezones():
-        print(f"TENANT_TIMEZONE must be an IANA time zone, got {timezone!r}", file=sys.stderr)
-        return 1
-    logs.configure(os.environ.get("TENANT_ID", ""), os.environ.get("LOG_LEVEL", "INFO").upper())
-    applied = migrate(database_url, timezone)
-    print(f"migrations applied: {', '.join(applied) if applied else 'none, schema is current'}")
     return 0
 
 
