@@ -8,12 +8,18 @@ from collections.abc import Iterable, Iterator
 
 from marshmallow import ValidationError
 
+from .records import TRANSACTION
 from .schemas import TransactionCreate
 
-EXPORT_COLUMNS = ("id", "occurred_at", "type", "amount", "currency", "category", "description")
-IMPORT_COLUMNS = ("occurred_at", "type", "amount", "category", "description")
-# Columns of an export that an import accepts but does not store: ids are assigned anew.
-IGNORED_COLUMNS = ("id",)
+EXPORT_COLUMNS = TRANSACTION.csv_columns
+IMPORT_COLUMNS = TRANSACTION.import_columns
+# Columns of an export that an import accepts but does not store (ids are assigned anew); and
+# `currency`, which must be the tenant's.
+IGNORED_COLUMNS = tuple(name for name in EXPORT_COLUMNS if name in TRANSACTION.columns and name not in IMPORT_COLUMNS)
+# The columns without which no row can be valid.
+REQUIRED_COLUMNS = tuple(name for name, field in TransactionCreate._declared_fields.items() if field.required)
+# Text a client wrote, defused on export (below).
+_TEXT_COLUMNS = {name for name, kind in TRANSACTION.columns.items() if kind is str}
 MAX_REPORTED_ERRORS = 100
 # The most one export holds: typical rows make 100,000 about 6 MB; long descriptions can make
 # rows 40 times larger, hence a bound in bytes too. The proxy in front of the app buffers the
@@ -62,17 +68,8 @@ def export_lines(rows: Iterable[dict], currency: str) -> Iterator[str]:
     """Yield the header and one CSV line per transaction."""
     yield _line(EXPORT_COLUMNS)
     for row in rows:
-        yield _line(
-            (
-                row["id"],
-                row["occurred_at"].isoformat(),
-                row["type"],
-                f"{row['amount']:.2f}",
-                currency,
-                _defuse(row["category"]),
-                _defuse(row["description"]),
-            )
-        )
+        cells = {**TRANSACTION.to_json(row), "currency": currency}
+        yield _line(_defuse(cells[name]) if name in _TEXT_COLUMNS else cells[name] for name in EXPORT_COLUMNS)
 
 
 def parse_import(raw: bytes, currency: str) -> tuple[list[dict], list[dict]]:
@@ -89,13 +86,13 @@ def parse_import(raw: bytes, currency: str) -> tuple[list[dict], list[dict]]:
         header = reader.fieldnames or []
     except csv.Error as exc:
         raise CsvError(f"The header row is not valid CSV: {exc}.") from exc
-    known = set(IMPORT_COLUMNS) | set(IGNORED_COLUMNS) | {"currency"}
+    known = set(EXPORT_COLUMNS)
     unknown = [name for name in header if name not in known]
-    missing = [name for name in ("type", "amount") if name not in header]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if unknown or missing or len(set(header)) != len(header):
         raise CsvError(
             f"The header must name columns among {', '.join(EXPORT_COLUMNS)} once each,"
-            " including type and amount."
+            f" including {' and '.join(REQUIRED_COLUMNS)}."
         )
 
     schema = TransactionCreate()

@@ -1,4 +1,4 @@
-"""The one JSON error envelope of the API, and the exceptions that map onto it."""
+"""The one JSON error envelope of the API, and how every exception (domain errors included) maps onto it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import psycopg
 import psycopg_pool
 from flask import Flask, Response, current_app, has_app_context, jsonify
 from werkzeug.exceptions import HTTPException
+
+from .core.errors import Conflict, DomainError, Invalid, NotFound, Throttled, Unauthenticated, Unprocessable
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,16 @@ HTTP_CODES = {
     503: "service_unavailable",
 }
 
+
+# The status of each kind of domain error.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Unauthenticated: 401,
+    NotFound: 404,
+    Conflict: 409,
+    Unprocessable: 422,
+    Throttled: 429,
+}
 
 # Errors of contention with other requests (a lock waited for too long, a deadlock, a
 # serialization failure): worth a retry, unlike an outage or a request that asks too much.
@@ -75,6 +87,8 @@ def response_for(exc: BaseException) -> Response:
 def _as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, DomainError):
+        return _from_domain(exc)
     if isinstance(exc, HTTPException) and exc.code:
         allowed = getattr(exc, "valid_methods", None)
         headers = {"Allow": ", ".join(allowed)} if allowed else None
@@ -106,6 +120,16 @@ def _as_api_error(exc: BaseException) -> ApiError:
         )
     log.error("unhandled error", exc_info=exc)
     return ApiError(500, "internal_error", "An unexpected error occurred.")
+
+
+def _from_domain(exc: DomainError) -> ApiError:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    status = next(status for kind, status in DOMAIN_STATUS.items() if isinstance(exc, kind))
+    return ApiError(status, exc.code, exc.message, fields=exc.fields, headers=headers, details=exc.details)
 
 
 def init_app(app: Flask) -> None:

@@ -12,10 +12,12 @@ from decimal import Decimal, InvalidOperation
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf, Range
 
+from .records import TRANSACTION, Position
+
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")
 TRANSACTION_TYPES = ("income", "expense")
-SORTS = ("occurred_at", "-occurred_at", "amount", "-amount")
+SORTS = TRANSACTION.sorts
 PERIODS = ("current_month", "last_month", "current_year", "last_year")
 GROUP_BYS = ("category", "month", "day")
 # The most groups one analytics answer holds, and the most categories one page lists: whatever
@@ -177,18 +179,23 @@ class PageCursor(fields.Field):
         raise NotImplementedError
 
 
+def transaction_cursor(position: Position) -> str:
+    """The next_cursor of a transaction page that ended at `position` (read back by Cursor)."""
+    return encode_cursor({"s": position.sort, "k": position.key, "id": position.id})
+
+
 class Cursor(PageCursor):
-    """A transaction page's cursor: the last row's sort key (an amount as Money accepts it, or an
-    instant) and id."""
+    """A transaction page's cursor (transaction_cursor): the last row's sort key (an amount as
+    Money accepts it, or an instant) and id."""
 
     _amount = Money()
 
-    def position(self, encoded: dict) -> dict:
+    def position(self, encoded: dict) -> Position:
         sort, key, row_id = encoded["s"], encoded["k"], encoded["id"]
         if sort not in SORTS or type(row_id) is not int or not 0 < row_id <= MAX_ID or not isinstance(key, str):
             raise ValueError(sort)
         parsed_key = self._amount.deserialize(key) if sort.lstrip("-") == "amount" else _instant(key)
-        return {"sort": sort, "key": parsed_key, "id": row_id}
+        return Position(sort, parsed_key, row_id)
 
 
 def _instant(text: str) -> datetime:
@@ -250,7 +257,7 @@ class PasswordChange(Schema):
             raise ValidationError("Must differ from the current password.", "new_password")
 
 
-class AccountDeletion(Schema):
+class UserDeletion(Schema):
     password = fields.String(
         required=True, load_only=True, validate=list(PRESENTED_PASSWORD_RULES),
         metadata={"description": "The account's password, to confirm.", "example": "password@123"},
@@ -325,7 +332,7 @@ class TransactionListQuery(TransactionFilters):
 
     @validates_schema
     def cursor_matches_sort(self, data, **kwargs) -> None:
-        if "cursor" in data and data["cursor"]["sort"] != data["sort"]:
+        if "cursor" in data and data["cursor"].sort != data["sort"]:
             raise ValidationError("This cursor belongs to another sort order.", "cursor")
 
 

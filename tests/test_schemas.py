@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from marshmallow import ValidationError
 
+from service.records import Position
 from service.schemas import (
     Cursor,
     DateOrDateTime,
@@ -22,6 +23,7 @@ from service.schemas import (
     TransactionUpdate,
     encode_cursor,
     parse_json_number,
+    transaction_cursor,
 )
 
 
@@ -169,24 +171,24 @@ def test_totals_are_shown_as_exact_strings():
 @pytest.mark.parametrize("sort", ["occurred_at", "-occurred_at"])
 def test_cursor_round_trips_an_instant(sort):
     moment = datetime(2026, 1, 15, 12, 30, 45, 123456, tzinfo=UTC)
-    text = encode_cursor({"s": sort, "k": moment, "id": 42})
+    text = transaction_cursor(Position(sort, moment, 42))
     assert "=" not in text
-    assert Cursor().deserialize(text) == {"sort": sort, "key": moment, "id": 42}
+    assert Cursor().deserialize(text) == Position(sort, moment, 42)
 
 
 def test_cursor_round_trips_a_whole_second_in_another_offset():
     moment = datetime(2026, 1, 15, 7, 0, tzinfo=timezone(timedelta(hours=-5)))
-    decoded = Cursor().deserialize(encode_cursor({"s": "occurred_at", "k": moment, "id": 1}))
-    assert decoded["key"] == moment
-    assert decoded["key"].utcoffset() == timedelta(hours=-5)
+    decoded = Cursor().deserialize(transaction_cursor(Position("occurred_at", moment, 1)))
+    assert decoded.key == moment
+    assert decoded.key.utcoffset() == timedelta(hours=-5)
 
 
 @pytest.mark.parametrize("sort", ["amount", "-amount"])
 def test_cursor_round_trips_an_exact_amount(sort):
-    text = encode_cursor({"s": sort, "k": Decimal("12.50"), "id": 7})
+    text = transaction_cursor(Position(sort, Decimal("12.50"), 7))
     decoded = Cursor().deserialize(text)
-    assert decoded == {"sort": sort, "key": Decimal("12.50"), "id": 7}
-    assert str(decoded["key"]) == "12.50"
+    assert decoded == Position(sort, Decimal("12.50"), 7)
+    assert str(decoded.key) == "12.50"
 
 
 def test_cursor_is_url_safe():
@@ -405,9 +407,9 @@ def test_list_query_refuses_invalid_parameters(query, field):
 
 
 def test_list_query_accepts_a_cursor_of_its_own_sort():
-    cursor = encode_cursor({"s": "amount", "k": Decimal("5.00"), "id": 3})
+    cursor = transaction_cursor(Position("amount", Decimal("5.00"), 3))
     loaded = TransactionListQuery().load({"sort": "amount", "cursor": cursor})
-    assert loaded["cursor"] == {"sort": "amount", "key": Decimal("5.00"), "id": 3}
+    assert loaded["cursor"] == Position("amount", Decimal("5.00"), 3)
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from flask import Flask
 from flask_restx import Api
 
 from ..errors import response_for
-from . import account, analytics, auth, categories, health, transactions
+from . import analytics, auth, categories, health, me, transactions
 from .docs import AUTHORIZATIONS
 
-NAMESPACES = (auth.ns, account.ns, transactions.ns, analytics.ns, categories.ns, health.ns)
+NAMESPACES = (auth.ns, me.ns, transactions.ns, analytics.ns, categories.ns, health.ns)
 
 
 class JsonApi(Api):

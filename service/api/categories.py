@@ -6,8 +6,8 @@ from flask import g
 from flask_restx import Namespace
 
 from .. import db
+from ..core import analytics
 from ..schemas import CategoryList, CategoryListQuery, encode_cursor
-from ..store import analytics
 from .common import UserResource, load_query
 from .docs import authenticated, error_model, model, query_params
 
@@ -26,9 +26,7 @@ class Categories(UserResource):
     def get(self):
         """List the user's categories, by name, with how many transactions each has."""
         query = load_query(_category_list_query)
-        limit = query["limit"]
-        items = analytics.list_categories(
-            db.connection(), user_id=g.user_id, after=query.get("cursor"), limit=limit + 1
+        items, last = analytics.categories(
+            db.connection(), user_id=g.user_id, after=query.get("cursor"), limit=query["limit"]
         )
-        next_cursor = encode_cursor({"after": items[limit - 1]["name"]}) if len(items) > limit else None
-        return _category_list.dump({"items": items[:limit], "next_cursor": next_cursor})
+        return _category_list.dump({"items": items, "next_cursor": encode_cursor({"after": last}) if last else None})

@@ -1,4 +1,4 @@
-"""What every resource shares: settings, request parsing, authentication."""
+"""What every resource shares: settings, request parsing and validation, the authentication check."""
 
 from __future__ import annotations
 
@@ -6,17 +6,16 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 
-import jwt
 from flask import current_app, g, request
 from flask_restx import Resource
 from marshmallow import Schema, ValidationError
 
 from .. import db
 from ..config import Settings
+from ..core import tokens
+from ..core.errors import Unauthenticated
 from ..errors import ApiError
 from ..schemas import parse_json_number
-from ..security import decode_token
-from ..store import tokens
 
 TOKEN_HEADER = "x-access-token"  # noqa: S105 - a header name
 
@@ -74,41 +73,20 @@ def _presented_token() -> str | None:
     return None
 
 
-def _unauthorized(code: str, message: str) -> ApiError:
-    return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
-
-
-def user_gone() -> ApiError:
-    return _unauthorized("invalid_token", "The token's user no longer exists.")
-
-
-def token_revoked() -> ApiError:
-    return _unauthorized("invalid_token", "The token has been revoked; log in again.")
-
-
 def require_user(method: Callable) -> Callable:
     """Let the request through only with a valid, unrevoked token of this tenant for an existing
-    user; sets g.user_id and g.token_claims. Costs one database query (store.tokens)."""
+    user; sets g.user_id and g.token_claims. Costs one database query (core.tokens)."""
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         token = _presented_token()
         if token is None:
-            raise _unauthorized(
+            raise Unauthenticated(
                 "authentication_required",
                 f"Send a token in the {TOKEN_HEADER} header or as Authorization: Bearer.",
             )
-        try:
-            claims = decode_token(settings(), token)
-        except jwt.InvalidTokenError as exc:
-            raise _unauthorized("invalid_token", "The token is invalid or expired.") from exc
-        user_id = int(claims["sub"])
-        status = tokens.token_status(db.connection(), user_id=user_id, token_version=claims["ver"], jti=claims["jti"])
-        if status == "no_user":
-            raise user_gone()
-        if status == "revoked":
-            raise token_revoked()
-        g.user_id = user_id
+        claims = tokens.authenticate(db.connection(), settings(), token)
+        g.user_id = claims["sub"]
         g.token_claims = claims
         return method(*args, **kwargs)
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from contextlib import closing
 from datetime import datetime
 
 from flask import Response, g, request
 from flask_restx import Namespace
 
 from .. import csvio, db
+from ..core import idempotency, transactions
 from ..errors import ApiError
-from ..periods import instant_bounds
 from ..schemas import (
     ImportResult,
     TransactionCreate,
@@ -22,9 +18,8 @@ from ..schemas import (
     TransactionPage,
     TransactionPublic,
     TransactionUpdate,
-    encode_cursor,
+    transaction_cursor,
 )
-from ..store import idempotency, transactions
 from . import limits
 from .common import UserResource, load_body, load_query, settings
 from .docs import authenticated, error_model, model, query_params
@@ -41,53 +36,24 @@ _transaction_update = TransactionUpdate()
 error = error_model(ns)
 transaction_model = model(ns, TransactionPublic)
 create_model = model(ns, TransactionCreate, for_input=True)
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-EXPORT_LIMITS = f"{csvio.MAX_EXPORT_ROWS} rows or {csvio.MAX_EXPORT_BYTES // 2**20} MiB"
 
 
 def _public(row: dict) -> dict:
     return _transaction_public.dump({**row, "currency": settings().currency})
 
 
-def _filters(query: dict) -> dict:
-    """Turn validated filter parameters into store filters with instant bounds."""
-    start, end = instant_bounds(query.pop("from_", None), query.pop("to", None), settings().timezone)
-    return {**query, "start": start, "end": end}
-
-
-def _not_found() -> ApiError:
-    return ApiError(404, "not_found", "No such transaction.")
-
-
 def create_transaction() -> tuple[dict, int, dict]:
     """Create a transaction; with an Idempotency-Key, a retry replays the first response."""
-    data = load_body(_transaction_create)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise ApiError(
-            400, "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
-        )
-    conn = db.connection()
-    if key is None:
-        body = _public(transactions.create_transaction(conn, user_id=g.user_id, data=data))
-        return body, 201, {"Location": f"/transactions/{body['id']}"}
-    request_hash = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-    # The claim, the row and the saved response commit together or not at all.
-    with conn.transaction():
-        earlier = idempotency.claim(conn, user_id=g.user_id, key=key, request_hash=request_hash)
-        if earlier is not None:
-            if earlier["request_hash"] != request_hash:
-                raise ApiError(
-                    422, "idempotency_key_reused",
-                    "This Idempotency-Key was used with a different request body.",
-                )
-            headers = {"Location": earlier["location"], "Idempotent-Replayed": "true"}
-            return earlier["body"], earlier["status"], headers
-        body = _public(transactions.create_transaction(conn, user_id=g.user_id, data=data))
-        location = f"/transactions/{body['id']}"
-        idempotency.save_response(conn, user_id=g.user_id, key=key, status=201, body=body, location=location)
-    return body, 201, {"Location": location}
+    row, replayed = transactions.create(
+        db.connection(),
+        user_id=g.user_id,
+        data=load_body(_transaction_create),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    headers = {"Location": f"/transactions/{row['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _public(row), 201, headers
 
 
 # The Swagger description both create paths share.
@@ -98,7 +64,7 @@ _documented_create = ns.doc(
             "in": "header",
             "type": "string",
             "description": "Retries with the same key and body replay the first response.",
-            "pattern": IDEMPOTENCY_KEY.pattern,
+            "pattern": idempotency.KEY.pattern,
         }
     },
     responses={
@@ -122,13 +88,14 @@ class TransactionCollection(UserResource):
         """List transactions, newest first by default, one page at a time."""
         query = load_query(_transaction_list_query)
         sort, limit, after = query.pop("sort"), query.pop("limit"), query.pop("cursor", None)
-        rows, position = transactions.list_transactions(
-            db.connection(), user_id=g.user_id, filters=_filters(query), sort=sort, limit=limit, after=after
+        rows, position = transactions.list_page(
+            db.connection(), user_id=g.user_id, filters=query, sort=sort, limit=limit, after=after,
+            timezone=settings().timezone,
         )
         return _transaction_page.dump(
             {
                 "items": [{**row, "currency": settings().currency} for row in rows],
-                "next_cursor": encode_cursor(position) if position else None,
+                "next_cursor": transaction_cursor(position) if position else None,
             }
         )
 
@@ -158,10 +125,7 @@ class TransactionItem(UserResource):
     @ns.response(404, "No such transaction of this user", error)
     def get(self, transaction_id: int):
         """Read one transaction."""
-        row = transactions.get_transaction(db.connection(), user_id=g.user_id, transaction_id=transaction_id)
-        if row is None:
-            raise _not_found()
-        return _public(row)
+        return _public(transactions.get(db.connection(), user_id=g.user_id, transaction_id=transaction_id))
 
     @ns.expect(model(ns, TransactionUpdate, for_input=True))
     @ns.response(200, "The updated transaction", transaction_model)
@@ -172,20 +136,15 @@ class TransactionItem(UserResource):
     def patch(self, transaction_id: int):
         """Change some fields of a transaction."""
         changes = load_body(_transaction_update)
-        row = transactions.update_transaction(
-            db.connection(), user_id=g.user_id, transaction_id=transaction_id, changes=changes
+        return _public(
+            transactions.update(db.connection(), user_id=g.user_id, transaction_id=transaction_id, changes=changes)
         )
-        if row is None:
-            raise _not_found()
-        return _public(row)
 
     @ns.response(204, "Deleted")
     @ns.response(404, "No such transaction of this user", error)
     def delete(self, transaction_id: int):
         """Delete a transaction."""
-        deleted = transactions.delete_transaction(db.connection(), user_id=g.user_id, transaction_id=transaction_id)
-        if not deleted:
-            raise _not_found()
+        transactions.delete(db.connection(), user_id=g.user_id, transaction_id=transaction_id)
         return None, 204
 
 
@@ -197,26 +156,18 @@ class TransactionExport(UserResource):
     # The CSV, or the JSON error envelope (Swagger 2 names the media types per operation).
     @ns.produces(["text/csv", "application/json"])
     @ns.response(200, "CSV with a header row, oldest first")
-    @ns.response(400, f"Invalid filter, or more than {EXPORT_LIMITS}", error)
+    @ns.response(400, f"Invalid filter, or more than {transactions.EXPORT_LIMITS}", error)
     def get(self):
         """Download transactions as CSV (same filters as the list), at most 100,000 rows and 32 MiB."""
-        filters = _filters(load_query(_transaction_filters))
+        filters = load_query(_transaction_filters)
         user_id, config = g.user_id, settings()
 
         def lines():
-            # The size check and the rows read one snapshot: an import committing in between
-            # cannot take the export past its limits.
-            with db.streaming_connection() as conn, db.snapshot(conn):
-                size = transactions.export_size(conn, user_id=user_id, filters=filters,
-                                                at_most=csvio.MAX_EXPORT_ROWS + 1)
-                if not csvio.export_within_limits(**size):
-                    raise ApiError(
-                        400, "export_too_large",
-                        f"The export would hold more than {EXPORT_LIMITS};"
-                        " export a shorter span (from/to) at a time.",
-                    )
-                with closing(transactions.iter_transactions(conn, user_id=user_id, filters=filters)) as rows:
-                    yield from csvio.export_lines(rows, config.currency)
+            with (
+                db.streaming_connection() as conn,
+                transactions.export(conn, user_id=user_id, filters=filters, timezone=config.timezone) as rows,
+            ):
+                yield from csvio.export_lines(rows, config.currency)
 
         stream = lines()
         header = next(stream)  # after the size check: a refusal is raised here, before any byte
@@ -253,21 +204,9 @@ class TransactionImport(UserResource):
     def post(self):
         """Import transactions from CSV: all rows or none."""
         limits.enforce("import", account=str(g.user_id))
-        config = settings()
-        try:
-            valid, errors = csvio.parse_import(_uploaded_csv(), config.currency)
-        except csvio.CsvError as exc:
-            raise ApiError(400, "invalid_csv", str(exc)) from exc
-        if errors:
-            at_least = "At least " if len(errors) >= csvio.MAX_REPORTED_ERRORS else ""
-            raise ApiError(
-                422, "invalid_rows",
-                f"{at_least}{len(errors)} row(s) are invalid; nothing was imported.",
-                details={"rows": errors[: csvio.MAX_REPORTED_ERRORS]},
-            )
-        if not valid:
-            raise ApiError(422, "empty_import", "The file has a header but no rows.")
-        imported = transactions.import_transactions(db.connection(), user_id=g.user_id, rows=valid)
+        imported = transactions.import_csv(
+            db.connection(), user_id=g.user_id, raw=_uploaded_csv(), currency=settings().currency
+        )
         return _import_result.dump({"imported": imported}), 201
 
 

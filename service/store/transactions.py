@@ -1,26 +1,18 @@
-"""Transactions of one user: create, read, update, delete, list by keyset, export, import."""
+"""The transactions table: create, read, update, delete, list by keyset, export, import; always of one user."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 
 from psycopg import sql
 
 from ..db import Connection, fetch_one
+from ..records import TRANSACTION, Position
 
-COLUMNS = sql.SQL(
-    "id, type, amount, description, category, occurred_at, created_at, updated_at"
-)
-# Columns a client may set; the keys of a validated TransactionCreate/TransactionUpdate.
-WRITABLE = ("type", "amount", "description", "category", "occurred_at")
-
-# Each sort names its key column and direction; keyset pagination continues after (key, id).
-_SORTS = {
-    "-occurred_at": ("occurred_at", "DESC", "<"),
-    "occurred_at": ("occurred_at", "ASC", ">"),
-    "-amount": ("amount", "DESC", "<"),
-    "amount": ("amount", "ASC", ">"),
-}
+COLUMNS = TRANSACTION.select_list
+WRITABLE = TRANSACTION.writable
+# The columns an import copies, in the order of import_transactions' rows.
+_IMPORTED = ("user_id", *TRANSACTION.import_columns)
 
 
 def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict:
@@ -92,10 +84,11 @@ def list_transactions(
     filters: dict,
     sort: str,
     limit: int,
-    after: dict | None = None,
-) -> tuple[list[dict], dict | None]:
+    after: Position | None = None,
+) -> tuple[list[dict], Position | None]:
     """Return one page in the given order and the position to continue after (None at the end)."""
-    key, direction, comparison = _SORTS[sort]
+    key = sort.lstrip("-")
+    direction, comparison = ("DESC", "<") if sort.startswith("-") else ("ASC", ">")
     conditions, params = _filter_conditions(user_id, filters)
     if after is not None:
         conditions.append(
@@ -103,7 +96,7 @@ def list_transactions(
                 key=sql.Identifier(key), comparison=sql.SQL(comparison)
             )
         )
-        params += [after["key"], after["id"]]
+        params += [after.key, after.id]
     query = sql.SQL(
         "SELECT {columns} FROM transactions WHERE {where}"
         " ORDER BY {key} {direction}, id {direction} LIMIT %s"
@@ -118,7 +111,7 @@ def list_transactions(
         return rows, None
     rows = rows[:limit]
     last = rows[-1]
-    return rows, {"s": sort, "k": last[key], "id": last["id"]}
+    return rows, Position(sort, last[key], last["id"])
 
 
 def export_size(conn: Connection, *, user_id: int, filters: dict, at_most: int) -> dict:
@@ -135,7 +128,7 @@ def export_size(conn: Connection, *, user_id: int, filters: dict, at_most: int) 
     return fetch_one(conn.execute(query, [*params, at_most]))
 
 
-def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Iterator[dict]:
+def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Generator[dict, None, None]:
     """Stream every matching transaction, oldest first, without holding them all in memory.
 
     A server-side cursor: call it inside the caller's transaction, and close the iterator before
@@ -151,24 +144,18 @@ def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Itera
 
 
 def import_transactions(conn: Connection, *, user_id: int, rows: Iterable[dict]) -> int:
-    """Insert validated rows in one COPY; occurred_at defaults to now like a single create."""
+    """Insert validated rows in one COPY; occurred_at defaults to now like a single create.
+
+    Call it inside a transaction: now() is then the rows' created_at and their default occurred_at.
+    """
     count = 0
-    # One transaction: now() is the rows' created_at, and the default of their occurred_at.
-    with conn.transaction():
-        now = fetch_one(conn.execute("SELECT now() AS now"))["now"]
-        with conn.cursor().copy(
-            "COPY transactions (user_id, type, amount, description, category, occurred_at) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row(
-                    (
-                        user_id,
-                        row["type"],
-                        row["amount"],
-                        row.get("description"),
-                        row.get("category"),
-                        row.get("occurred_at") or now,
-                    )
-                )
-                count += 1
+    now = fetch_one(conn.execute("SELECT now() AS now"))["now"]
+    query = sql.SQL("COPY transactions ({names}) FROM STDIN").format(
+        names=sql.SQL(", ").join(map(sql.Identifier, _IMPORTED))
+    )
+    with conn.cursor().copy(query) as copy:
+        for row in rows:
+            values = {"occurred_at": now, **row}
+            copy.write_row([user_id, *(values.get(name) for name in TRANSACTION.import_columns)])
+            count += 1
     return count

@@ -1,4 +1,4 @@
-"""Users: create, find by username (any case), read credentials, change the password, delete."""
+"""The users table: create, find by username (any case), read credentials, change the password, delete."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ class UsernameTaken(Exception):
 
 def create_user(conn: Connection, *, username: str, password_hash: str) -> dict:
     try:
-        with conn.transaction():
-            return fetch_one(
-                conn.execute(
-                    "INSERT INTO users (username, password_hash) VALUES (%s, %s)"
-                    " RETURNING id, username, created_at",
-                    (username, password_hash),
-                )
+        return fetch_one(
+            conn.execute(
+                "INSERT INTO users (username, password_hash) VALUES (%s, %s) RETURNING id, username, created_at",
+                (username, password_hash),
             )
+        )
     except errors.UniqueViolation as exc:
         raise UsernameTaken(username) from exc
 
@@ -59,7 +57,7 @@ def change_password(
 def delete_user(conn: Connection, *, user_id: int, token_version: int) -> bool:
     """Delete the user, unless their tokens were revoked meanwhile; their transactions and
     idempotency keys go with them (ON DELETE CASCADE), their daily and monthly totals too
-    (trigger users_daily_totals)."""
+    (trigger users_totals)."""
     return (
         conn.execute(
             "DELETE FROM users WHERE id = %s AND token_version = %s", (user_id, token_version)

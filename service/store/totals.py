@@ -1,4 +1,4 @@
-"""Totals of one user's income and expense over a span of the tenant's calendar days.
+"""The daily_totals and monthly_totals tables: one user's income and expense over calendar days.
 
 They are summed from monthly_totals for the whole months of the span and from daily_totals for
 the days around them (both kept by triggers, keyed by the tenant's local calendar), so a month

@@ -1,4 +1,4 @@
-"""Token revocation: the one query that admits a request's token, and logging a token out.
+"""The revoked_tokens table (and users' token versions): the one query that admits a token, and logout.
 
 A token is refused when its user is gone, when the user's token version moved past the token's
 (a password change), or when its id is in revoked_tokens (a logout). All of it lives in

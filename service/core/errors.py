@@ -1,0 +1,51 @@
+"""The errors the domain raises; `service.errors` maps each kind to its HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A refusal the client should see: a stable code, a sentence, and optional details.
+
+    `fields` holds per-field messages, `details` extra members of the error object, `retry_after`
+    the seconds after which a retry may succeed.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        fields: dict | None = None,
+        details: dict | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields
+        self.details = details or {}
+        self.retry_after = retry_after
+
+
+class Invalid(DomainError):
+    """The request cannot be carried out as given (400)."""
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials: a wrong password, or a token that is invalid, revoked or whose user is gone (401)."""
+
+
+class NotFound(DomainError):
+    """No such record of this user (404); another user's record is not found either."""
+
+
+class Conflict(DomainError):
+    """The request contradicts the current state, e.g. a name already taken (409)."""
+
+
+class Unprocessable(DomainError):
+    """Well-formed but refused as a whole: invalid rows, a reused idempotency key, too much work (422)."""
+
+
+class Throttled(DomainError):
+    """Too many requests or attempts; retry after `retry_after` seconds (429)."""

@@ -1,0 +1,117 @@
+"""Transactions of one user: create (idempotently), read, change, delete, list, export and import."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from zoneinfo import ZoneInfo
+
+from .. import csvio, db
+from ..db import Connection
+from ..periods import instant_bounds
+from ..records import TRANSACTION, Position
+from ..store import transactions
+from . import idempotency
+from .errors import Invalid, NotFound, Unprocessable
+
+EXPORT_LIMITS = f"{csvio.MAX_EXPORT_ROWS} rows or {csvio.MAX_EXPORT_BYTES // 2**20} MiB"
+
+
+def _not_found() -> NotFound:
+    return NotFound("not_found", "No such transaction.")
+
+
+def _store_filters(filters: dict, timezone: ZoneInfo) -> dict:
+    """Validated filters with their from/to dates or date-times turned into instant bounds."""
+    filters = dict(filters)
+    start, end = instant_bounds(filters.pop("from_", None), filters.pop("to", None), timezone)
+    return {**filters, "start": start, "end": end}
+
+
+def create(conn: Connection, *, user_id: int, data: dict, idempotency_key: str | None = None) -> tuple[dict, bool]:
+    """Record an income or an expense; returns the row and whether it replays an earlier create
+    with the same idempotency key."""
+    return idempotency.once(
+        conn,
+        user_id=user_id,
+        key=idempotency_key,
+        operation="create_transaction",
+        request=data,
+        record=TRANSACTION,
+        perform=lambda: transactions.create_transaction(conn, user_id=user_id, data=data),
+    )
+
+
+def get(conn: Connection, *, user_id: int, transaction_id: int) -> dict:
+    row = transactions.get_transaction(conn, user_id=user_id, transaction_id=transaction_id)
+    if row is None:
+        raise _not_found()
+    return row
+
+
+def update(conn: Connection, *, user_id: int, transaction_id: int, changes: dict) -> dict:
+    row = transactions.update_transaction(conn, user_id=user_id, transaction_id=transaction_id, changes=changes)
+    if row is None:
+        raise _not_found()
+    return row
+
+
+def delete(conn: Connection, *, user_id: int, transaction_id: int) -> None:
+    if not transactions.delete_transaction(conn, user_id=user_id, transaction_id=transaction_id):
+        raise _not_found()
+
+
+def list_page(
+    conn: Connection,
+    *,
+    user_id: int,
+    filters: dict,
+    sort: str,
+    limit: int,
+    after: Position | None,
+    timezone: ZoneInfo,
+) -> tuple[list[dict], Position | None]:
+    """One page of the user's transactions in `sort` order after `after`, and where it ended
+    (None on the last page)."""
+    return transactions.list_transactions(
+        conn, user_id=user_id, filters=_store_filters(filters, timezone), sort=sort, limit=limit, after=after
+    )
+
+
+@contextmanager
+def export(conn: Connection, *, user_id: int, filters: dict, timezone: ZoneInfo) -> Iterator[Iterator[dict]]:
+    """The matching transactions, oldest first, streamed from one snapshot.
+
+    The size check and the rows read the same snapshot, so an import committing in between cannot
+    take the export past its limits; raises Invalid before any row when the export would be too
+    large. Leaving the block ends the snapshot at once (a client that went away).
+    """
+    filters = _store_filters(filters, timezone)
+    with db.snapshot(conn):
+        size = transactions.export_size(conn, user_id=user_id, filters=filters, at_most=csvio.MAX_EXPORT_ROWS + 1)
+        if not csvio.export_within_limits(**size):
+            raise Invalid(
+                "export_too_large",
+                f"The export would hold more than {EXPORT_LIMITS}; export a shorter span (from/to) at a time.",
+            )
+        with closing(transactions.iter_transactions(conn, user_id=user_id, filters=filters)) as rows:
+            yield rows
+
+
+def import_csv(conn: Connection, *, user_id: int, raw: bytes, currency: str) -> int:
+    """Import every row of a CSV upload or none; returns how many were imported."""
+    try:
+        valid, errors = csvio.parse_import(raw, currency)
+    except csvio.CsvError as exc:
+        raise Invalid("invalid_csv", str(exc)) from exc
+    if errors:
+        at_least = "At least " if len(errors) >= csvio.MAX_REPORTED_ERRORS else ""
+        raise Unprocessable(
+            "invalid_rows",
+            f"{at_least}{len(errors)} row(s) are invalid; nothing was imported.",
+            details={"rows": errors[: csvio.MAX_REPORTED_ERRORS]},
+        )
+    if not valid:
+        raise Unprocessable("empty_import", "The file has a header but no rows.")
+    with conn.transaction():
+        return transactions.import_transactions(conn, user_id=user_id, rows=valid)

@@ -1,0 +1,7 @@
+-- An idempotency key remembers which operation it was first used for, so that one key sent to two
+-- different creates (a transaction, later a transfer) is refused rather than replayed across them.
+-- Keys used before this migration were all for creating a transaction. The default stays for
+-- servers of the previous version still running during a rolling upgrade; this version always
+-- names the operation.
+ALTER TABLE idempotency_keys ADD COLUMN operation text NOT NULL DEFAULT 'create_transaction';
+COMMENT ON COLUMN idempotency_keys.body IS 'The first result, the created record as JSON, replayed to retries';

@@ -1,0 +1,89 @@
+"""Each record described once: its columns, what a client may write, its sort keys, its CSV columns.
+
+The store builds its SQL from these descriptions, the CSV export and import take their columns from
+them, the schemas their sort orders, and the benchmark its seeded columns. A new column is one edit
+here (plus its migration, and its rules in the record's marshmallow schemas).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class Record:
+    table: str
+    # Every column a read returns, in this order, with the Python type it reads as.
+    columns: dict[str, type]
+    # The columns a client may set on create and update (the keys of a validated create or update).
+    writable: tuple[str, ...]
+    # The columns a list may be sorted by, ascending or (with a leading "-") descending; a page
+    # continues after the last row's (key, id).
+    sort_keys: tuple[str, ...]
+    # The columns of a CSV export, in order; an import accepts the writable ones among them.
+    # `currency` is the tenant's, not a column: an import accepts only that one.
+    csv_columns: tuple[str, ...]
+
+    @property
+    def select_list(self) -> sql.Composable:
+        return sql.SQL(", ").join(map(sql.Identifier, self.columns))
+
+    @property
+    def sorts(self) -> tuple[str, ...]:
+        """Every sort order a list accepts: each key ascending and descending."""
+        return tuple(order for key in self.sort_keys for order in (key, f"-{key}"))
+
+    @property
+    def import_columns(self) -> tuple[str, ...]:
+        return tuple(name for name in self.csv_columns if name in self.writable)
+
+    def to_json(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row as JSON values: decimals as strings with two places, instants in ISO 8601."""
+        return {name: _JSON_ENCODERS.get(kind, _same)(row[name]) for name, kind in self.columns.items()}
+
+    def from_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The row that to_json wrote (other keys are ignored)."""
+        return {name: _JSON_DECODERS.get(kind, _same)(data[name]) for name, kind in self.columns.items()}
+
+
+class Position(NamedTuple):
+    """Where a page ended: its sort order, and the last row's sort key and id."""
+
+    sort: str
+    key: Any
+    id: int
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _optional(convert):
+    return lambda value: None if value is None else convert(value)
+
+
+_JSON_ENCODERS = {Decimal: _optional(lambda value: f"{value:.2f}"), datetime: _optional(datetime.isoformat)}
+_JSON_DECODERS = {Decimal: _optional(Decimal), datetime: _optional(datetime.fromisoformat)}
+
+
+TRANSACTION = Record(
+    table="transactions",
+    columns={
+        "id": int,
+        "type": str,
+        "amount": Decimal,
+        "description": str,
+        "category": str,
+        "occurred_at": datetime,
+        "created_at": datetime,
+        "updated_at": datetime,
+    },
+    writable=("type", "amount", "description", "category", "occurred_at"),
+    sort_keys=("occurred_at", "amount"),
+    csv_columns=("id", "occurred_at", "type", "amount", "currency", "category", "description"),
+)
