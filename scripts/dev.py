@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import localstack
+import tenancy
 
-ROOT = Path(__file__).resolve().parent.parent
-
-STATE = ROOT / ".local" / "dev"
-# The first tenant's PostgreSQL port; each tenant's is this plus its app port's offset from 8001.
+STATE = tenancy.ROOT / ".local" / "dev"
+# The first tenant's PostgreSQL port; each tenant's is this plus its app port's offset from the first's.
 PG_PORT = int(os.environ.get("DEV_PG_PORT", "55432"))
-FIRST_APP_PORT = 8001
+FIRST_APP_PORT = tenancy.FIRST_LOCAL_PORT
 
 
 def stack(tenant: str, app_port: int) -> localstack.Stack:
@@ -31,7 +30,7 @@ def stack(tenant: str, app_port: int) -> localstack.Stack:
     tenant_stack = localstack.Stack(STATE / tenant, PG_PORT + app_port - FIRST_APP_PORT, archived=True)
     tenant_stack.cluster.port = tenant_stack.cluster.running_port() or tenant_stack.cluster.port
     # The retention the tenant has in Kubernetes (tenants/<tenant>/backup.env), if it says one.
-    backup_settings = localstack.read_env_file(localstack.TENANTS_DIR / tenant / "backup.env")
+    backup_settings = tenancy.read_env_file(tenancy.tenant_dir(tenant) / "backup.env")
     days = backup_settings.get("PGBACKREST_REPO1_RETENTION_FULL")
     tenant_stack.cluster.archive.retention_days = int(days) if days else None
     return tenant_stack
@@ -56,26 +55,16 @@ def running(tenant: str) -> tuple[int, str] | None:
     return int(pid_text), url
 
 
-def ports() -> dict[str, int]:
-    """Each tenant's LOCAL_PORT from its local.env, or the next port past every one taken."""
-    tenants = localstack.discover_tenants()
-    taken = {t.name: t.local_port for t in tenants if t.local_port}
-    next_port = max([FIRST_APP_PORT - 1, *taken.values()]) + 1
-    for tenant in tenants:
-        if tenant.name not in taken:
-            taken[tenant.name], next_port = next_port, next_port + 1
-    return taken
-
-
 def up() -> list[localstack.Server]:
-    tenants = {t.name: t for t in localstack.discover_tenants()}
+    tenants = {t.name: t for t in tenancy.discover_tenants()}
     if not tenants:
         sys.exit("no tenants: tenants/<name>/tenant.env is missing")
     if not shutil.which("pgbackrest"):
         sys.exit("make run archives every tenant with pgBackRest, which is not installed:"
                  " `apt-get install pgbackrest` (scripts/install does it when run as root)")
-    stacks = {tenant: stack(tenant, port) for tenant, port in ports().items()}
-    for tenant, port in ports().items():
+    ports = tenancy.local_ports()
+    stacks = {tenant: stack(tenant, port) for tenant, port in ports.items()}
+    for tenant, port in ports.items():
         cluster = stacks[tenant].cluster
         if not cluster.is_running() and localstack.port_taken(cluster.port):
             sys.exit(
@@ -89,7 +78,7 @@ def up() -> list[localstack.Server]:
             )
     try:
         servers = [
-            server for tenant, port in ports().items() if (server := serve(stacks[tenant], tenants[tenant], port))
+            server for tenant, port in ports.items() if (server := serve(stacks[tenant], tenants[tenant], port))
         ]
     except RuntimeError as exc:  # an archive that is not the cluster's, an interrupted restore
         sys.exit(f"make run: {exc}")
@@ -97,7 +86,7 @@ def up() -> list[localstack.Server]:
     return servers
 
 
-def serve(tenant_stack: localstack.Stack, tenant: localstack.Tenant, port: int) -> localstack.Server | None:
+def serve(tenant_stack: localstack.Stack, tenant: tenancy.Tenant, port: int) -> localstack.Server | None:
     """Start the tenant's cluster (its archive made, and backed up when it has no backup of the
     last day), migrate it and start its gunicorn in the background, unless it already runs."""
     tenant_stack.cluster.start()
@@ -117,7 +106,7 @@ def serve(tenant_stack: localstack.Stack, tenant: localstack.Tenant, port: int) 
 
 def status() -> int:
     shown = 0
-    for tenant in localstack.discover_tenants():
+    for tenant in tenancy.discover_tenants():
         alive = running(tenant.name)
         if alive:
             print(f"{tenant.name} {alive[1]}", flush=True)
@@ -165,7 +154,7 @@ def run() -> None:
     up()
     print("Serving; press Ctrl-C to stop.", flush=True)
     try:
-        while all(running(t.name) or restoring_marker(t.name).exists() for t in localstack.discover_tenants()):
+        while all(running(t.name) or restoring_marker(t.name).exists() for t in tenancy.discover_tenants()):
             time.sleep(1)
         print("a tenant's server stopped; see .local/dev/<tenant>/logs", file=sys.stderr)
     except KeyboardInterrupt:

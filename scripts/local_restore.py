@@ -20,13 +20,14 @@ from pathlib import Path
 
 import dev
 import localstack
+import tenancy
 from pgbackrest_info import Backup, listing, newest_ended_by
 from psycopg import sql
 
-sys.path.insert(0, str(localstack.ROOT))
+sys.path.insert(0, str(tenancy.ROOT))
 from service import migrate  # noqa: E402
 
-DRILL_CHECK = localstack.ROOT / "kubernetes" / "base" / "restore-drill-check.sql"
+DRILL_CHECK = tenancy.ROOT / "kubernetes" / "base" / "restore-drill-check.sql"
 
 
 class Refused(Exception):
@@ -44,14 +45,13 @@ class Window:
     def start(self) -> datetime:
         return self.backups[0].stopped
 
-
     def describe(self) -> str:
         return f"{self.start.isoformat()} to {self.end.isoformat()}"
 
 
 def tenant_stack(name: str) -> localstack.Stack:
     """The stack of `make run` for one tenant; Refused when it has never archived anything."""
-    port = dev.ports().get(name)
+    port = tenancy.local_ports().get(name)
     if port is None:
         raise Refused(f"no tenant {name!r} in tenants/ (scripts/onboard-tenant scaffolds one)")
     stack = dev.stack(name, port)
@@ -97,8 +97,8 @@ def api_stopped(name: str) -> Iterator[bool]:
             yield was_serving
         finally:
             if was_serving:
-                tenant = next(t for t in localstack.discover_tenants() if t.name == name)
-                dev.serve(tenant_stack(name), tenant, dev.ports()[name])
+                tenant = next(t for t in tenancy.discover_tenants() if t.name == name)
+                dev.serve(tenant_stack(name), tenant, tenancy.local_ports()[name])
     finally:
         marker.unlink(missing_ok=True)
 

@@ -1,8 +1,8 @@
 """A private PostgreSQL cluster and one gunicorn per tenant, for local runs and the test suite.
 
 Everything lives under one folder (`.local/dev` for `scripts/dev`, `.local/test` for pytest):
-the cluster's data, its socket, generated secrets, logs and pid files. Only the standard
-library and psycopg are used, so the venv's python can run it before anything else exists.
+the cluster's data, its socket, generated secrets, logs and pid files. Tenants and their env
+files are tenancy's (the same for every script).
 """
 
 from __future__ import annotations
@@ -29,25 +29,13 @@ import psycopg
 from pgbackrest_info import Backup, backups_of
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from tenancy import ROOT, Tenant, read_env_file
+from tenancy import discover_tenants as discover_tenants  # where the test suite finds it
 
-ROOT = Path(__file__).resolve().parent.parent
-TENANTS_DIR = ROOT / "tenants"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 GUNICORN_CONF = ROOT / "service" / "gunicorn.conf.py"
 SUPERUSER = "postgres"
 IS_ROOT = os.geteuid() == 0
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse KEY=VALUE lines (comments and blank lines ignored)."""
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, _, value = line.partition("=")
-                values[key.strip()] = value.strip()
-    return values
 
 
 def port_taken(port: int) -> bool:
@@ -68,23 +56,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class Tenant:
-    name: str
-    settings: dict[str, str]
-    local_port: int | None
-
-
-def discover_tenants() -> list[Tenant]:
-    """Every folder of tenants/ with a tenant.env, in name order."""
-    tenants = []
-    for env_file in sorted(TENANTS_DIR.glob("*/tenant.env")):
-        local = read_env_file(env_file.parent / "local.env")
-        port = local.get("LOCAL_PORT")
-        tenants.append(Tenant(env_file.parent.name, read_env_file(env_file), int(port) if port else None))
-    return tenants
 
 
 def postgres_bin_dir() -> Path:

@@ -19,8 +19,6 @@ from pathlib import Path
 import tenancy
 from tenancy import StepError, UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
-
 # What holds the tenant's data: kept unless --delete-data.
 KEPT_KINDS = frozenset({"Namespace", "PersistentVolumeClaim", "Secret"})
 

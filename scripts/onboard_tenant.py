@@ -40,9 +40,6 @@ from zoneinfo import available_timezones
 import tenancy
 from tenancy import StepError, UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
-
-FIRST_LOCAL_PORT = 8001
 # Two at least: the PodDisruptionBudget keeps one pod up, so a single replica could never be
 # evicted for a node drain. The autoscaler's maxReplicas in the base caps the other end.
 MIN_REPLICAS = 2
@@ -155,13 +152,18 @@ class Backup:
 
 
 @dataclass(frozen=True)
-class Tenant:
-    name: str
+class Overlay:
+    """What onboarding writes to tenants/NAME: the tenant (its settings and local port), its host,
+    replica count and pgBackRest repository."""
+
+    tenant: tenancy.Tenant
     host: str
-    currency: str
-    timezone: str
     replicas: int
     backup: Backup
+
+    @property
+    def name(self) -> str:
+        return self.tenant.name
 
     @property
     def base_url(self) -> str:
@@ -219,7 +221,7 @@ def check_host(host: str) -> str:
 
 def iso_4217() -> frozenset[str]:
     """The service's currency codes, loaded from its file without importing the whole app package."""
-    spec = importlib.util.spec_from_file_location("finance_currencies", ROOT / "service" / "currencies.py")
+    spec = importlib.util.spec_from_file_location("finance_currencies", tenancy.ROOT / "service" / "currencies.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ISO_4217
@@ -233,15 +235,6 @@ def host_owner(host: str) -> str | None:
         if kustomization.exists() and pattern.search(kustomization.read_text()):
             return directory.name
     return None
-
-
-def current_backup(name: str) -> dict[str, str]:
-    """The tenant's backup.env as it is (empty for a new tenant)."""
-    path = tenancy.tenant_dir(name) / "backup.env"
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def check_endpoint(text: str) -> tuple[str, int | None]:
@@ -261,7 +254,7 @@ def check_endpoint(text: str) -> tuple[str, int | None]:
 
 def check_backup(name: str, args: argparse.Namespace) -> Backup:
     """The tenant's repository settings: each option given, else the tenant's current value, else the default."""
-    current = current_backup(name)
+    current = tenancy.read_env_file(tenancy.tenant_dir(name) / "backup.env")  # empty for a new tenant
     region = args.backup_region or current.get("PGBACKREST_REPO1_S3_REGION") or DEFAULT_BACKUP_REGION
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", region):
         raise UsageError(f"--backup-region must be a region name such as eu-west-1, got {region!r}")
@@ -285,8 +278,8 @@ def check_backup(name: str, args: argparse.Namespace) -> Backup:
     return Backup(endpoint, port, bucket, region, uri_style, days)
 
 
-def check_inputs(args: argparse.Namespace) -> Tenant:
-    """The validated tenant to write; UsageError on the first bad input."""
+def check_inputs(args: argparse.Namespace) -> Overlay:
+    """The validated overlay to write; UsageError on the first bad input."""
     name = tenancy.check_name(args.name)
     host = check_host(args.host)
     currency = args.currency.strip().upper()
@@ -301,19 +294,10 @@ def check_inputs(args: argparse.Namespace) -> Tenant:
     owner = host_owner(host)
     if owner not in (None, name):
         raise UsageError(f"host {host!r} is already used by tenant {owner!r}")
-    return Tenant(name, host, currency, args.timezone, args.replicas, check_backup(name, args))
-
-
-def local_port(name: str) -> int:
-    """The tenant's port for `make run`: its current one, or the next past every tenant's."""
-    ports = {}
-    for directory in tenancy.tenant_dirs():
-        local_env = directory / "local.env"
-        if local_env.exists():
-            match = re.search(r"^\s*LOCAL_PORT\s*=\s*(\d+)\s*$", local_env.read_text(), re.MULTILINE)
-            if match:
-                ports[directory.name] = int(match.group(1))
-    return ports.get(name) or max([FIRST_LOCAL_PORT - 1, *ports.values()]) + 1
+    settings = {"TENANT_CURRENCY": currency, "TENANT_TIMEZONE": args.timezone}
+    # Its port for `make run`: its current one, or the next past every tenant's.
+    tenant = tenancy.Tenant(name, settings, tenancy.local_ports(name)[name])
+    return Overlay(tenant, host, args.replicas, check_backup(name, args))
 
 
 def postman_environment(name: str, base_url: str) -> str:
@@ -333,41 +317,41 @@ def postman_environment(name: str, base_url: str) -> str:
     return json.dumps(environment, indent=2) + "\n"
 
 
-def backup_env(tenant: Tenant) -> str:
+def backup_env(overlay: Overlay) -> str:
     """The tenant's repository settings, as the PGBACKREST_* variables of kubernetes/base's pgbackrest-settings."""
-    backup = tenant.backup
+    backup = overlay.backup
     lines = [
         f"PGBACKREST_REPO1_S3_ENDPOINT={backup.endpoint}",
         *([f"PGBACKREST_REPO1_STORAGE_PORT={backup.port}"] if backup.port else []),
         f"PGBACKREST_REPO1_S3_BUCKET={backup.bucket}",
         f"PGBACKREST_REPO1_S3_REGION={backup.region}",
         f"PGBACKREST_REPO1_S3_URI_STYLE={backup.uri_style}",
-        f"PGBACKREST_REPO1_PATH={tenant.repository_path}",
+        f"PGBACKREST_REPO1_PATH={overlay.repository_path}",
         f"PGBACKREST_REPO1_RETENTION_FULL={backup.retention_days}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def overlay_files(tenant: Tenant, port: int) -> dict[str, str]:
-    extra_patches = OBJECT_STORE_PORT_PATCH.format(port=tenant.backup.port) if tenant.backup.port else ""
+def overlay_files(overlay: Overlay) -> dict[str, str]:
+    extra_patches = OBJECT_STORE_PORT_PATCH.format(port=overlay.backup.port) if overlay.backup.port else ""
     return {
         "kustomization.yaml": KUSTOMIZATION.format(
-            namespace=tenancy.namespace(tenant.name), label=tenancy.TENANT_LABEL, name=tenant.name,
-            replicas=tenant.replicas, host=tenant.host, extra_patches=extra_patches,
+            namespace=tenancy.namespace(overlay.name), label=tenancy.TENANT_LABEL, name=overlay.name,
+            replicas=overlay.replicas, host=overlay.host, extra_patches=extra_patches,
         ),
-        "tenant.env": f"TENANT_CURRENCY={tenant.currency}\nTENANT_TIMEZONE={tenant.timezone}\n",
-        "backup.env": backup_env(tenant),
-        "local.env": f"LOCAL_PORT={port}\n",
-        "postman_environment.json": postman_environment(tenant.name, tenant.base_url),
+        "tenant.env": "".join(f"{key}={value}\n" for key, value in overlay.tenant.settings.items()),
+        "backup.env": backup_env(overlay),
+        "local.env": f"LOCAL_PORT={overlay.tenant.local_port}\n",
+        "postman_environment.json": postman_environment(overlay.name, overlay.base_url),
     }
 
 
-def check_scaling(tenant: Tenant, objects: list[dict]) -> None:
+def check_scaling(overlay: Overlay, objects: list[dict]) -> None:
     """Refuse a replica count above an autoscaler's ceiling: the base gives the autoscaler the same floor."""
     for obj in objects:
         if obj["kind"] == "HorizontalPodAutoscaler" and obj["spec"].get("minReplicas", 1) > obj["spec"]["maxReplicas"]:
             raise UsageError(
-                f"--replicas {tenant.replicas} is above the maxReplicas ({obj['spec']['maxReplicas']}) "
+                f"--replicas {overlay.replicas} is above the maxReplicas ({obj['spec']['maxReplicas']}) "
                 f"of the base's HorizontalPodAutoscaler {obj['metadata']['name']}"
             )
 
@@ -387,22 +371,22 @@ def publish(staging: Path, target: Path) -> None:
     shutil.rmtree(retired)
 
 
-def scaffold(tenant: Tenant) -> list[dict]:
+def scaffold(overlay: Overlay) -> list[dict]:
     """Write, render and validate the overlay beside tenants/NAME, then move it there; return the objects."""
-    target = tenancy.tenant_dir(tenant.name)
+    target = tenancy.tenant_dir(overlay.name)
     # Inside tenants/ so that ../../kubernetes/base resolves and the final rename is atomic.
-    staging = Path(tempfile.mkdtemp(prefix=f".onboard-{tenant.name}-", dir=tenancy.TENANTS_DIR))
+    staging = Path(tempfile.mkdtemp(prefix=f".onboard-{overlay.name}-", dir=tenancy.TENANTS_DIR))
     try:
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)
-        for file_name, text in overlay_files(tenant, local_port(tenant.name)).items():
+        for file_name, text in overlay_files(overlay).items():
             (staging / file_name).write_text(text)
         # Load the schema validator while kubectl renders: each takes about a third of the run.
         threading.Thread(target=importlib.import_module, args=("kubernetes_validate",), daemon=True).start()
         objects = tenancy.render(staging)
         tenancy.validate(objects)
-        check_scaling(tenant, objects)
+        check_scaling(overlay, objects)
         publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -475,21 +459,21 @@ def new_values(keys: list[str]) -> dict[str, str]:
     return {key: given[key] if key in given else secrets.token_urlsafe(SECRET_BYTES) for key in keys}
 
 
-def check_secret_inputs(tenant: Tenant) -> None:
+def check_secret_inputs(overlay: Overlay) -> None:
     """Before anything is written: the environment holds each value the tenant's Secret lacks and
     cannot be generated (all of them for a new Secret); StepError otherwise."""
-    present = _present_keys(tenancy.namespace(tenant.name), tenancy.SECRET_NAME)
+    present = _present_keys(tenancy.namespace(overlay.name), tenancy.SECRET_NAME)
     given_values([key for key in SECRET_KEYS if present is None or key not in present])
 
 
-def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
+def ensure_secret(overlay: Overlay) -> tuple[str, list[str]]:
     """Create the tenant's Secret with fresh random values and the given cipher pass and S3
     credentials, or give an existing one the keys it lacks.
 
     Returns what was done ("created", "completed" or "kept") and the keys written. An existing
     value is never replaced: the database was initialised with it, the repository encrypted with it.
     """
-    namespace = tenancy.namespace(tenant.name)
+    namespace = tenancy.namespace(overlay.name)
     present = _present_keys(namespace, tenancy.SECRET_NAME)
     if present is not None:
         missing = [key for key in SECRET_KEYS if key not in present]
@@ -507,7 +491,7 @@ def ensure_secret(tenant: Tenant) -> tuple[str, list[str]]:
         "metadata": {
             "name": tenancy.SECRET_NAME,
             "namespace": namespace,
-            "labels": {tenancy.TENANT_LABEL: tenant.name},
+            "labels": {tenancy.TENANT_LABEL: overlay.name},
         },
         "type": "Opaque",
         "stringData": new_values(list(SECRET_KEYS)),
@@ -560,9 +544,9 @@ def tls_files(namespace: str, server_names: tuple[str, ...] | None = None) -> di
         return {name: Path(work, name).read_text() for name in TLS_FILES}
 
 
-def ensure_tls_secret(tenant: Tenant) -> str:
+def ensure_tls_secret(overlay: Overlay) -> str:
     """Create the tenant's pgBackRest certificates (Secret pgbackrest-tls) unless it has them; "created" or "kept"."""
-    namespace = tenancy.namespace(tenant.name)
+    namespace = tenancy.namespace(overlay.name)
     present = _present_keys(namespace, TLS_SECRET_NAME)
     if present is not None:
         lacking = sorted(set(TLS_FILES) - set(present))
@@ -575,7 +559,7 @@ def ensure_tls_secret(tenant: Tenant) -> str:
     manifest = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": TLS_SECRET_NAME, "namespace": namespace, "labels": {tenancy.TENANT_LABEL: tenant.name}},
+        "metadata": {"name": TLS_SECRET_NAME, "namespace": namespace, "labels": {tenancy.TENANT_LABEL: overlay.name}},
         "type": "Opaque",
         "stringData": tls_files(namespace),
     }
@@ -597,16 +581,16 @@ def start_first_backup(namespace: str) -> None:
         raise StepError(f"starting the first pgBackRest backup failed: {result.stderr.strip()}")
 
 
-def deploy(tenant: Tenant, objects: list[dict]) -> None:
+def deploy(overlay: Overlay, objects: list[dict]) -> None:
     """Namespace, then Secrets (if absent), then the whole overlay; wait for PostgreSQL and the app;
     then the first pgBackRest backup if the Secret's backup keys are new."""
-    namespace = tenancy.namespace(tenant.name)
+    namespace = tenancy.namespace(overlay.name)
     namespaces = [obj for obj in objects if obj["kind"] == "Namespace"]
     if not namespaces:
         raise StepError(f"the overlay renders no Namespace {namespace} to hold the Secret")
     # The Secret needs its namespace, created with the labels of the base (pod security) first.
     tenancy.kubectl("apply", "--filename", "-", stdin=json.dumps(namespaces[0]))
-    done, keys = ensure_secret(tenant)
+    done, keys = ensure_secret(overlay)
     described = ", ".join(f"{key} (from {GIVEN_KEYS[key]})" if key in GIVEN_KEYS else key for key in keys)
     if done == "created":
         print(f"created Secret {tenancy.SECRET_NAME} in {namespace} ({described}; the others random)", flush=True)
@@ -617,68 +601,69 @@ def deploy(tenant: Tenant, objects: list[dict]) -> None:
         print(f"kept the existing Secret {tenancy.SECRET_NAME} in {namespace}", flush=True)
     if CIPHER_PASS_KEY not in keys and os.environ.get(CIPHER_PASS_VARIABLE):
         print(f"{CIPHER_PASS_VARIABLE} was not used: the Secret's {CIPHER_PASS_KEY} is never replaced", flush=True)
-    if ensure_tls_secret(tenant) == "created":
+    if ensure_tls_secret(overlay) == "created":
         print(f"created Secret {TLS_SECRET_NAME} in {namespace} (pgBackRest's CA, server and client certificates)",
               flush=True)
     else:
         print(f"kept the existing Secret {TLS_SECRET_NAME} in {namespace}", flush=True)
-    tenancy.kubectl("apply", "--kustomize", str(tenancy.tenant_dir(tenant.name)))
+    tenancy.kubectl("apply", "--kustomize", str(tenancy.tenant_dir(overlay.name)))
     for workload in ("statefulset/postgres", "deployment/finance-api"):
         tenancy.kubectl("rollout", "status", workload, "--namespace", namespace, f"--timeout={ROLLOUT_TIMEOUT}")
     if CIPHER_PASS_KEY in keys:
         start_first_backup(namespace)
 
 
-def report_written(tenant: Tenant, object_count: int) -> None:
-    print(tenant.base_url)
-    print(f"wrote tenants/{tenant.name}/: {', '.join(FILES)}")
+def report_written(overlay: Overlay, object_count: int) -> None:
+    print(overlay.base_url)
+    print(f"wrote tenants/{overlay.name}/: {', '.join(FILES)}")
     print(f"rendered {object_count} objects, valid against the Kubernetes {tenancy.KUBERNETES_VERSION} schemas")
 
 
-def report_next_steps(tenant: Tenant, applied: bool) -> None:
-    relative = f"tenants/{tenant.name}"
+def report_next_steps(overlay: Overlay, applied: bool) -> None:
+    relative = f"tenants/{overlay.name}"
     if applied:
-        print(f"deployed to namespace {tenancy.namespace(tenant.name)}; both rollouts are complete")
+        print(f"deployed to namespace {tenancy.namespace(overlay.name)}; both rollouts are complete")
         print(f"next: commit {relative}/ so the deploy workflow keeps applying it")
         return
+    settings = overlay.tenant.settings
     again = (
-        f"scripts/onboard-tenant {tenant.name} --host {tenant.host} --currency {tenant.currency} "
-        f"--timezone {tenant.timezone} --replicas {tenant.replicas} --apply --force"
+        f"scripts/onboard-tenant {overlay.name} --host {overlay.host} --currency {settings['TENANT_CURRENCY']} "
+        f"--timezone {settings['TENANT_TIMEZONE']} --replicas {overlay.replicas} --apply --force"
     )
     print("next steps:")
     print(f"  deploy: {' '.join(f'{variable}=...' for variable in GIVEN_KEYS.values())} {again}")
     print("          (creates its Secrets if absent, applies the overlay, waits for both rollouts,")
-    print(f"          starts the first backup into s3://{tenant.backup.bucket}{tenant.repository_path})")
-    print(f"  local:  make run   (serves {tenant.name} at http://127.0.0.1:{local_port(tenant.name)})")
+    print(f"          starts the first backup into s3://{overlay.backup.bucket}{overlay.repository_path})")
+    print(f"  local:  make run   (serves {overlay.name} at http://127.0.0.1:{overlay.tenant.local_port})")
     print(f"  commit: git add {relative}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        tenant = check_inputs(args)
+        overlay = check_inputs(args)
         if args.apply:
             if refused := short_cipher_pass():
                 raise UsageError(refused)
-            check_secret_inputs(tenant)
-        objects = scaffold(tenant)
+            check_secret_inputs(overlay)
+        objects = scaffold(overlay)
     except UsageError as error:
         print(f"onboard-tenant: error: {error}", file=sys.stderr)
         return 2
     except StepError as error:
         print(f"onboard-tenant: {error}; nothing was written", file=sys.stderr)
         return 1
-    report_written(tenant, len(objects))
+    report_written(overlay, len(objects))
     if args.apply:
         sys.stdout.flush()  # before kubectl's own output
         try:
-            deploy(tenant, objects)
+            deploy(overlay, objects)
         except StepError as error:
             print(f"onboard-tenant: {error}", file=sys.stderr)
-            retry = f"the overlay is in tenants/{tenant.name}; fix the cause and re-run with --apply --force"
+            retry = f"the overlay is in tenants/{overlay.name}; fix the cause and re-run with --apply --force"
             print(retry, file=sys.stderr)
             return 1
-    report_next_steps(tenant, args.apply)
+    report_next_steps(overlay, args.apply)
     return 0
 
 

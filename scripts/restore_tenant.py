@@ -57,21 +57,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import tenancy
 from pgbackrest_info import Backup, backups_of, listing, newest_ended_by
+from tenancy import StepError, kubectl_output
 
-NAMESPACE_PREFIX = "finance-"
-MAX_NAME = 63 - len(NAMESPACE_PREFIX)
-# A DNS label that still fits a namespace name (63 characters at most) once prefixed.
-TENANT_NAME = re.compile(rf"^[a-z0-9]([a-z0-9-]{{0,{MAX_NAME - 2}}}[a-z0-9])?$")
 BACKUP_NAME = re.compile(r"^finance-\d{8}T\d{6}Z\.dump$")
 BACKUP_DIR = "/backups"
 RESTORE_PATH = "/tmp/restore.dump"  # an emptyDir of the postgres pod  # noqa: S108
 POSTGRES_POD = "postgres-0"
 WAIT = "300s"  # for kubectl wait and rollout status
-
-
-class Failed(Exception):
-    """A step against the cluster failed; the message says which."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -99,11 +93,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--to-time, --latest and --drill take no BACKUP_FILE (that is a pg_dump file)")
     if args.local and (args.backup or args.list_dumps or not (args.list or point_in_time)):
         parser.error("--local takes exactly one of --list, --to-time, --latest, --drill, and no BACKUP_FILE")
-    if not TENANT_NAME.match(args.name):
-        parser.error(
-            f"invalid tenant name {args.name!r}: lowercase letters, digits and '-', "
-            f"at most {MAX_NAME} characters, starting and ending with a letter or digit"
-        )
+    try:
+        tenancy.check_name(args.name)
+    except tenancy.UsageError as error:
+        parser.error(str(error))
     if (args.list or args.list_dumps) and args.backup:
         parser.error("--list and --list-dumps take no BACKUP_FILE")
     if args.backup and not BACKUP_NAME.match(args.backup) and not Path(args.backup).is_file():
@@ -122,16 +115,6 @@ def instant(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no offset: add Z (UTC) or +hh:mm")
     return value
-
-
-def kubectl(*args: str, stdin=None, input: str | None = None) -> str:  # noqa: A002 - subprocess's name
-    """Run kubectl; return its output, or raise Failed with its last error line."""
-    result = subprocess.run(["kubectl", *args], stdin=stdin, input=input, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = (result.stderr or "").strip().splitlines()
-        detail = lines[-1] if lines else f"exit code {result.returncode}"
-        raise Failed(f"kubectl {' '.join(args[:4])} failed: {detail}")
-    return result.stdout or ""
 
 
 def pod_security(**extra) -> dict:
@@ -189,34 +172,36 @@ class BackupReader:
         self.name = f"backup-reader-{secrets.token_hex(3)}"
 
     def __enter__(self) -> BackupReader:
-        image = kubectl(
+        image = kubectl_output(
             "-n", self.namespace, "get", "statefulset", "postgres",
             "-o", "jsonpath={.spec.template.spec.containers[0].image}",
         ).strip()
         manifest = json.dumps(reader_pod_manifest(self.name, image))
-        kubectl("-n", self.namespace, "apply", "-f", "-", input=manifest)
+        kubectl_output("-n", self.namespace, "apply", "-f", "-", stdin=manifest)
         try:
-            kubectl("-n", self.namespace, "wait", "--for=condition=Ready", f"pod/{self.name}", f"--timeout={WAIT}")
-        except Failed as exc:
+            kubectl_output(
+                "-n", self.namespace, "wait", "--for=condition=Ready", f"pod/{self.name}", f"--timeout={WAIT}"
+            )
+        except StepError as exc:
             self.__exit__()
-            raise Failed(f"{exc} (is a backup job holding the volume on another node?)") from None
+            raise StepError(f"{exc} (is a backup job holding the volume on another node?)") from None
         return self
 
     def __exit__(self, *exc_info) -> None:
-        subprocess.run(
-            ["kubectl", "-n", self.namespace, "delete", "pod", self.name, "--wait=false", "--ignore-not-found"],
-            capture_output=True, check=False,
+        tenancy.kubectl(
+            "-n", self.namespace, "delete", "pod", self.name, "--wait=false", "--ignore-not-found",
+            capture=True, check=False,
         )
 
     def backups(self) -> list[str]:
         """Dump names in the volume, newest first."""
-        listing = kubectl("-n", self.namespace, "exec", self.name, "--", "ls", "-1", BACKUP_DIR)
+        listing = kubectl_output("-n", self.namespace, "exec", self.name, "--", "ls", "-1", BACKUP_DIR)
         return sorted((line for line in listing.split() if BACKUP_NAME.match(line)), reverse=True)
 
     def copy_to_postgres(self, backup: str) -> None:
         """Stream a dump from the volume into the postgres pod, without a local copy."""
         source = subprocess.Popen(
-            ["kubectl", "-n", self.namespace, "exec", self.name, "--", "cat", f"{BACKUP_DIR}/{backup}"],
+            tenancy.kubectl_command("-n", self.namespace, "exec", self.name, "--", "cat", f"{BACKUP_DIR}/{backup}"),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         try:
@@ -224,11 +209,11 @@ class BackupReader:
         finally:
             source.stdout.close()
             if source.wait() != 0:
-                raise Failed(f"reading {backup} failed: {source.stderr.read().decode().strip()}")
+                raise StepError(f"reading {backup} failed: {source.stderr.read().decode().strip()}")
 
 
 def upload(namespace: str, stream) -> None:
-    kubectl(
+    kubectl_output(
         "-n", namespace, "exec", "-i", POSTGRES_POD, "-c", "postgres", "--",
         "sh", "-c", f"cat > {RESTORE_PATH}", stdin=stream,
     )
@@ -267,7 +252,7 @@ exit $status
 
 def restore(namespace: str) -> None:
     """Replace the database with the uploaded dump, all or nothing, then remove the dump."""
-    kubectl(
+    kubectl_output(
         "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
         "sh", "-c", RESTORE_SCRIPT, "restore", RESTORE_PATH,
     )
@@ -287,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.local:
         return local_main(args)
-    namespace = NAMESPACE_PREFIX + args.name
-    if not shutil.which("kubectl"):
+    namespace = tenancy.namespace(args.name)
+    if not shutil.which(tenancy.kubectl_command()[0]):
         print("restore-tenant: kubectl not found on PATH (install it, select the cluster's context)", file=sys.stderr)
         return 1
     asks = not (args.list or args.list_dumps or args.drill)
@@ -296,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         print("restore-tenant: no terminal to confirm on; pass --yes to restore anyway", file=sys.stderr)
         return 2
     try:
-        kubectl("get", "namespace", namespace, "-o", "name")
+        kubectl_output("get", "namespace", namespace, "-o", "name")
         if args.list:
             print(list_pitr_backups(args.name, namespace))
             return 0
@@ -318,17 +303,17 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(backups) if backups else f"{args.name}: no dumps yet")
                 return 0
             if not backups:
-                raise Failed(f"no backups in {namespace}'s postgres-backups volume")
+                raise StepError(f"no backups in {namespace}'s postgres-backups volume")
             backup = args.backup or backups[0]
             if backup not in backups:
-                raise Failed(f"{backup} is not in {namespace}'s backups; see --list")
+                raise StepError(f"{backup} is not in {namespace}'s backups; see --list")
             if not args.yes and not confirm(args.name, f"namespace {namespace}", backup):
                 print("restore-tenant: not confirmed; nothing changed", file=sys.stderr)
                 return 1
             with_api_stopped(namespace, lambda: reader.copy_to_postgres(backup))
         print(f"{args.name}: restored from {backup}")
         return 0
-    except Failed as exc:
+    except StepError as exc:
         print(f"restore-tenant: {exc}", file=sys.stderr)
         return 1
 
@@ -371,25 +356,26 @@ def _upload_file(namespace: str, path: Path) -> None:
 def with_api_stopped(namespace: str, copy_dump) -> None:
     """Copy the dump in, stop the API, restore, and bring the API back even if the restore failed."""
     copy_dump()
-    replicas = kubectl(
+    replicas = kubectl_output(
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
     # At 0 replicas the autoscaler leaves the Deployment alone until it is scaled back.
-    kubectl("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
+    kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
     try:
         wait_until_api_stopped(namespace)
         restore(namespace)
     finally:
-        kubectl("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
-    kubectl("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
+        kubectl_output("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+    kubectl_output("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
 
 
 def wait_until_api_stopped(namespace: str, timeout: float = 300) -> None:
     """Wait until no API pod is left, so no connection holds a lock pg_restore needs."""
     deadline = time.monotonic() + timeout
-    while kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name=finance-api", "-o", "name").strip():
+    api_pods = ("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name=finance-api", "-o", "name")
+    while kubectl_output(*api_pods).strip():
         if time.monotonic() > deadline:
-            raise Failed(f"finance-api pods still running after {timeout:.0f} s")
+            raise StepError(f"finance-api pods still running after {timeout:.0f} s")
         time.sleep(2)
 
 
@@ -411,13 +397,13 @@ ROW_COUNTS_SQL = (
 )
 
 
-class Refused(Failed):
+class Refused(StepError):
     """The restore cannot be done as asked; nothing was changed."""
 
 
 def psql(namespace: str, sql_text: str, database: str = "postgres") -> str:
     """One statement as the superuser, through the postgres container's socket (trusted there)."""
-    return kubectl(
+    return kubectl_output(
         "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
         "psql", "--no-psqlrc", "--username=postgres", f"--dbname={database}", "--tuples-only", "--no-align",
         "--set=ON_ERROR_STOP=1", f"--command={sql_text}",
@@ -426,14 +412,14 @@ def psql(namespace: str, sql_text: str, database: str = "postgres") -> str:
 
 def repository_info(namespace: str) -> dict:
     """The stanza as `pgbackrest info --output=json` in the postgres container sees it ({} if none)."""
-    output = kubectl(
+    output = kubectl_output(
         "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
         "pgbackrest", "--log-level-console=off", "info", "--output=json",
     )
     try:
         stanzas = json.loads(output or "[]")
     except json.JSONDecodeError:
-        raise Failed(f"pgbackrest info in {namespace}/{POSTGRES_POD} did not print JSON: {output[:200]!r}") from None
+        raise StepError(f"pgbackrest info in {namespace}/{POSTGRES_POD} did not print JSON: {output[:200]!r}") from None
     return stanzas[0] if stanzas else {}
 
 
@@ -535,7 +521,7 @@ def wait_for_job(namespace: str, name: str, timeout: float = JOB_TIMEOUT_SECONDS
     """Wait until the Job completes (True) or fails (False)."""
     deadline = time.monotonic() + timeout
     while True:
-        conditions = kubectl(
+        conditions = kubectl_output(
             "-n", namespace, "get", "job", name, "-o", 'jsonpath={.status.conditions[?(@.status=="True")].type}'
         ).split()
         if "Complete" in conditions:
@@ -543,15 +529,12 @@ def wait_for_job(namespace: str, name: str, timeout: float = JOB_TIMEOUT_SECONDS
         if "Failed" in conditions:
             return False
         if time.monotonic() > deadline:
-            raise Failed(f"job {name} did not finish within {timeout:.0f} s")
+            raise StepError(f"job {name} did not finish within {timeout:.0f} s")
         time.sleep(POLL_SECONDS)
 
 
 def job_log(namespace: str, name: str, container: str) -> str:
-    result = subprocess.run(
-        ["kubectl", "-n", namespace, "logs", f"job/{name}", "-c", container],
-        capture_output=True, text=True, check=False,
-    )
+    result = tenancy.kubectl("-n", namespace, "logs", f"job/{name}", "-c", container, capture=True, check=False)
     return (result.stdout or "") + (result.stderr or "")
 
 
@@ -562,18 +545,18 @@ def pgdata_job_name(mode: str) -> str:
 def run_pgdata_job(namespace: str, statefulset: dict, mode: str, name: str, options: list[str] = ()) -> None:
     """restore_pgdata.sh MODE in the Job NAME on the database's volume; its log goes to stderr."""
     manifest = restore_job_manifest(name, statefulset, mode, list(options))
-    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(manifest))
+    kubectl_output("-n", namespace, "apply", "-f", "-", stdin=json.dumps(manifest))
     succeeded = wait_for_job(namespace, name)
     print(job_log(namespace, name, "restore").rstrip(), file=sys.stderr)
     if not succeeded:
-        raise Failed(f"job {name} ({mode}) failed")
+        raise StepError(f"job {name} ({mode}) failed")
 
 
 def scale_postgres(namespace: str, replicas: int) -> None:
-    kubectl("-n", namespace, "scale", "statefulset", "postgres", f"--replicas={replicas}")
+    kubectl_output("-n", namespace, "scale", "statefulset", "postgres", f"--replicas={replicas}")
     if replicas == 0:
         # The volume is free for a Job once the pod is gone (ReadWriteOnce).
-        kubectl("-n", namespace, "wait", "--for=delete", f"pod/{POSTGRES_POD}", f"--timeout={WAIT}")
+        kubectl_output("-n", namespace, "wait", "--for=delete", f"pod/{POSTGRES_POD}", f"--timeout={WAIT}")
 
 
 def archive_up_to_now(namespace: str) -> None:
@@ -581,7 +564,7 @@ def archive_up_to_now(namespace: str) -> None:
     that commits now (a time target needs a commit after it to stop at), then `pgbackrest check`,
     which switches the WAL segment and waits until it is archived."""
     psql(namespace, "SELECT txid_current()")
-    kubectl(
+    kubectl_output(
         "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
         "pgbackrest", "--pg1-socket-path=/var/run/postgresql", "check",
     )
@@ -589,28 +572,28 @@ def archive_up_to_now(namespace: str) -> None:
 
 def wait_promoted(namespace: str, timeout: float = RECOVERY_TIMEOUT_SECONDS) -> None:
     """Wait until the restored server has replayed the archive to its target and been promoted;
-    Failed when its container restarts (a target the archive does not reach stops the server)."""
+    StepError when its container restarts (a target the archive does not reach stops the server)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             if psql(namespace, "SELECT pg_is_in_recovery()") == "f":
                 return
-        except Failed:
+        except StepError:
             pass  # not started yet, or replaying without connections
         try:
-            restarts = kubectl(
+            restarts = kubectl_output(
                 "-n", namespace, "get", "pod", POSTGRES_POD, "-o",
                 'jsonpath={.status.containerStatuses[?(@.name=="postgres")].restartCount}',
             ).strip()
-        except Failed:
+        except StepError:
             restarts = ""  # the pod is being created
         if restarts not in ("", "0"):
-            raise Failed(
+            raise StepError(
                 "the restored server stopped during recovery"
                 f" (kubectl -n {namespace} logs {POSTGRES_POD} -c postgres --previous says why)"
             )
         if time.monotonic() > deadline:
-            raise Failed(f"the restored server was not promoted within {timeout:.0f} s")
+            raise StepError(f"the restored server was not promoted within {timeout:.0f} s")
         time.sleep(POLL_SECONDS)
 
 
@@ -625,7 +608,7 @@ def restored_report(namespace: str, name: str, backup: Backup, to_time: datetime
     ])
 
 
-class Stranded(Failed):
+class Stranded(StepError):
     """The restore failed, and putting the replaced data directory back failed too: PostgreSQL and
     the API are left stopped; the message says what is on the volume and what to do by hand."""
 
@@ -642,7 +625,7 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
     # A database that is not the archive's (a lost volume re-initialised by the image, a new
     # cluster) has nothing to archive into this repository, and pgBackRest would refuse its WAL.
     archived = running_is_the_archives(namespace, info)
-    statefulset = json.loads(kubectl("-n", namespace, "get", "statefulset", "postgres", "-o", "json"))
+    statefulset = json.loads(kubectl_output("-n", namespace, "get", "statefulset", "postgres", "-o", "json"))
     source = f"its state at {args.to_time.isoformat()}" if args.to_time else "its newest archived state"
     if not archived:
         print(
@@ -659,18 +642,18 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
         ["--type=time", f"--target={args.to_time.isoformat(sep=' ')}", "--target-action=promote"]
         if args.to_time else []
     )
-    replicas = kubectl(
+    replicas = kubectl_output(
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
-    kubectl("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
+    kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
     stranded = False
     try:
         wait_until_api_stopped(namespace)
         if archived:
             try:
                 archive_up_to_now(namespace)
-            except Failed as exc:
-                raise Failed(f"archiving the last changes failed ({exc}); nothing changed") from None
+            except StepError as exc:
+                raise StepError(f"archiving the last changes failed ({exc}); nothing changed") from None
         report = replace_data(namespace, statefulset, [*target, f"--set={backup.label}"],
                               lambda: restored_report(namespace, args.name, backup, args.to_time))
     except Stranded as exc:
@@ -683,14 +666,14 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
             file=sys.stderr,
         )
         return 1
-    except Failed as exc:
+    except StepError as exc:
         print(f"restore-tenant: {exc}", file=sys.stderr)
         return 1
     finally:
         if not stranded:
-            kubectl("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+            kubectl_output("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
     report += "\n" + start_full_backup(namespace)
-    kubectl("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
+    kubectl_output("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
     print(report)
     return 0
 
@@ -702,8 +685,8 @@ def start_full_backup(namespace: str) -> str:
     name = f"postgres-backup-full-manual-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     how = f"kubectl -n {namespace} create job --from=cronjob/postgres-backup-full {name}"
     try:
-        kubectl("-n", namespace, "create", "job", name, "--from=cronjob/postgres-backup-full")
-    except Failed as exc:
+        kubectl_output("-n", namespace, "create", "job", name, "--from=cronjob/postgres-backup-full")
+    except StepError as exc:
         print(f"restore-tenant: WARNING: starting a full backup failed ({exc}); start one: {how}", file=sys.stderr)
         return (
             f"  full backup: NOT started ({exc}); start one now ({how}): until a backup of the restored"
@@ -725,45 +708,45 @@ def replace_data(namespace: str, statefulset: dict, options: list[str], report) 
         run_pgdata_job(namespace, statefulset, "restore", restore_job, options)
         scale_postgres(namespace, 1)
         wait_promoted(namespace)
-    except Failed as exc:
+    except StepError as exc:
         # Before its promotion the restored server has written nothing into the repository, so the
         # old data directory can take over again as if nothing happened.
         rollback_job = pgdata_job_name("rollback")
         try:
             scale_postgres(namespace, 0)
             # The restore Job's pod may still run (its wait gave up): never two Jobs on the volume.
-            kubectl(
+            kubectl_output(
                 "-n", namespace, "delete", "job", restore_job, "--ignore-not-found", "--wait=true",
                 "--cascade=foreground", f"--timeout={WAIT}",
             )
             run_pgdata_job(namespace, statefulset, "rollback", rollback_job)
-        except Failed as rollback_failed:
+        except StepError as rollback_failed:
             raise Stranded(stranded_message(namespace, statefulset, exc, rollback_failed, rollback_job)) from None
-        kubectl("-n", namespace, "scale", "statefulset", "postgres", "--replicas=1")
+        kubectl_output("-n", namespace, "scale", "statefulset", "postgres", "--replicas=1")
         try:
-            kubectl("-n", namespace, "rollout", "status", "statefulset/postgres", f"--timeout={WAIT}")
-        except Failed as not_ready:
-            raise Failed(f"restore failed: {exc}; the old data directory is back, but {not_ready}") from None
-        raise Failed(f"restore failed: {exc}; the database is as it was") from None
+            kubectl_output("-n", namespace, "rollout", "status", "statefulset/postgres", f"--timeout={WAIT}")
+        except StepError as not_ready:
+            raise StepError(f"restore failed: {exc}; the old data directory is back, but {not_ready}") from None
+        raise StepError(f"restore failed: {exc}; the database is as it was") from None
     # Promoted: a new timeline is in the repository from here on, and the old directory's history
     # goes another way, so it is not put back after this point. Promotion started a spread
     # checkpoint, and until it ends archive_timeout switches no segment (docs/operations.md):
     # finish it now, then drop the replaced directory.
     try:
         psql(namespace, "CHECKPOINT")
-        kubectl(
+        kubectl_output(
             "-n", namespace, "exec", POSTGRES_POD, "-c", "postgres", "--",
             "sh", "-c", PGDATA_SCRIPT.read_text(), "restore_pgdata.sh", "commit",
         )
         return report()
-    except Failed as exc:
-        raise Failed(
+    except StepError as exc:
+        raise StepError(
             f"restored and promoted, but then {exc}: run CHECKPOINT in {POSTGRES_POD}, then remove"
             " pgdata.replaced beside pgdata"
         ) from None
 
 
-def stranded_message(namespace: str, statefulset: dict, failed: Failed, rollback_failed: Failed, job: str) -> str:
+def stranded_message(namespace: str, statefulset: dict, failed: StepError, rollback_failed: StepError, job: str) -> str:
     """What is on the volume after a failed rollback, and how to put the old data back by hand."""
     postgres = next(c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "postgres")
     pgdata = next((e.get("value") for e in postgres.get("env", []) if e["name"] == "PGDATA"), None) or (
@@ -793,7 +776,7 @@ def stranded_message(namespace: str, statefulset: dict, failed: Failed, rollback
 def drill(namespace: str) -> int:
     """--drill: a Job from the restore-drill CronJob, waited for; its log and its verdict."""
     name = f"restore-drill-manual-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-    kubectl("-n", namespace, "create", "job", name, "--from=cronjob/restore-drill")
+    kubectl_output("-n", namespace, "create", "job", name, "--from=cronjob/restore-drill")
     passed = wait_for_job(namespace, name)
     print(job_log(namespace, name, "restore-drill").rstrip())
     if not passed:

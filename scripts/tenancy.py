@@ -1,21 +1,28 @@
-"""What onboard-tenant and offboard-tenant share: tenant names, rendering, validation, kubectl.
+"""What every script knows of tenants: names, namespaces, the files of tenants/NAME, kubectl.
 
-A tenant NAME lives in the namespace `finance-NAME` and has an overlay in `tenants/NAME/`.
-Every call to the cluster goes through `kubectl()`, which runs `$KUBECTL` (default `kubectl`),
-so the tests can record the commands with a stand-in executable.
+A tenant NAME lives in the namespace `finance-NAME` and has an overlay in `tenants/NAME/`, whose
+env files (tenant.env: its settings, local.env: its port for `make run`, backup.env: its pgBackRest
+repository) are read with `read_env_file`. Every call to a cluster goes through `kubectl()`, which
+runs `$KUBECTL` (default `kubectl`), so the tests can record the commands with a stand-in executable.
+Only the standard library is imported up front: restore-tenant's Kubernetes path needs nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import os
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANTS_DIR = ROOT / "tenants"
+# The port `make run` serves the first tenant on; the others take the next ones (local.env).
+FIRST_LOCAL_PORT = 8001
 
 NAMESPACE_PREFIX = "finance-"
 TENANT_LABEL = "finance.example.com/tenant"
@@ -49,8 +56,8 @@ def check_name(name: str) -> str:
     """Return the tenant name if it is usable, else raise UsageError saying why."""
     if not DNS_LABEL.match(name) or len(name) > MAX_NAME_LENGTH:
         raise UsageError(
-            f"tenant name must be a DNS label of at most {MAX_NAME_LENGTH} characters "
-            f"(lowercase letters, digits and '-', starting and ending with a letter or digit), got {name!r}"
+            f"invalid tenant name {name!r}: it must be a DNS label of at most {MAX_NAME_LENGTH} characters "
+            "(lowercase letters, digits and '-', starting and ending with a letter or digit)"
         )
     if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
         raise UsageError(f"tenant name {name!r} is reserved; choose another")
@@ -70,19 +77,74 @@ def tenant_dirs() -> list[Path]:
     return sorted(path for path in TENANTS_DIR.iterdir() if path.is_dir() and not path.name.startswith("."))
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=VALUE pairs of an env file ({} when there is none), as written: no ${...} expansion."""
+    if not path.exists():
+        return {}
+    import dotenv  # the venv's python-dotenv: imported here, so restore-tenant's Kubernetes path runs without it
+
+    return {key: value for key, value in dotenv.dotenv_values(path, interpolate=False).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant as tenants/NAME describes it: its settings (tenant.env) and its port for `make run`
+    (local.env's LOCAL_PORT, None when it has none)."""
+
+    name: str
+    settings: dict[str, str]
+    local_port: int | None = None
+
+
+def discover_tenants() -> list[Tenant]:
+    """Every tenant folder with a tenant.env, in name order."""
+    tenants = []
+    for directory in tenant_dirs():
+        if (directory / "tenant.env").is_file():
+            port = read_env_file(directory / "local.env").get("LOCAL_PORT")
+            tenants.append(Tenant(directory.name, read_env_file(directory / "tenant.env"), int(port) if port else None))
+    return tenants
+
+
+def local_ports(*new_names: str) -> dict[str, int]:
+    """Each tenant's port for `make run` (and of `new_names`, tenants about to be written): its
+    LOCAL_PORT, else the next port past every one taken, in name order."""
+    tenants = discover_tenants()
+    ports = {tenant.name: tenant.local_port for tenant in tenants if tenant.local_port}
+    next_port = max([FIRST_LOCAL_PORT - 1, *ports.values()]) + 1
+    for name in [*(tenant.name for tenant in tenants), *new_names]:
+        if name not in ports:
+            ports[name], next_port = next_port, next_port + 1
+    return ports
+
+
+def kubectl_command(*args: str) -> list[str]:
+    """The command line that runs kubectl (`$KUBECTL`, default `kubectl`) with these arguments."""
+    return [os.environ.get("KUBECTL", "kubectl"), *args]
+
+
 def kubectl(
-    *args: str, stdin: str | None = None, capture: bool = False, check: bool = True
+    *args: str, stdin: str | IO | None = None, capture: bool = False, check: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run kubectl with these arguments; raise StepError when it fails and check is set."""
-    command = [os.environ.get("KUBECTL", "kubectl"), *args]
+    """Run kubectl with these arguments, `stdin` (a text, or a file to read) as its input; raise
+    StepError, naming the command and kubectl's last error line, when it fails and check is set."""
+    command = kubectl_command(*args)
+    feed = {"stdin": stdin} if stdin is not None and not isinstance(stdin, str) else {"input": stdin}
     try:
-        result = subprocess.run(command, input=stdin, capture_output=capture, text=True, check=False)
+        result = subprocess.run(command, **feed, capture_output=capture, text=True, check=False)
     except FileNotFoundError:
         raise StepError(f"{command[0]} not found: install kubectl 1.32 or newer, or set KUBECTL") from None
     if check and result.returncode != 0:
-        detail = f": {result.stderr.strip()}" if capture and result.stderr.strip() else ""
-        raise StepError(f"`kubectl {' '.join(args)}` failed with exit code {result.returncode}{detail}")
+        # The command up to what runs in a container (a script, SQL): enough to say which step it was.
+        shown = " ".join(itertools.takewhile(lambda arg: arg != "--" and "\n" not in arg, args))
+        errors = (result.stderr or "").strip().splitlines()
+        raise StepError(f"kubectl {shown} failed: {errors[-1] if errors else f'exit code {result.returncode}'}")
     return result
+
+
+def kubectl_output(*args: str, stdin: str | IO | None = None) -> str:
+    """What kubectl prints with these arguments; StepError when it fails."""
+    return kubectl(*args, stdin=stdin, capture=True).stdout or ""
 
 
 def render(directory: Path) -> list[dict]:

@@ -6,11 +6,11 @@ the rendered objects. No cluster is needed, but kubectl is.
 
 from __future__ import annotations
 
-import ast
 import itertools
 import math
 import os
 import re
+import runpy
 import shutil
 import subprocess
 from collections import Counter
@@ -25,6 +25,7 @@ import onboard_tenant
 import pytest
 import restore_tenant
 import yaml
+from tenancy import read_env_file
 
 from service.metrics import DEFAULT_METRICS_PORT, METRICS_PATH
 from tests.utils.sizes import largest_export_bytes, nginx_size
@@ -301,17 +302,8 @@ def pod_resources(pod_spec: dict, kind: str, resource: str) -> Decimal:
 
 
 def graceful_timeout() -> int:
-    """gunicorn's graceful_timeout, read from its config file (importing it would validate the env)."""
-    tree = ast.parse((ROOT / "service" / "gunicorn.conf.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "graceful_timeout" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError("graceful_timeout not found in service/gunicorn.conf.py")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
+    """gunicorn's graceful_timeout, from its config file (loading it only reads settings)."""
+    return runpy.run_path(str(ROOT / "service" / "gunicorn.conf.py"))["graceful_timeout"]
 
 
 # --- the overlays -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import httpx
 import local_restore
 import localstack
 import pytest
+import tenancy
 
 from tests.conftest import ROOT
 from tests.utils import check_totals, login, register
@@ -39,7 +40,7 @@ def local(tmp_path_factory) -> Iterator[str]:
     (tenants / TENANT / "local.env").write_text(f"LOCAL_PORT={app_port}\n")
     (tenants / TENANT / "backup.env").write_text(f"PGBACKREST_REPO1_RETENTION_FULL={RETENTION_DAYS}\n")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(localstack, "TENANTS_DIR", tenants)
+        patch.setattr(tenancy, "TENANTS_DIR", tenants)
         patch.setattr(dev, "STATE", directory / "state")
         patch.setattr(dev, "PG_PORT", localstack.free_port() - (app_port - dev.FIRST_APP_PORT))
         try:

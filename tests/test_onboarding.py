@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import kubernetes_validate
-import localstack
 import pytest
 import tenancy
 import yaml
@@ -221,7 +220,7 @@ def test_demo_overlays_are_exactly_what_onboarding_writes(repo):
     for name in ("tenant1", "tenant2"):
         files = ("kustomization.yaml", "backup.env")
         committed = {file: (ROOT / "tenants" / name / file).read_text() for file in files}
-        settings = localstack.read_env_file(ROOT / "tenants" / name / "tenant.env")
+        settings = tenancy.read_env_file(ROOT / "tenants" / name / "tenant.env")
         result = onboard(
             repo, name, "--host", f"{name}.finance.example.com", "--currency", settings["TENANT_CURRENCY"],
             "--timezone", settings["TENANT_TIMEZONE"], "--force",
@@ -276,8 +275,8 @@ def test_default_object_store_follows_the_region_on_https(repo):
 
 def test_local_run_picks_up_the_new_tenant(repo, monkeypatch):
     assert onboard(repo, "acme", "--host", HOST, "--currency", "jpy", "--timezone", "Asia/Tokyo").returncode == 0
-    monkeypatch.setattr(localstack, "TENANTS_DIR", repo / "tenants")
-    tenants = {tenant.name: tenant for tenant in localstack.discover_tenants()}
+    monkeypatch.setattr(tenancy, "TENANTS_DIR", repo / "tenants")
+    tenants = {tenant.name: tenant for tenant in tenancy.discover_tenants()}
     assert set(tenants) == {"acme", "tenant1", "tenant2"}
     demo_ports = {tenants["tenant1"].local_port, tenants["tenant2"].local_port}
     assert tenants["acme"].local_port == max(demo_ports) + 1
