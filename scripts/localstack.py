@@ -311,22 +311,12 @@ class Cluster(_Databases):
     bin_dir: Path = field(default_factory=postgres_bin_dir)
     archive: Archive | None = None
 
-    @property
-    def data_dir(self) -> Path:
-        return self.directory / "data"
-
-    @property
-    def socket_dir(self) -> Path:
-        return self.directory / "socket"
-
-    @property
-    def log_file(self) -> Path:
-        return self.directory / "postgresql.log"
-
-    @property
-    def replaced_dir(self) -> Path:
-        """Where Archive.restore keeps the data directory it replaces until the restore is done."""
-        return self.directory / "data.replaced"
+    def __post_init__(self) -> None:
+        self.data_dir = self.directory / "data"
+        self.socket_dir = self.directory / "socket"
+        self.log_file = self.directory / "postgresql.log"
+        # Where Archive.restore keeps the data directory it replaces until the restore is done.
+        self.replaced_dir = self.directory / "data.replaced"
 
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = _as_db_owner([str(self.bin_dir / tool), *args])
