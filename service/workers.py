@@ -3,41 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import re
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gunicorn import util
-from gunicorn.http import wsgi
 from gunicorn.workers.sync import SyncWorker
-
-# What gunicorn's refusals say, by status: a fixed sentence, never the bytes the client sent.
-_REFUSALS = {
-    400: "The request is not valid HTTP.",
-    403: "The request is refused.",
-    414: "The request line is longer than the server accepts.",
-    417: "The Expect header is not supported.",
-    431: "The request headers are larger than the server accepts.",
-    501: "The request's transfer coding is not supported.",
-}
-
-
-def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's answer to a request it cannot parse (an over-long request line, broken headers),
-    in the service's JSON error envelope instead of gunicorn's HTML page, with the headers every
-    answer of the app carries. Same signature as gunicorn.util.write_error, which
-    service/gunicorn.conf.py replaces with it. `mesg` quotes the client's bytes: it is not sent."""
-    code = re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_") or "bad_request"
-    message = _REFUSALS.get(status_int, "The server could not handle the request.")
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\nServer: {wsgi.SERVER}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
-        f"X-Request-ID: {uuid.uuid4().hex}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class _Closed:
