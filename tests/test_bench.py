@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import bench  # scripts/ is on the path (conftest)
 import pytest
+from benchmark import load, procfs, profiling, report, scenarios, seed  # scripts/ is on the path (conftest)
 
-from service.schemas import Cursor, encode_cursor
+from service.records import Position
+from service.schemas import Cursor, transaction_cursor
 
 # Captured from `wrk -t2 -c8 -d10s --timeout 10s --latency` against this service (POST /login, which
 # had hit a lockout: the Non-2xx and Socket errors lines only appear when there are some).
@@ -56,7 +57,7 @@ Transfer/sec:    512.77KB
 
 
 def test_wrk_report_is_read_with_its_errors():
-    figures = bench.parse_wrk(WRK_WITH_ERRORS)
+    figures = load.parse_wrk(WRK_WITH_ERRORS)
 
     assert figures["requests"] == 63
     assert figures["seconds"] == pytest.approx(10.02)
@@ -67,7 +68,7 @@ def test_wrk_report_is_read_with_its_errors():
 
 
 def test_wrk_report_without_error_lines_counts_none_and_converts_microseconds():
-    figures = bench.parse_wrk(WRK_CLEAN)
+    figures = load.parse_wrk(WRK_CLEAN)
 
     assert figures["requests_per_s"] == pytest.approx(3088.41)
     assert figures["latency_ms"]["p50"] == pytest.approx(0.85)
@@ -80,11 +81,11 @@ def test_a_report_without_latency_distribution_is_refused():
     without_latency = "\n".join(line for line in WRK_CLEAN.splitlines() if "%" not in line or "Stdev" in line)
 
     with pytest.raises(ValueError, match="wrk --latency"):
-        bench.parse_wrk(without_latency)
+        load.parse_wrk(without_latency)
 
 
 def test_pss_of_this_process_is_read_from_proc():
-    pss = bench.read_pss_kib(os.getpid())
+    pss = procfs.read_pss_kib(os.getpid())
     rss = next(
         int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
         if line.startswith("VmRSS:")
@@ -96,8 +97,8 @@ def test_pss_of_this_process_is_read_from_proc():
 def test_process_tree_includes_children_and_sums_their_pss():
     child = subprocess.Popen(["sleep", "30"])
     try:
-        assert child.pid in bench.process_tree(os.getpid())
-        tree = bench.tree_pss(os.getpid())
+        assert child.pid in procfs.process_tree(os.getpid())
+        tree = procfs.tree_pss(os.getpid())
         assert {str(os.getpid()), str(child.pid)} <= set(tree["processes_kib"])
         assert tree["total_mib"] == pytest.approx(sum(tree["processes_kib"].values()) / 1024, abs=0.1)
     finally:
@@ -108,16 +109,16 @@ def test_process_tree_includes_children_and_sums_their_pss():
 def test_deep_page_cursor_round_trips_through_the_api_schema():
     occurred_at = datetime(2025, 3, 9, 23, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
 
-    value = bench.cursor_after(occurred_at, 90_001)
+    value = scenarios.cursor_after(occurred_at, 90_001)
 
-    assert Cursor().deserialize(value) == {"sort": "-occurred_at", "key": occurred_at, "id": 90_001}
-    # What list_transactions hands to Cursor.encode for the same row (the app's sessions run in UTC).
-    assert value == encode_cursor({"s": "-occurred_at", "k": occurred_at.astimezone(UTC), "id": 90_001})
+    assert Cursor().deserialize(value) == Position("-occurred_at", occurred_at, 90_001)
+    # What the API hands out after the same row (the app's sessions run in UTC).
+    assert value == transaction_cursor(Position("-occurred_at", occurred_at.astimezone(UTC), 90_001))
 
 
 def test_seed_rows_are_copy_text_with_exact_two_place_amounts():
     rng = random.Random(1)  # noqa: S311
-    lines = [bench.transaction_line(rng, 7, 1_767_225_600.5) for _ in range(200)]
+    lines = [seed.transaction_line(rng, 7, 1_767_225_600.5) for _ in range(200)]
 
     for line in lines:
         user_id, kind, amount, description, category, occurred_at = line.rstrip("\n").split("\t")
@@ -129,20 +130,20 @@ def test_seed_rows_are_copy_text_with_exact_two_place_amounts():
 
 
 def test_login_script_takes_the_users_in_turn():
-    scenario = bench.Scenario("login", "POST /login", "POST", "/login", authenticated=False, bodies=(
+    scenario = scenarios.Scenario("login", "POST /login", "POST", "/login", authenticated=False, bodies=(
         {"username": "a@example.com", "password": "x" * 8}, {"username": "b@example.com", "password": "x" * 8},
     ))
 
-    script = bench.wrk_script(scenario, token="never-sent")
+    script = load.wrk_script(scenario, token="never-sent")
 
     assert "function request()" in script and "b@example.com" in script
     assert "Authorization" not in script and "wrk.body =" not in script
 
 
 def test_single_body_script_sends_the_token():
-    scenario = bench.Scenario("create", "POST /transactions", "POST", "/transactions", bodies=({"amount": "1.00"},))
+    scenario = scenarios.Scenario("create", "POST /transactions", "POST", "/transactions", bodies=({"amount": "1.00"},))
 
-    script = bench.wrk_script(scenario, token="t0k")
+    script = load.wrk_script(scenario, token="t0k")
 
     assert 'wrk.headers["Authorization"] = "Bearer t0k"' in script
     assert 'wrk.body = [[{"amount": "1.00"}]]' in script
@@ -158,7 +159,7 @@ def test_profile_summary_charges_each_sample_to_its_innermost_known_area():
         'process 1:"gunicorn";write (gunicorn/util.py:301) 1',
     ])
 
-    summary = bench.summarize_profile(collapsed)
+    summary = profiling.summarize_profile(collapsed)
 
     assert summary["samples"] == 10
     assert summary["areas"] == [["database (psycopg)", 0.6], ["logging", 0.3], ["gunicorn", 0.1]]
@@ -176,8 +177,8 @@ def test_established_connections_are_counted_for_the_process_holding_the_server_
                 client.sendall(b"x")
                 assert accepted.recv(1) == b"x"
 
-                counts = bench.established_connections([os.getpid()], port)
+                counts = procfs.established_connections([os.getpid()], port)
 
     # The accepted socket's local port is the server's; the client's end has an ephemeral one.
     assert counts == {str(os.getpid()): 1}
-    assert bench.spread_text({"11": 1, "12": 7}) == "7+1"
+    assert report.spread_text({"11": 1, "12": 7}) == "7+1"

@@ -1,0 +1,286 @@
+"""One run: a fresh cluster and tenant, seeded in two phases, gunicorn, every scenario measured.
+
+Phase A (10,000 rows) and phase B (the rest, up to 1,000,000) measure the current month's
+analytics at both sizes; every scenario then runs on the whole data. `run` returns the results
+(the JSON the command writes); `stop` stops what it started, whatever happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain, islice
+
+import localstack
+
+from benchmark import STATE, procfs, scenarios, seed
+from benchmark.api import http, login
+from benchmark.archive import ArchiveSampler, full_backup, timed_restore
+from benchmark.load import run_wrk, wrk_script
+from benchmark.machine import code_state, machine_info, server_settings
+from benchmark.profiling import finish_profiler, start_profiler
+from benchmark.report import spread_text
+from benchmark.scenarios import Scenario
+from benchmark.seed import TENANT
+from benchmark.targets import evaluate
+
+AFTER_RUN_SETTLE_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class PhaseA:
+    """The first phase of the seed, and what the second one and the results need of it."""
+
+    now: datetime
+    plan: seed.SeedPlan
+    heavy_id: int
+    rows: int
+    seconds_users: float
+    seconds: float
+    rollup: bool
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, wrk: str) -> None:
+        self.args = args
+        self.wrk = wrk
+        self.stack = localstack.Stack(STATE, localstack.free_port(), archived=args.archive)
+        self.server: localstack.Server | None = None
+        self.scripts = STATE / "lua"
+        self.profiles = STATE / "profiles" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    def run(self) -> dict:
+        args, started = self.args, time.monotonic()
+        started_at = datetime.now(UTC)
+        results: dict = {
+            "started_at": started_at.isoformat(timespec="seconds"),
+            "options": {
+                "duration_s": args.duration, "warmup_s": args.warmup, "scale_duration_s": args.scale_duration,
+                "connections": args.connections, "threads": args.threads, "profile": args.profile,
+                "archive": args.archive,
+            },
+        }
+        env = self.start_database()
+        results["server"] = server_settings(env)
+        phase_a = self.seed_phase_a(results)
+        idle = self.start_server(results, env)
+
+        token = login(self.server.url)
+        month = scenarios.ANALYTICS_MONTH
+        print(f"bench: analytics at {phase_a.rows:,} tenant rows", flush=True)
+        small = self.measure(month, token, args.scale_duration, connections=1)
+        small_8 = self.measure(month, token, args.scale_duration)
+        answer_small = json.loads(http("GET", self.server.url + month.path, token=token)[1])
+
+        deep_cursor, total_rows = self.seed_phase_b(results, phase_a, token)
+        print(f"bench: analytics at {total_rows:,} tenant rows", flush=True)
+        large = self.measure(month, token, args.scale_duration, connections=1)
+        large_8 = self.measure(month, token, args.scale_duration)
+        answer_large = json.loads(http("GET", self.server.url + month.path, token=token)[1])
+        results["scale"] = {
+            "tenant_rows_small": phase_a.rows, "tenant_rows_large": total_rows,
+            "heavy_current_month_rows": len(phase_a.plan.heavy_current_month),
+            # One connection: the request's own cost, whichever worker serves it. With 8, which
+            # worker holds how many keep-alive connections moves p50 as much as the data does.
+            "p50_ms_10k": small["latency_ms"]["p50"], "p50_ms_1m": large["latency_ms"]["p50"],
+            "p50_ratio": round(large["latency_ms"]["p50"] / small["latency_ms"]["p50"], 3),
+            "connections_8": {
+                "p50_ms_10k": small_8["latency_ms"]["p50"], "p50_ms_1m": large_8["latency_ms"]["p50"],
+                "p50_ratio": round(large_8["latency_ms"]["p50"] / small_8["latency_ms"]["p50"], 3),
+                "connections_per_worker": [small_8["connections_per_worker"], large_8["connections_per_worker"]],
+            },
+            "same_answer": answer_small == answer_large,
+            "runs": {"small": small, "large": large, "small_8": small_8, "large_8": large_8},
+        }
+        if answer_small != answer_large:
+            print("  warning: the current month's analytics differ between the two phases", file=sys.stderr)
+
+        results["scenarios"] = self.measure_scenarios(results, token, scenarios.deep_page_path(deep_cursor))
+        results["deep_page"] = {"after_rows": scenarios.DEEP_PAGE_AFTER, "cursor": deep_cursor}
+
+        time.sleep(AFTER_RUN_SETTLE_SECONDS)  # requests still in flight when wrk stopped finish first
+        after = procfs.tree_pss(self.server.process.pid)
+        after["workers"] = len(after["processes_kib"]) - 1
+        results["memory"] = {"idle": idle, "after": after}
+        if self.stack.cluster.archive:
+            self.server.stop()
+            results["archive"]["restore"] = timed_restore(self.stack.cluster)
+        results["targets"] = evaluate(results)
+        results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        results["seconds_total"] = round(time.monotonic() - started, 1)
+        return results
+
+    def start_database(self) -> dict[str, str]:
+        """A fresh cluster (and archive) with the tenant's database, migrated; the app's environment."""
+        cluster = self.stack.cluster
+        if cluster.is_running():  # left by an interrupted run
+            cluster.stop("immediate")
+        shutil.rmtree(cluster.directory, ignore_errors=True)
+        shutil.rmtree(STATE / "logs", ignore_errors=True)
+        shutil.rmtree(self.scripts, ignore_errors=True)
+        self.scripts.mkdir(parents=True)
+
+        load = os.getloadavg()[0]
+        if load > 0.5 * len(os.sched_getaffinity(0)):
+            print(f"bench: warning: load average {load:.1f} before the run; other work on this machine"
+                  " lowers every figure", file=sys.stderr)
+        print(f"bench: PostgreSQL cluster in {cluster.directory}", flush=True)
+        if cluster.archive:
+            shutil.rmtree(cluster.archive.directory, ignore_errors=True)
+        cluster.start()
+        if cluster.archive:
+            cluster.archive.run("stanza-create")
+        return self.stack.prepare(TENANT)
+
+    def seed_phase_a(self, results: dict) -> PhaseA:
+        """The users, and the transactions of phase A (the heavy user's whole current month among them)."""
+        now = datetime.now(UTC)
+        rng = random.Random(seed.SEED)  # noqa: S311 - test data, not secrets
+        with self.stack.cluster.connect(TENANT.name) as conn:
+            results["machine"] = machine_info(conn)
+            clock = time.monotonic()
+            heavy_id, other_ids = seed.seed_users(conn)
+            seconds_users = time.monotonic() - clock
+            plan = seed.plan_seed(now, heavy_id, other_ids, rng)
+            clock = time.monotonic()
+            phase_a_rows = chain(plan.heavy_current_month, islice(plan.others, plan.others_in_phase_a))
+            rows = seed.copy_transactions(conn, phase_a_rows)
+            seconds = time.monotonic() - clock
+            rollup = seed.rollup_present(conn)
+        print(f"bench: seeded {seed.USERS:,} users and {rows:,} transactions (phase A) in"
+              f" {seconds_users + seconds:.1f} s", flush=True)
+        return PhaseA(now, plan, heavy_id, rows, seconds_users, seconds, rollup)
+
+    def start_server(self, results: dict, env: dict[str, str]) -> dict:
+        """gunicorn with every worker started; its PSS while idle."""
+        self.server = self.stack.start_server(TENANT.name, env, localstack.free_port())
+        results["machine"].update(code_state())
+        workers = results["server"]["workers"]
+        deadline = time.monotonic() + 30
+        while len(procfs.child_pids(self.server.process.pid)) < workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # let the last worker finish importing the app
+        idle = procfs.tree_pss(self.server.process.pid)
+        idle["workers"] = len(idle["processes_kib"]) - 1
+        print(f"bench: gunicorn at {self.server.url}, idle PSS {idle['total_mib']:.1f} MiB", flush=True)
+        return idle
+
+    def seed_phase_b(self, results: dict, phase_a: PhaseA, token: str) -> tuple[str, int]:
+        """The rest of the transactions, then the checks that phase A's month is unchanged and that
+        the deep page starts where it should; the deep page's cursor and the tenant's rows."""
+        cluster, plan, heavy_id = self.stack.cluster, phase_a.plan, phase_a.heavy_id
+        clock = time.monotonic()
+        with cluster.connect(TENANT.name) as conn:
+            phase_b = seed.copy_transactions(conn, chain(plan.heavy_older, plan.others))
+            seconds_b = time.monotonic() - clock
+            deep_cursor = scenarios.deep_page_cursor(conn, heavy_id)
+            deep_first_id = scenarios.row_id_at(conn, heavy_id, scenarios.DEEP_PAGE_AFTER + 1)
+            month_rows = seed.heavy_month_rows(conn, heavy_id, phase_a.now)
+        total_rows = phase_a.rows + phase_b
+        seconds_total = phase_a.seconds_users + phase_a.seconds + seconds_b
+        results["seed"] = {
+            "users": seed.USERS, "transactions": total_rows, "heavy_user_transactions": seed.HEAVY_ROWS,
+            "heavy_current_month_rows": len(plan.heavy_current_month), "rollup_trigger": phase_a.rollup,
+            "seconds_users": round(phase_a.seconds_users, 1), "seconds_phase_a": round(phase_a.seconds, 1),
+            "seconds_phase_b": round(seconds_b, 1), "seconds_total": round(seconds_total, 1),
+        }
+        print(f"bench: seeded {phase_b:,} more transactions (phase B) in {seconds_b:.1f} s", flush=True)
+        if cluster.archive:
+            results["archive"] = {"backup": full_backup(cluster)}
+        if month_rows != len(plan.heavy_current_month):
+            raise RuntimeError(f"the heavy user's current month changed between phases: {month_rows} rows")
+
+        status, body = http("GET", self.server.url + scenarios.deep_page_path(deep_cursor), token=token)
+        if status != 200 or json.loads(body)["items"][0]["id"] != deep_first_id:
+            first = scenarios.DEEP_PAGE_AFTER + 1
+            raise RuntimeError(f"the deep page does not start at row {first:,}: {status} {body[:200]!r}")
+        return deep_cursor, total_rows
+
+    def measure_scenarios(self, results: dict, token: str, deep_path: str) -> dict:
+        """Every scenario in run order, each with its rate relative to /health's."""
+        args, cluster = self.args, self.stack.cluster
+        run_order = scenarios.in_run_order(deep_path)
+        print(f"bench: {len(run_order)} scenarios, {args.warmup} s warm-up + {args.duration} s each,"
+              f" {args.connections} connections, {args.threads} wrk threads", flush=True)
+        measured = {}
+        for scenario in run_order:
+            sampler = ArchiveSampler(cluster) if cluster.archive and scenario.key == "create" else None
+            measured[scenario.key] = self.measure(scenario, token, args.duration)
+            if sampler:
+                results["archive"]["writes"] = sampler.finish(measured[scenario.key])
+        health = measured["health"]["requests_per_s"]
+        for entry in measured.values():
+            entry["ratio_to_health"] = round(entry["requests_per_s"] / health, 4) if health else 0.0
+        return measured
+
+    def measure(self, scenario: Scenario, token: str | None, seconds: int, connections: int | None = None) -> dict:
+        """A probe request, a warm-up, then the measured wrk run of one scenario."""
+        base = self.server.url
+        probe_token = token if scenario.authenticated else None
+        status, _ = http(scenario.method, base + scenario.path, next(iter(scenario.bodies), None), probe_token)
+        script = self.scripts / f"{scenario.key}.lua"
+        script.write_text(wrk_script(scenario, token))
+        connections = connections or self.args.connections
+        options = {"connections": connections, "threads": min(self.args.threads, connections)}
+        if self.args.warmup > 0:
+            run_wrk(self.wrk, base + scenario.path, script, seconds=self.args.warmup, **options)
+        profiler = (
+            start_profiler(self.profiles, self.server.process.pid, scenario.key, seconds) if self.args.profile else None
+        )
+        before = procfs.cpu_snapshot(self.own_pids())
+        # Keep-alive connections stay with the worker that accepted them: how they were spread
+        # over the workers is part of the result (all 8 on one worker leaves a core to the others).
+        workers = procfs.child_pids(self.server.process.pid)
+        port = int(base.rpartition(":")[2])
+        figures, output, spread = run_wrk(
+            self.wrk, base + scenario.path, script, seconds=seconds, **options,
+            midway=lambda: procfs.established_connections(workers, port),
+        )
+        figures["connections_per_worker"] = spread
+        # py-spy's CPU counts as this run's once it is reaped (before that it would look like other work).
+        profile = finish_profiler(self.profiles, profiler, scenario.key) if profiler else None
+        figures["other_cpu"] = procfs.other_cpu(before, procfs.cpu_snapshot(self.own_pids()))
+        print(
+            f"  {scenario.label}{'' if connections == self.args.connections else f' ({connections} connection)'}:"
+            f" {figures['requests_per_s']:,.0f} req/s, p50 {figures['latency_ms']['p50']:.2f} ms,"
+            f" p99 {figures['latency_ms']['p99']:.2f} ms, non-2xx {figures['non_2xx']},"
+            f" connections per worker {spread_text(figures['connections_per_worker'])}",
+            flush=True,
+        )
+        if not 200 <= status < 300:
+            print(f"  warning: the probe request of {scenario.label} answered {status}", file=sys.stderr)
+        shares = {name: figures["other_cpu"][name] for name in procfs.DISTURBANCES}
+        if max(shares.values()) > procfs.BUSY_SHARE:
+            print(f"  warning: during {scenario.label}, CPU time was "
+                  + ", ".join(f"{share:.0%} {name}" for name, share in shares.items()), file=sys.stderr)
+        if figures["requests"] == 0:
+            print(f"  warning: no request of {scenario.label} completed; its latencies mean nothing", file=sys.stderr)
+        return {
+            "label": scenario.label, "method": scenario.method, "path": scenario.path,
+            "probe_status": status, **figures, "wrk_output": output,
+            **({"profile": profile} if profile else {}),
+        }
+
+    def own_pids(self) -> list[int]:
+        """The roots of this run's process trees besides wrk: gunicorn's master and PostgreSQL's."""
+        pids = [self.server.process.pid]
+        postmaster = self.stack.cluster.data_dir / "postmaster.pid"
+        if postmaster.exists():
+            pids.append(int(postmaster.read_text().split()[0]))
+        return pids
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.stack.cluster.stop("fast")
+        if not self.args.keep:
+            shutil.rmtree(self.stack.cluster.directory, ignore_errors=True)
+            if self.stack.cluster.archive:
+                shutil.rmtree(self.stack.cluster.archive.directory, ignore_errors=True)

@@ -1,0 +1,84 @@
+"""The requests measured, in the order they run, and the deep page's cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from benchmark.seed import PASSWORD, other_username
+from service.records import Position
+from service.schemas import transaction_cursor
+
+DEEP_PAGE_AFTER = 90_000  # the deep page starts after this many of the heavy user's rows
+PAGE_LIMIT = 50
+LOGIN_USERS = 50  # POST /login takes these users in turn
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request, as wrk sends it over and over."""
+
+    key: str
+    label: str
+    method: str
+    path: str
+    bodies: tuple[dict, ...] = ()  # request bodies, taken in turn
+    authenticated: bool = True
+
+
+ANALYTICS_MONTH = Scenario(
+    "analytics_month", "GET /analytics?period=current_month", "GET", "/analytics?period=current_month"
+)
+
+
+def deep_page_path(cursor: str) -> str:
+    """The list of the heavy user's rows after DEEP_PAGE_AFTER of them."""
+    return f"/transactions?limit={PAGE_LIMIT}&cursor={cursor}"
+
+
+def in_run_order(deep_path: str) -> tuple[Scenario, ...]:
+    """Reads first, on exactly the seeded data; the writes (which add rows to the heavy user's
+    current month) and the KDF-bound login last."""
+    expense = {"type": "expense", "amount": "12.34", "description": "Coffee", "category": "dining"}
+    return (
+        Scenario("health", "GET /health", "GET", "/health", authenticated=False),
+        ANALYTICS_MONTH,
+        Scenario("analytics_year", "GET /analytics?period=last_year&group_by=month", "GET",
+                 "/analytics?period=last_year&group_by=month"),
+        Scenario("list_first", "GET /transactions?limit=50 (first page)", "GET",
+                 f"/transactions?limit={PAGE_LIMIT}"),
+        Scenario("list_deep", "GET /transactions?limit=50 (after 90,000 rows)", "GET", deep_path),
+        # Read from the monthly totals (a row per month, type and category), not the 100,000 rows.
+        Scenario("categories", "GET /categories", "GET", "/categories"),
+        Scenario("create", "POST /transactions", "POST", "/transactions", bodies=(expense,)),
+        # Several users in turn: parallel logins of one username count as attempts in flight
+        # and would trip its lockout (429), which is not what this scenario measures.
+        Scenario("login", "POST /login", "POST", "/login", authenticated=False, bodies=tuple(
+            {"username": other_username(n), "password": PASSWORD} for n in range(1, LOGIN_USERS + 1)
+        )),
+    )
+
+
+def cursor_after(occurred_at: datetime, row_id: int) -> str:
+    """The next_cursor the API returns after the row (occurred_at, id) in the default sort.
+
+    The app's connections run with TimeZone=UTC, so its keys print with +00:00.
+    """
+    return transaction_cursor(Position("-occurred_at", occurred_at.astimezone(UTC), row_id))
+
+
+def deep_page_cursor(conn, heavy_id: int) -> str:
+    occurred_at, row_id = conn.execute(
+        "SELECT occurred_at, id FROM transactions WHERE user_id = %s"
+        " ORDER BY occurred_at DESC, id DESC OFFSET %s LIMIT 1",
+        (heavy_id, DEEP_PAGE_AFTER - 1),
+    ).fetchone()
+    return cursor_after(occurred_at, row_id)
+
+
+def row_id_at(conn, heavy_id: int, position: int) -> int:
+    """The id of the heavy user's row at 1-based position in the default sort (newest first)."""
+    return conn.execute(
+        "SELECT id FROM transactions WHERE user_id = %s ORDER BY occurred_at DESC, id DESC OFFSET %s LIMIT 1",
+        (heavy_id, position - 1),
+    ).fetchone()[0]

@@ -1,0 +1,166 @@
+"""The tenant's data: 1,000 users and 1,000,000 transactions written with COPY, in two phases.
+
+The transactions' columns are listed here by hand (transaction_line, copy_transactions).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+import tenancy
+from psycopg import sql
+
+from service.security import hash_password
+
+TENANT = tenancy.Tenant("bench", {"TENANT_TIMEZONE": "UTC", "TENANT_CURRENCY": "USD"})
+
+USERS = 1_000
+TOTAL_ROWS = 1_000_000
+HEAVY_ROWS = 100_000
+SMALL_TENANT_ROWS = 10_000  # phase A of the data-size comparison
+HISTORY = timedelta(days=730)  # transactions span the last two years
+HEAVY_USERNAME = "heavy@bench.example"
+PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway password of a throwaway database
+SEED = 20_261_124
+# Added by the daily-rollup migration, when it is there: kept off during COPY, then rebuilt.
+ROLLUP_TRIGGER = "transactions_totals"
+ROLLUP_REFRESH = "refresh_totals"
+
+
+@dataclass(frozen=True)
+class Category:
+    """What the rows of one category look like: its type, how often, amounts and descriptions."""
+
+    name: str
+    type: str
+    weight: int  # relative frequency
+    low_cents: int
+    high_cents: int
+    descriptions: tuple[str, ...]
+
+
+# About one transaction in eight is income; the rest spreads over everyday expense categories.
+CATEGORIES = (
+    Category("salary", "income", 6, 150_000, 900_000, ("Monthly salary", "Salary bonus", "Payroll")),
+    Category("freelance", "income", 6, 10_000, 300_000, ("Freelance invoice", "Consulting fee", "Side project")),
+    Category("groceries", "expense", 22, 800, 18_000, ("Supermarket", "Farmers market", "Corner shop", "Bakery")),
+    Category("dining", "expense", 16, 300, 12_000, ("Coffee", "Lunch", "Dinner out", "Takeaway")),
+    Category("transport", "expense", 14, 200, 9_000, ("Metro card", "Fuel", "Taxi ride", "Parking")),
+    Category("utilities", "expense", 6, 3_000, 25_000, ("Electricity bill", "Water bill", "Internet", "Phone plan")),
+    Category("rent", "expense", 2, 70_000, 250_000, ("Monthly rent",)),
+    Category("shopping", "expense", 10, 1_000, 60_000, ("Clothes", "Electronics", "Books", "Home goods")),
+    Category("entertainment", "expense", 8, 500, 15_000, ("Cinema", "Streaming subscription", "Concert tickets")),
+    Category("health", "expense", 5, 1_000, 40_000, ("Pharmacy", "Dentist", "Gym membership")),
+    Category("travel", "expense", 5, 4_000, 150_000, ("Flight", "Hotel", "Train ticket")),
+)
+_CATEGORY_TABLE = tuple(category for category in CATEGORIES for _ in range(category.weight))
+UNCATEGORISED_SHARE = 0.05  # rows written by the original clients carry neither category nor description
+
+
+def transaction_line(rng: random.Random, user_id: int, occurred: float) -> str:
+    """One row of COPY text: user_id, type, amount, description, category, occurred_at."""
+    category = _CATEGORY_TABLE[int(rng.random() * len(_CATEGORY_TABLE))]
+    cents = rng.randint(category.low_cents, category.high_cents)
+    if rng.random() < UNCATEGORISED_SHARE:
+        description = name = "\\N"
+    else:
+        description = category.descriptions[int(rng.random() * len(category.descriptions))]
+        name = category.name
+    moment = datetime.fromtimestamp(occurred, UTC).isoformat(sep=" ")
+    return f"{user_id}\t{category.type}\t{cents // 100}.{cents % 100:02d}\t{description}\t{name}\t{moment}\n"
+
+
+@dataclass
+class SeedPlan:
+    """The rows of both phases: A holds SMALL_TENANT_ROWS, A + B hold TOTAL_ROWS.
+
+    The heavy user's rows of the current month all go into phase A, so the measured analytics
+    period is identical in both phases; B adds the heavy user's older rows and everyone else's.
+    """
+
+    heavy_current_month: list[str]
+    heavy_older: list[str]
+    others: Iterator[str]
+    others_in_phase_a: int
+
+
+def plan_seed(now: datetime, heavy_id: int, other_ids: list[int], rng: random.Random) -> SeedPlan:
+    start, end = (now - HISTORY).timestamp(), now.timestamp() - 60
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    current, older = [], []
+    for _ in range(HEAVY_ROWS):
+        occurred = rng.uniform(start, end)
+        (current if occurred >= month_start else older).append(transaction_line(rng, heavy_id, occurred))
+    if len(current) > SMALL_TENANT_ROWS:
+        raise RuntimeError(f"the heavy user's current month ({len(current)} rows) does not fit in phase A")
+
+    def others() -> Iterator[str]:
+        for _ in range(TOTAL_ROWS - HEAVY_ROWS):
+            yield transaction_line(rng, other_ids[int(rng.random() * len(other_ids))], rng.uniform(start, end))
+
+    return SeedPlan(current, older, others(), SMALL_TENANT_ROWS - len(current))
+
+
+def _batches(lines: Iterable[str], size: int = 20_000) -> Iterator[str]:
+    iterator = iter(lines)
+    while chunk := "".join(islice(iterator, size)):
+        yield chunk
+
+
+def rollup_present(conn) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.transactions') AND tgname = %s",
+        (ROLLUP_TRIGGER,),
+    ).fetchone()
+    return row is not None
+
+
+def copy_transactions(conn, lines: Iterable[str]) -> int:
+    """COPY the rows in one transaction; with the rollup triggers (every user trigger of the table:
+    the row one of updates and deletes, the statement one of inserts) off during COPY, then a rebuild."""
+    rollup = rollup_present(conn)
+    count = 0
+    with conn.transaction():
+        if rollup:
+            conn.execute("ALTER TABLE transactions DISABLE TRIGGER USER")
+        copy_sql = "COPY transactions (user_id, type, amount, description, category, occurred_at) FROM STDIN"
+        with conn.cursor().copy(copy_sql) as copy:
+            for chunk in _batches(lines):
+                copy.write(chunk)
+                count += chunk.count("\n")
+        if rollup:
+            conn.execute("ALTER TABLE transactions ENABLE TRIGGER USER")
+            conn.execute(sql.SQL("SELECT {}()").format(sql.Identifier(ROLLUP_REFRESH)))
+    # As autovacuum would after such an insert: statistics, and the visibility map that lets
+    # index-only scans skip the heap. Done now so autovacuum does not start during a measurement.
+    conn.execute("VACUUM (ANALYZE)")
+    # Write the load's dirty pages now: otherwise the spread checkpoint that the load's WAL
+    # triggers keeps writing them (and fsyncing) through the first minutes of measurements.
+    conn.execute("CHECKPOINT")
+    return count
+
+
+def other_username(n: int) -> str:
+    return f"user{n:04d}@bench.example"
+
+
+def seed_users(conn) -> tuple[int, list[int]]:
+    """1,000 users sharing one argon2 hash (computed once); returns the heavy user's id and the rest."""
+    password_hash = hash_password(PASSWORD)
+    usernames = [HEAVY_USERNAME] + [other_username(n) for n in range(1, USERS)]
+    with conn.cursor().copy("COPY users (username, password_hash) FROM STDIN") as copy:
+        for username in usernames:
+            copy.write_row((username, password_hash))
+    ids = dict(conn.execute("SELECT username, id FROM users").fetchall())
+    return ids[HEAVY_USERNAME], sorted(ids[name] for name in usernames[1:])
+
+
+def heavy_month_rows(conn, heavy_id: int, now: datetime) -> int:
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return conn.execute(
+        "SELECT count(*) FROM transactions WHERE user_id = %s AND occurred_at >= %s", (heavy_id, month_start)
+    ).fetchone()[0]

@@ -1,0 +1,48 @@
+"""Issue 5's targets, checked against a run's figures."""
+
+from __future__ import annotations
+
+SEED_LIMIT_SECONDS = 120
+
+
+def evaluate(results: dict) -> list[dict]:
+    """Each target of issue 5 with what was measured and whether it is met."""
+    scenarios = results["scenarios"]
+
+    def figure(key: str, name: str) -> float:
+        entry = scenarios[key]
+        return entry["ratio_to_health"] if name == "ratio" else entry["latency_ms"][name]
+
+    def errors(key: str) -> int:
+        return scenarios[key]["non_2xx"] + sum(scenarios[key]["socket_errors"].values())
+
+    targets = []
+
+    def add(target: str, measured: float | None, passed: bool | None, shown: str) -> None:
+        targets.append({"target": target, "measured": measured, "shown": shown, "passed": passed})
+
+    for key, label in (("create", "POST /transactions"), ("analytics_month", "analytics, current month")):
+        ratio = figure(key, "ratio")
+        add(f"{label}: >= 50% of the /health rate", ratio, ratio >= 0.5, f"{ratio:.0%}")
+        p99 = figure(key, "p99")
+        add(f"{label}: p99 <= 25 ms", p99, p99 <= 25, f"{p99:.1f} ms")
+    add("POST /transactions: 0 errors", errors("create"), errors("create") == 0, str(errors("create")))
+    p99 = figure("analytics_year", "p99")
+    add("analytics, last year by month: p99 <= 25 ms", p99, p99 <= 25, f"{p99:.1f} ms")
+    deep, first = figure("list_deep", "p99"), figure("list_first", "p99")
+    ratio = deep / first if first else None
+    add(
+        "list: deep page p99 <= 1.5 x first page p99", ratio, ratio is not None and ratio <= 1.5,
+        f"{deep:.1f} / {first:.1f} ms = {ratio:.2f}x" if ratio is not None else "n/a",
+    )
+    scale = results["scale"]
+    add(
+        "analytics p50 at 1,000,000 vs 10,000 tenant rows (1 connection) <= 1.5", scale["p50_ratio"],
+        scale["p50_ratio"] <= 1.5,
+        f"{scale['p50_ms_1m']:.2f} / {scale['p50_ms_10k']:.2f} ms = {scale['p50_ratio']:.2f}x",
+    )
+    idle = results["memory"]["idle"]["total_mib"]
+    add("one tenant's app processes idle: <= 150 MiB PSS", idle, idle <= 150, f"{idle:.0f} MiB")
+    seconds = results["seed"]["seconds_total"]
+    add("seeding 1,000,000 rows: < 2 minutes", seconds, seconds < SEED_LIMIT_SECONDS, f"{seconds:.0f} s")
+    return targets
