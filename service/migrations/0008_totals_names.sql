@@ -16,18 +16,12 @@ ALTER FUNCTION transactions_daily_totals() RENAME TO transactions_totals;
 ALTER FUNCTION users_daily_totals() RENAME TO users_totals;
 ALTER FUNCTION refresh_daily_totals() RENAME TO refresh_totals;
 
--- The body of 0002, calling add_to_totals. (Its INSERT branch has been idle since 0007 moved
--- inserts to transactions_inserted_totals; kept, so the function does what it did.)
-CREATE OR REPLACE FUNCTION transactions_totals() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The body of 0002 as it stands, with the new names in it. (Its INSERT branch has been idle since
+-- 0007 moved inserts to transactions_inserted_totals; kept, so the function does what it did.)
+DO $$
 BEGIN
-    -- A delete cascading from the user's own deletion leaves their totals to users_totals.
-    IF TG_OP = 'UPDATE' OR (TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM users WHERE id = OLD.user_id)) THEN
-        PERFORM add_to_totals(OLD.user_id, OLD.occurred_at, OLD.type, OLD.category, -OLD.amount, -1);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM add_to_totals(NEW.user_id, NEW.occurred_at, NEW.type, NEW.category, NEW.amount, 1);
-    END IF;
-    RETURN NULL;
+    EXECUTE replace(replace(pg_get_functiondef('transactions_totals()'::regprocedure),
+        'add_to_daily_total(', 'add_to_totals('), 'users_daily_totals', 'users_totals');
 END;
 $$;
 
