@@ -46,26 +46,16 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
 CONTENTION = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
-class ApiError(Exception):
-    """An error the client should see: its status, code, message and optional details."""
+class ApiError(DomainError):
+    """An error of the HTTP layer the client should see (a body that is not JSON, a route that does
+    not exist), with its status and headers; every other error becomes one of these to be answered."""
 
     def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        fields: dict | None = None,
-        headers: dict[str, str] | None = None,
-        details: dict | None = None,
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **kwargs
     ) -> None:
-        super().__init__(message)
+        super().__init__(code, message, **kwargs)
         self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields
         self.headers = headers or {}
-        self.details = details or {}
 
     def response(self) -> Response:
         """The JSON envelope every 4xx and 5xx goes through."""

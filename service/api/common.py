@@ -1,4 +1,5 @@
-"""What every resource shares: settings, request parsing and validation, the authentication check."""
+"""What every resource shares: settings, loading requests and dumping responses (documented as they go), the
+authentication check."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from collections.abc import Callable, Mapping
 
 from flask import current_app, g, request
-from flask_restx import Resource
+from flask_restx import Namespace, Resource
 from marshmallow import Schema, ValidationError
 
 from .. import db
@@ -16,6 +17,7 @@ from ..core import tokens
 from ..core.errors import Unauthenticated
 from ..errors import ApiError
 from ..schemas import parse_json_number
+from .docs import authenticated, error_model, model, query_params
 
 TOKEN_HEADER = "x-access-token"  # noqa: S105 - a header name
 
@@ -63,6 +65,52 @@ def load_query(schema: Schema) -> dict:
     return load(schema, {name: value for name, value in request.args.items() if value != ""})
 
 
+def accepts_json(ns: Namespace, schema: type[Schema], *, invalid: str) -> Callable:
+    """Decorator: the method takes a JSON body of `schema`, validated and passed as its first
+    argument; documented with the 400 its validation answers (`invalid` says when) and the 413 and
+    415 of any body."""
+    refusals = {400: invalid, 413: "Larger than 1 MiB", 415: "The body is not JSON"}
+    return _accepts(ns, schema, load_body, refusals, expect=[model(ns, schema, for_input=True)])
+
+
+def accepts_query(ns: Namespace, schema: type[Schema], *, invalid: str) -> Callable:
+    """Decorator: the method takes the query parameters of `schema`, validated and passed as its
+    first argument; documented with the 400 their validation answers (`invalid` says when)."""
+    return _accepts(ns, schema, load_query, {400: invalid}, params=query_params(schema))
+
+
+def responds(ns: Namespace, status: int, description: str, schema: type[Schema]) -> Callable:
+    """Decorator: the method returns a body (or a body and headers) that is dumped with `schema` and
+    answered with `status`; documented so."""
+    dumper = schema()  # built once: building one per request costs more than using it
+
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def dumped(*args, **kwargs):
+            result = method(*args, **kwargs)
+            body, headers = result if isinstance(result, tuple) else (result, {})
+            return dumper.dump(body), status, headers
+
+        return ns.response(status, description, model(ns, schema))(dumped)
+
+    return decorate
+
+
+def _accepts(ns: Namespace, schema: type[Schema], load: Callable, refusals: dict[int, str], **doc) -> Callable:
+    loader = schema()  # built once: building one per request costs more than using it
+
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def loaded(self, *args, **kwargs):
+            return method(self, load(loader), *args, **kwargs)
+
+        for status, why in refusals.items():
+            loaded = ns.response(status, why, error_model(ns))(loaded)
+        return ns.doc(**doc)(loaded)
+
+    return decorate
+
+
 def _presented_token() -> str | None:
     token = request.headers.get(TOKEN_HEADER)
     if token:
@@ -91,6 +139,15 @@ def require_user(method: Callable) -> Callable:
         return method(*args, **kwargs)
 
     return wrapper
+
+
+def user_route(ns: Namespace, path: str) -> Callable:
+    """Class decorator: route `path` to a UserResource, documented as needing a token."""
+
+    def decorate(cls: type) -> type:
+        return ns.route(path)(authenticated(ns)(cls))
+
+    return decorate
 
 
 class UserResource(Resource):

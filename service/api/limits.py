@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 
 from flask import request
+from flask_restx import Namespace
 
 from .. import db
 from ..core import rate_limits
 from .common import settings
+from .docs import RETRY_AFTER, database_unavailable, error_model
 
-# The Swagger description of the 429 these limits answer.
-DOCUMENTED_429 = "Too many requests from this client or for this account; retry after Retry-After seconds"
-RETRY_AFTER_HEADER = {"Retry-After": {"type": "integer", "description": "Seconds to wait before retrying"}}
+TOO_MANY = "Too many requests from this client or for this account"
 
 
 def client_address() -> str:
@@ -36,3 +36,15 @@ def client_address() -> str:
 def enforce(action: str, *, account: str) -> None:
     """Count this request against its client's and its account's limits of `action`; 429 past either."""
     rate_limits.enforce(db.connection(), settings(), action, client=client_address(), account=account)
+
+
+def documented(ns: Namespace, *, also: str = ""):
+    """Decorator: document the 429 of a rate-limited operation (`also`: its other reasons for one),
+    and the 503 of the database that counts its requests."""
+
+    def decorate(method):
+        method = database_unavailable(ns)(method)
+        why = f"{TOO_MANY}{also}; retry after Retry-After seconds"
+        return ns.response(429, why, error_model(ns), headers=RETRY_AFTER)(method)
+
+    return decorate

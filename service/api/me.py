@@ -9,21 +9,17 @@ from .. import db
 from ..core import tokens, users
 from ..schemas import PasswordChange, TokenPublic, UserDeletion
 from .auth import token_body
-from .common import UserResource, load_body, settings
-from .docs import authenticated, error_model, model
+from .common import UserResource, accepts_json, responds, settings, user_route
+from .docs import error_model
 
 ns = Namespace("me", path="/", description="The logged-in user's session, password and deletion")
-# Schemas are built once: building one per request costs more than using it.
-_user_deletion = UserDeletion()
-_password_change = PasswordChange()
 error = error_model(ns)
 REFUSED_401 = "Wrong password, or a missing, invalid, expired or revoked token"
 LOCKED = "Too many wrong passwords for this username (logins included); see Retry-After"
-RETRY_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds until the username is unlocked."}}
+UNLOCKS_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds until the username is unlocked."}}
 
 
-@ns.route("/logout")
-@authenticated(ns)
+@user_route(ns, "/logout")
 class Logout(UserResource):
     @ns.response(204, "Logged out: this token is refused from now on, by every worker and replica")
     def post(self):
@@ -32,19 +28,17 @@ class Logout(UserResource):
         return None, 204
 
 
-@ns.route("/password")
-@authenticated(ns)
+@user_route(ns, "/password")
 class Password(UserResource):
-    @ns.expect(model(ns, PasswordChange, for_input=True))
-    @ns.response(200, "Changed; every earlier token of the user is revoked: use this new one", model(ns, TokenPublic))
-    @ns.response(400, "A field missing, unknown or invalid; a new password as at registration, not the current", error)
+    @accepts_json(
+        ns, PasswordChange,
+        invalid="A field missing, unknown or invalid; a new password as at registration, not the current",
+    )
+    @responds(ns, 200, "Changed; every earlier token of the user is revoked: use this new one", TokenPublic)
     @ns.response(401, REFUSED_401, error)
-    @ns.response(413, "Larger than 1 MiB", error)
-    @ns.response(415, "The body is not JSON", error)
-    @ns.response(429, LOCKED, error, headers=RETRY_AFTER)
-    def post(self):
+    @ns.response(429, LOCKED, error, headers=UNLOCKS_AFTER)
+    def post(self, data: dict):
         """Change the password (the current one confirms it) and revoke every earlier token."""
-        data = load_body(_password_change)
         issued = users.change_password(
             db, settings(), user_id=g.user_id, token_version=g.token_claims["ver"],
             current=data["current_password"], new=data["new_password"],
@@ -52,18 +46,13 @@ class Password(UserResource):
         return token_body(issued)
 
 
-@ns.route("/me")
-@authenticated(ns)
+@user_route(ns, "/me")
 class Me(UserResource):
-    @ns.expect(model(ns, UserDeletion, for_input=True))
+    @accepts_json(ns, UserDeletion, invalid="The password missing or invalid, or an unknown field")
     @ns.response(204, "Deleted, with every transaction and total of the user; their tokens are refused")
-    @ns.response(400, "The password missing or invalid, or an unknown field", error)
     @ns.response(401, REFUSED_401, error)
-    @ns.response(413, "Larger than 1 MiB", error)
-    @ns.response(415, "The body is not JSON", error)
-    @ns.response(429, LOCKED, error, headers=RETRY_AFTER)
-    def delete(self):
+    @ns.response(429, LOCKED, error, headers=UNLOCKS_AFTER)
+    def delete(self, data: dict):
         """Delete the user and all of their data, for good; the password confirms it."""
-        data = load_body(_user_deletion)
         users.delete(db, settings(), user_id=g.user_id, token_version=g.token_claims["ver"], password=data["password"])
         return None, 204
