@@ -64,12 +64,18 @@ def export_within_limits(rows: int, text_bytes: int) -> bool:
     return rows <= MAX_EXPORT_ROWS and rows * _FIXED_ROW_BYTES + text_bytes <= MAX_EXPORT_BYTES
 
 
+def _cell(name: str, row: dict, currency: str) -> object:
+    if name == "currency":
+        return currency
+    value = TRANSACTION.json_value(name, row[name])
+    return _defuse(value) if name in _TEXT_COLUMNS else value
+
+
 def export_lines(rows: Iterable[dict], currency: str) -> Iterator[str]:
     """Yield the header and one CSV line per transaction."""
     yield _line(EXPORT_COLUMNS)
     for row in rows:
-        cells = {**TRANSACTION.to_json(row), "currency": currency}
-        yield _line(_defuse(cells[name]) if name in _TEXT_COLUMNS else cells[name] for name in EXPORT_COLUMNS)
+        yield _line(_cell(name, row, currency) for name in EXPORT_COLUMNS)
 
 
 def parse_import(raw: bytes, currency: str) -> tuple[list[dict], list[dict]]:

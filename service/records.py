@@ -42,9 +42,12 @@ class Record:
     def import_columns(self) -> tuple[str, ...]:
         return tuple(name for name in self.csv_columns if name in self.writable)
 
+    def json_value(self, name: str, value: Any) -> Any:
+        """A column's value as JSON: a decimal as a string with two places, an instant in ISO 8601."""
+        return _JSON_ENCODERS.get(self.columns[name], _same)(value)
+
     def to_json(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A row as JSON values: decimals as strings with two places, instants in ISO 8601."""
-        return {name: _JSON_ENCODERS.get(kind, _same)(row[name]) for name, kind in self.columns.items()}
+        return {name: self.json_value(name, row[name]) for name in self.columns}
 
     def from_json(self, data: dict[str, Any]) -> dict[str, Any]:
         """The row that to_json wrote (other keys are ignored)."""
