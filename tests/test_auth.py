@@ -14,7 +14,7 @@ import jwt
 import localstack
 import pytest
 
-from tests.utils import PASSWORD, assert_error, login, mint_token, new_username, register
+from tests.utils import PASSWORD, assert_error, insert_user, login, mint_token, new_username, register
 
 ORIGINAL_CREDENTIALS = {"username": "sam.johnson@gmail.com", "password": "password@123"}
 WRONG_PASSWORD = "not-the-password"
@@ -30,15 +30,6 @@ def _max_failures(servers) -> int:
 
 def _lockout_seconds(servers) -> int:
     return int(servers["tenant1"].env.get("LOGIN_LOCKOUT_SECONDS") or 900)
-
-
-def _insert_user(db, username: str | None = None) -> int:
-    """A user row made directly, for token tests that never log in (no argon2 cost)."""
-    row = db.execute(
-        "INSERT INTO users (username, password_hash) VALUES (%s, 'unused') RETURNING id",
-        (username or new_username(),),
-    ).fetchone()
-    return row["id"]
 
 
 def _analytics(client: httpx.Client, token: str | bytes | None, header: str = "x-access-token") -> httpx.Response:
@@ -418,7 +409,7 @@ def test_configured_limit_and_lockout_apply_and_relock_in_each_new_window(client
 
 def test_token_minted_like_the_service_is_accepted(client, db, servers):
     """The control for the refusals below: only the one changed claim makes them fail."""
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     assert _analytics(client, mint_token(_secret(servers), "tenant1", user_id)).status_code == 200
 
 
@@ -440,7 +431,7 @@ def test_token_of_tenant1_is_refused_by_tenant2(client, client2):
 
 
 def test_expired_token_is_refused(client, db, servers):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     now = int(time.time())
     token = mint_token(_secret(servers), "tenant1", user_id, iat=now - 3700, exp=now - 60)
     _assert_refused_token(_analytics(client, token))
@@ -451,15 +442,15 @@ def _b64(data: dict) -> str:
 
 
 def test_token_with_tampered_signature_is_refused(client, db, servers):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     header, payload, signature = mint_token(_secret(servers), "tenant1", user_id).split(".")
     flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
     _assert_refused_token(_analytics(client, f"{header}.{payload}.{flipped}"))
 
 
 def test_token_with_altered_claims_and_the_old_signature_is_refused(client, db, servers):
-    victim = _insert_user(db)
-    attacker = _insert_user(db)
+    victim = insert_user(db)
+    attacker = insert_user(db)
     header, payload, signature = mint_token(_secret(servers), "tenant1", attacker).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     forged = _b64({**claims, "sub": str(victim)})
@@ -467,12 +458,12 @@ def test_token_with_altered_claims_and_the_old_signature_is_refused(client, db, 
 
 
 def test_token_signed_with_another_key_is_refused(client, db):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     _assert_refused_token(_analytics(client, mint_token("k" * 20 + "another-tenant-signing-key", "tenant1", user_id)))
 
 
 def test_unsigned_alg_none_token_is_refused(client, db, servers):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     claims = jwt.decode(mint_token(_secret(servers), "tenant1", user_id), options={"verify_signature": False})
     unsigned = jwt.encode(claims, None, algorithm="none")
     _assert_refused_token(_analytics(client, unsigned))
@@ -482,7 +473,7 @@ def test_unsigned_alg_none_token_is_refused(client, db, servers):
 
 
 def test_token_signed_with_another_hmac_algorithm_is_refused(client, db, servers):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     _assert_refused_token(_analytics(client, mint_token(_secret(servers), "tenant1", user_id, algorithm="HS512")))
 
 
@@ -498,24 +489,24 @@ def test_token_signed_with_another_hmac_algorithm_is_refused(client, db, servers
     ids=["aud-and-iss-tenant2", "aud-tenant2", "iss-tenant2", "aud-other-case", "iss-empty"],
 )
 def test_token_with_the_right_key_but_another_tenants_audience_or_issuer_is_refused(client, db, servers, claims):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     _assert_refused_token(_analytics(client, mint_token(_secret(servers), "tenant1", user_id, **claims)))
 
 
 @pytest.mark.parametrize("audience", [["tenant1", "tenant2"], ["tenant2", "tenant1"], ["tenant1"]])
 def test_token_whose_audience_is_a_list_is_refused(client, db, servers, audience):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     _assert_refused_token(_analytics(client, mint_token(_secret(servers), "tenant1", user_id, aud=audience)))
 
 
 @pytest.mark.parametrize("claim", ["jti", "exp", "iat", "sub", "iss", "aud"])
 def test_token_missing_a_required_claim_is_refused(client, db, servers, claim):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     _assert_refused_token(_analytics(client, mint_token(_secret(servers), "tenant1", user_id, drop=(claim,))))
 
 
 def test_token_issued_in_the_future_is_refused(client, db, servers):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     now = int(time.time())
     token = mint_token(_secret(servers), "tenant1", user_id, iat=now + 600, exp=now + 3600)
     _assert_refused_token(_analytics(client, token))
@@ -527,7 +518,7 @@ def test_token_issued_in_the_future_is_refused(client, db, servers):
     ids=["letters", "empty", "negative", "decimal", "padded", "superscript-two", "arabic-one", "huge", "integer"],
 )
 def test_token_whose_subject_is_not_a_user_id_is_refused(client, db, servers, sub):
-    _insert_user(db)  # user 1 exists: a subject read loosely as 1 would be let in
+    insert_user(db)  # user 1 exists: a subject read loosely as 1 would be let in
     token = mint_token(_secret(servers), "tenant1", 0, sub=sub)
     _assert_refused_token(_analytics(client, token))
 

@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 
 from service.config import ConfigError, Settings
 from service.schemas import Money, parse_json_number
-from tests.utils import assert_error, create, login, new_username, register, user_with_headers
+from tests.utils import assert_error, bearer, create, insert_user, login, new_username, register, user_with_headers
 
 # Fields the server owns: a client may never set them, on any create, update or registration.
 SERVER_OWNED = ("id", "user_id", "created_at", "updated_at")
@@ -189,7 +189,7 @@ def test_no_response_carries_a_password_hash_or_the_password(client, db):
     logged_in = client.post("/login", json={"username": username, "password": password})
     assert set(logged_in.json()) == {"token", "token_type", "expires_in"}
     responses.append(logged_in)
-    headers = {"Authorization": f"Bearer {logged_in.json()['token']}"}
+    headers = bearer(logged_in.json()["token"])
     transaction = create(client, headers, amount="12.50", category="food", description="lunch")
     responses += [
         client.patch(f"/transactions/{transaction['id']}", json={"amount": "13.00"}, headers=headers),
@@ -213,15 +213,9 @@ def test_no_response_carries_a_password_hash_or_the_password(client, db):
 # --- amounts that are not finite numbers -------------------------------------------------------
 
 
-def _insert_user(db) -> int:
-    return db.execute(
-        "INSERT INTO users (username, password_hash) VALUES (%s, 'x') RETURNING id", (new_username(),)
-    ).fetchone()["id"]
-
-
 @pytest.mark.parametrize("amount", ["NaN", "nan", "Infinity", "-Infinity", "inf"])
 def test_the_database_refuses_a_non_finite_amount(db, amount):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     with pytest.raises((psycopg.errors.CheckViolation, psycopg.errors.NumericValueOutOfRange)):
         db.execute(
             "INSERT INTO transactions (user_id, type, amount) VALUES (%s, 'expense', %s::numeric)", (user_id, amount)
@@ -235,7 +229,7 @@ def test_the_database_refuses_a_non_finite_amount(db, amount):
 
 
 def test_nan_is_refused_by_a_check_constraint(db):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     with pytest.raises(psycopg.errors.CheckViolation) as caught:
         db.execute("INSERT INTO transactions (user_id, type, amount) VALUES (%s, 'expense', 'NaN')", (user_id,))
     assert caught.value.diag.constraint_name in ("transactions_amount_check", "transactions_amount_range")
@@ -344,7 +338,7 @@ def _sample_responses(client: httpx.Client, **extra_headers: str) -> Iterator[ht
     """One response of every kind: public, authenticated, each error status, CSV, 204, OPTIONS."""
     username = new_username()
     register(client, username)
-    headers = {"Authorization": f"Bearer {login(client, username)}", **extra_headers}
+    headers = {**bearer(login(client, username)), **extra_headers}
     transaction = create(client, headers)
     yield client.get("/health", headers=extra_headers)
     yield client.get("/health/ready", headers=extra_headers)

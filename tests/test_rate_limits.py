@@ -8,7 +8,6 @@ The `clean` fixture (through `client` and `db`) empties that table before each t
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import itertools
 import json
 import re
@@ -23,8 +22,7 @@ import pytest
 import yaml
 
 from service.config import ConfigError, RateLimits, Settings
-from service.security import hash_password
-from tests.utils import PASSWORD, assert_error, login, new_username
+from tests.utils import PASSWORD, assert_error, bearer, insert_user, login, new_username
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW = 600
@@ -103,20 +101,15 @@ def _register(server, username: str, **kwargs) -> httpx.Response:
 
 
 def _import(server, token: str, **kwargs) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/csv"}
+    headers = {**bearer(token), "Content-Type": "text/csv"}
     return _post(server, "/transactions/import", content=CSV, headers=headers, **kwargs)
-
-
-@functools.cache
-def _password_hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def _users(db: psycopg.Connection, count: int) -> list[str]:
     """Accounts made directly in the database, so no /register is counted."""
     names = [new_username() for _ in range(count)]
     for name in names:
-        db.execute("INSERT INTO users (username, password_hash) VALUES (%s, %s)", (name, _password_hash()))
+        insert_user(db, name)
     return names
 
 

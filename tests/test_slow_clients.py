@@ -37,7 +37,7 @@ import localstack
 import pytest
 import yaml
 
-from tests.utils import assert_error, new_username
+from tests.utils import assert_error, auth_headers, new_username
 from tests.utils.sizes import largest_export_bytes, nginx_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -456,10 +456,7 @@ class Export:
 def export(proxy) -> Export:
     """A user whose CSV export is EXPORT_BYTES or more, built through the proxy with the API."""
     with httpx.Client(base_url=proxy.url, timeout=30) as client:
-        username, password = new_username(), "password@123"
-        assert client.post("/register", json={"username": username, "password": password}).status_code == 201
-        token = client.post("/login", json={"username": username, "password": password}).json()["token"]
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = auth_headers(client)
         # About 520 bytes per exported row; each upload stays under the 1 MiB body limit.
         rows_per_file = 1900
         files = -(-EXPORT_BYTES // (rows_per_file * 500))

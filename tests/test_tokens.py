@@ -29,8 +29,8 @@ from service.api.common import require_user
 from service.config import DEFAULT_JWT_KEY_ID, ConfigError, Secret, Settings
 from service.errors import ApiError
 from service.security import LEEWAY_SECONDS, _verified_claims, decode_token, issue_token
-from service.store.tokens import CLOCK_SKEW_MARGIN
-from tests.utils import PASSWORD, assert_error, create, login, new_username, register
+from service.store.revoked_tokens import CLOCK_SKEW_MARGIN
+from tests.utils import PASSWORD, assert_error, bearer, create, insert_user, login, register
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "Zq8#v!Lr2@Wm9$Tn4%Yp7^Kd1&Hs6*Bx"
@@ -359,16 +359,9 @@ def statements(monkeypatch) -> list[str]:
     return sent
 
 
-def _insert_user(db, username: str | None = None) -> int:
-    return db.execute(
-        "INSERT INTO users (username, password_hash) VALUES (%s, 'unused') RETURNING id",
-        (username or new_username(),),
-    ).fetchone()["id"]
-
-
 def test_authenticating_a_request_costs_exactly_one_query(app_in_process, db, statements):
     app, settings = app_in_process
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     valid = issue_token(settings, user_id).token
     revoked = issue_token(settings, user_id).token
     db.execute(
@@ -412,7 +405,7 @@ def replica(stack, servers):
 
 def _fresh_get(url: str, token: str, path: str = "/transactions") -> httpx.Response:
     """GET on a new connection, so successive calls can land on different gunicorn workers."""
-    headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+    headers = {**bearer(token), "Connection": "close"}
     return httpx.get(f"{url}{path}", headers=headers, timeout=30)
 
 
@@ -426,12 +419,8 @@ def _assert_everywhere(url: str, token: str, status: int, times: int = 12) -> No
             assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _every_endpoint(client: httpx.Client, token: str) -> list[httpx.Response]:
-    headers = _bearer(token)
+    headers = bearer(token)
     return [
         client.get("/transactions", headers=headers),
         client.post("/transactions", json={"type": "income", "amount": "1.00"}, headers=headers),
@@ -467,15 +456,15 @@ def test_login_token_carries_the_default_kid_and_the_users_version(client, db):
 def test_logout_revokes_only_the_presented_token_on_every_endpoint(client, db):
     user = register(client)
     token, other = login(client, user["username"]), login(client, user["username"])
-    create(client, _bearer(token))
+    create(client, bearer(token))
 
-    response = client.post("/logout", headers=_bearer(token))
+    response = client.post("/logout", headers=bearer(token))
     assert response.status_code == 204, response.text
     assert response.content == b""
 
     _assert_refused_everywhere(client, token)
     # The user's other session is untouched, and so is their data.
-    listed = client.get("/transactions", headers=_bearer(other))
+    listed = client.get("/transactions", headers=bearer(other))
     assert listed.status_code == 200 and len(listed.json()["items"]) == 1
     assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 1
     # Kept until the token would have expired anyway (plus the leeway), not longer.
@@ -487,7 +476,7 @@ def test_logout_revokes_only_the_presented_token_on_every_endpoint(client, db):
 
 def test_logout_needs_a_valid_token(client):
     assert_error(client.post("/logout"), 401, "authentication_required")
-    assert_error(client.post("/logout", headers=_bearer("not-a-token")), 401, "invalid_token")
+    assert_error(client.post("/logout", headers=bearer("not-a-token")), 401, "invalid_token")
 
 
 def test_logout_is_seen_by_every_worker_and_by_another_replica(client, servers, replica):
@@ -498,7 +487,7 @@ def test_logout_is_seen_by_every_worker_and_by_another_replica(client, servers, 
     _assert_everywhere(primary, token, 200)
     _assert_everywhere(replica.url, token, 200, times=6)
 
-    response = httpx.post(f"{replica.url}/logout", headers=_bearer(token), timeout=30)
+    response = httpx.post(f"{replica.url}/logout", headers=bearer(token), timeout=30)
     assert response.status_code == 204, response.text
 
     _assert_everywhere(primary, token, 401)
@@ -517,7 +506,7 @@ def test_logout_purges_revocations_that_ran_out_and_keeps_the_others(client, db)
     )
     user = register(client)
     token = login(client, user["username"])
-    assert client.post("/logout", headers=_bearer(token)).status_code == 204
+    assert client.post("/logout", headers=bearer(token)).status_code == 204
     kept = {row["jti"] for row in db.execute("SELECT jti FROM revoked_tokens")}
     assert kept == {"within-margin", "still-valid", _unverified(token)["jti"]}
 
@@ -526,7 +515,7 @@ def test_logout_purges_revocations_that_ran_out_and_keeps_the_others(client, db)
 
 
 def _change(client: httpx.Client, token: str, current: str = PASSWORD, new: str = NEW_PASSWORD) -> httpx.Response:
-    return client.post("/password", json={"current_password": current, "new_password": new}, headers=_bearer(token))
+    return client.post("/password", json={"current_password": current, "new_password": new}, headers=bearer(token))
 
 
 def _user_row(db, user_id: int) -> dict | None:
@@ -559,10 +548,10 @@ def test_password_change_revokes_every_earlier_token_and_returns_a_new_one(clien
         _assert_everywhere(replica.url, token, 401, times=4)
     _assert_refused_everywhere(client, first)
     _assert_everywhere(replica.url, new_token, 200, times=4)
-    assert client.get("/transactions", headers=_bearer(new_token)).status_code == 200
+    assert client.get("/transactions", headers=bearer(new_token)).status_code == 200
     assert_error(client.post("/login", json={"username": user["username"], "password": PASSWORD}), 401)
     fresh = login(client, user["username"], NEW_PASSWORD)
-    assert client.get("/transactions", headers=_bearer(fresh)).status_code == 200
+    assert client.get("/transactions", headers=bearer(fresh)).status_code == 200
 
 
 def test_password_can_change_twice_in_a_row_with_the_token_each_change_returns(client):
@@ -572,8 +561,8 @@ def test_password_can_change_twice_in_a_row_with_the_token_each_change_returns(c
     assert first.status_code == 200, first.text
     second = _change(client, first.json()["token"], NEW_PASSWORD, "third-password@789")
     assert second.status_code == 200, second.text
-    assert_error(client.get("/transactions", headers=_bearer(first.json()["token"])), 401, "invalid_token")
-    assert client.get("/transactions", headers=_bearer(second.json()["token"])).status_code == 200
+    assert_error(client.get("/transactions", headers=bearer(first.json()["token"])), 401, "invalid_token")
+    assert client.get("/transactions", headers=bearer(second.json()["token"])).status_code == 200
     login(client, user["username"], "third-password@789")
 
 
@@ -600,11 +589,11 @@ def test_invalid_password_change_is_400_and_changes_nothing(client, db, body, fi
     token = login(client, user["username"])
     before = _user_row(db, user["id"])
     content = json.dumps(body).encode()  # lone surrogates escaped, as a JavaScript client sends them
-    response = client.post("/password", content=content, headers={**_bearer(token), "Content-Type": "application/json"})
+    response = client.post("/password", content=content, headers={**bearer(token), "Content-Type": "application/json"})
     error = assert_error(response, 400, "validation_error")
     assert field in error["fields"], error
     assert _user_row(db, user["id"]) == before
-    assert client.get("/transactions", headers=_bearer(token)).status_code == 200
+    assert client.get("/transactions", headers=bearer(token)).status_code == 200
     assert db.execute("SELECT count(*) AS n FROM login_failures").fetchone()["n"] == 0
 
 
@@ -621,7 +610,7 @@ def test_password_change_body_that_is_not_a_json_object_is_refused(client, db, c
     user = register(client)
     token = login(client, user["username"])
     before = _user_row(db, user["id"])
-    response = client.post("/password", content=content, headers={**_bearer(token), "Content-Type": content_type})
+    response = client.post("/password", content=content, headers={**bearer(token), "Content-Type": content_type})
     assert_error(response, status, code)
     assert _user_row(db, user["id"]) == before
 
@@ -639,7 +628,7 @@ def test_wrong_current_password_is_401_counts_toward_the_lockout_and_changes_not
     error = assert_error(response, 401, "invalid_credentials")
     assert "token" not in error["message"].lower()
     assert _user_row(db, user["id"]) == before
-    assert client.get("/transactions", headers=_bearer(token)).status_code == 200, "the token stays valid"
+    assert client.get("/transactions", headers=bearer(token)).status_code == 200, "the token stays valid"
     failures = db.execute("SELECT failures FROM login_failures").fetchone()
     assert failures == {"failures": 1}
 
@@ -658,7 +647,7 @@ def test_wrong_current_password_is_401_counts_toward_the_lockout_and_changes_not
     assert_error(locked, 429, "too_many_attempts")
     assert int(locked.headers["Retry-After"]) >= 1
     assert_error(client.post("/login", json={"username": user["username"], "password": PASSWORD}), 429)
-    locked_delete = client.request("DELETE", "/me", json={"password": PASSWORD}, headers=_bearer(token))
+    locked_delete = client.request("DELETE", "/me", json={"password": PASSWORD}, headers=bearer(token))
     assert_error(locked_delete, 429, "too_many_attempts")
     assert _user_row(db, user["id"]) == before
 
@@ -667,7 +656,7 @@ def test_wrong_current_password_is_401_counts_toward_the_lockout_and_changes_not
 
 
 def _delete_me(client: httpx.Client, token: str, password: str = PASSWORD) -> httpx.Response:
-    return client.request("DELETE", "/me", json={"password": password}, headers=_bearer(token))
+    return client.request("DELETE", "/me", json={"password": password}, headers=bearer(token))
 
 
 def _totals(db, table: str) -> dict[int, tuple[int, Decimal]]:
@@ -680,12 +669,12 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     user = register(client)
     token, other_session = login(client, user["username"]), login(client, user["username"])
     keep = register(client)
-    keep_headers = _bearer(login(client, keep["username"]))
+    keep_headers = bearer(login(client, keep["username"]))
     for amount in ("10.00", "20.50"):
-        create(client, _bearer(token), amount=amount, category="food")
-    create(client, _bearer(token), type="income", amount="100.00", occurred_at="2025-03-15T12:00:00+00:00")
+        create(client, bearer(token), amount=amount, category="food")
+    create(client, bearer(token), type="income", amount="100.00", occurred_at="2025-03-15T12:00:00+00:00")
     client.post("/transactions", json={"type": "expense", "amount": "1.00"},
-                headers={**_bearer(token), "Idempotency-Key": "delete-me-key"})
+                headers={**bearer(token), "Idempotency-Key": "delete-me-key"})
     create(client, keep_headers, amount="7.00", category="food")
     kept_analytics = client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json()
     assert _totals(db, "daily_totals")[user["id"]][0] == 4
@@ -714,7 +703,7 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     # The username is free again, for a new account that inherits nothing.
     again = register(client, user["username"])
     assert again["id"] != user["id"]
-    fresh = _bearer(login(client, user["username"]))
+    fresh = bearer(login(client, user["username"]))
     assert client.get("/transactions", headers=fresh).json()["items"] == []
     assert client.get("/analytics", params={"period": "current_year"}, headers=fresh).json()["count"] == 0
 
@@ -722,12 +711,12 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
 def test_delete_me_with_a_wrong_password_is_401_and_deletes_nothing(client, db):
     user = register(client)
     token = login(client, user["username"])
-    create(client, _bearer(token))
+    create(client, bearer(token))
     assert_error(_delete_me(client, token, WRONG_PASSWORD), 401, "invalid_credentials")
     assert _user_row(db, user["id"]) is not None
     assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 1
     assert db.execute("SELECT failures FROM login_failures").fetchone() == {"failures": 1}
-    assert client.get("/transactions", headers=_bearer(token)).status_code == 200
+    assert client.get("/transactions", headers=bearer(token)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -746,7 +735,7 @@ def test_delete_me_with_a_wrong_password_is_401_and_deletes_nothing(client, db):
 def test_invalid_delete_me_body_is_refused_and_deletes_nothing(client, db, content, content_type, status, code, field):
     user = register(client)
     token = login(client, user["username"])
-    headers = _bearer(token) | ({"Content-Type": content_type} if content_type else {})
+    headers = bearer(token) | ({"Content-Type": content_type} if content_type else {})
     error = assert_error(client.request("DELETE", "/me", content=content, headers=headers), status, code)
     if field:
         assert field in error["fields"], error
@@ -769,7 +758,7 @@ def test_no_account_response_ever_contains_a_password_or_its_hash(client, db):
     stored_hash = _user_row(db, user["id"])["password_hash"]
     responses += [
         _delete_me(client, new_token, WRONG_PASSWORD),
-        client.post("/logout", headers=_bearer(new_token)),
+        client.post("/logout", headers=bearer(new_token)),
         _delete_me(client, new_token, NEW_PASSWORD),
     ]
     assert [r.status_code for r in responses] == [401, 400, 200, 401, 204, 401]
@@ -785,16 +774,16 @@ def test_no_account_response_ever_contains_a_password_or_its_hash(client, db):
 
 
 def test_unknown_kid_and_other_keys_are_401_over_http(client, db, servers):
-    user_id = _insert_user(db)
+    user_id = insert_user(db)
     secret = servers["tenant1"].env["JWT_SECRET"]
     control = _sign(_claims(sub=str(user_id)), secret, kid="1")
-    assert client.get("/transactions", headers=_bearer(control)).status_code == 200
+    assert client.get("/transactions", headers=bearer(control)).status_code == 200
     for token in (
         _sign(_claims(sub=str(user_id)), secret, kid="2"),
         _sign(_claims(sub=str(user_id)), OTHER_SECRET, kid="1"),
         _sign(_claims(sub=str(user_id)), secret, kid=None),
     ):
-        assert_error(client.get("/transactions", headers=_bearer(token)), 401, "invalid_token")
+        assert_error(client.get("/transactions", headers=bearer(token)), 401, "invalid_token")
 
 
 def test_signing_key_rotates_without_downtime(client, stack, servers):

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import httpx
 
-from tests.utils import assert_error, create, login, register
+from tests.utils import assert_error, create, user_with_headers
 
 EPOCH = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 PUBLIC_FIELDS = {
@@ -19,12 +19,6 @@ PUBLIC_FIELDS = {
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _user(client: httpx.Client) -> tuple[int, dict[str, str]]:
-    """Register and log in a fresh user; return their id and auth headers."""
-    user = register(client)
-    return user["id"], {"Authorization": f"Bearer {login(client, user['username'])}"}
 
 
 def _count(db, user_id: int | None = None) -> int:
@@ -90,7 +84,7 @@ def _list(client: httpx.Client, headers: dict, **params) -> list[dict]:
 
 
 def test_create_returns_201_with_every_field_and_a_location_that_reads_it_back(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     before = datetime.now(UTC)
     response = client.post(
         "/transactions",
@@ -132,12 +126,12 @@ def test_create_returns_201_with_every_field_and_a_location_that_reads_it_back(c
 
 
 def test_created_transaction_shows_the_tenants_currency(client2):
-    _, headers = _user(client2)
+    _, headers = user_with_headers(client2)
     assert create(client2, headers, amount="3.00")["currency"] == "EUR"
 
 
 def test_legacy_create_path_behaves_like_transactions(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     response = client.post("/transaction", json={"type": "expense", "amount": 5, "category": "food"}, headers=headers)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -164,7 +158,7 @@ AMOUNT_FORMS = [
 
 
 def test_amount_as_json_number_or_decimal_string_is_stored_exactly_with_two_places(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for amount, shown in AMOUNT_FORMS:
         with subtests.test(msg=f"amount {amount!r}"):
             body = create(client, headers, amount=amount)
@@ -175,7 +169,7 @@ def test_amount_as_json_number_or_decimal_string_is_stored_exactly_with_two_plac
 
 def test_amount_written_in_json_keeps_every_digit(client, db):
     """A number a binary float cannot hold exactly must still arrive exactly."""
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     response = _post_raw(client, headers, '{"type": "expense", "amount": 123456789012.34}')
     assert response.status_code == 201, response.text
     assert response.json()["amount"] == "123456789012.34"
@@ -183,14 +177,14 @@ def test_amount_written_in_json_keeps_every_digit(client, db):
 
 
 def test_occurred_at_with_an_offset_is_kept_as_that_instant(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     body = create(client, headers, occurred_at="2026-03-01T09:30:00+05:30")
     assert _at(body["occurred_at"]) == datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
     assert _row(db, body["id"])["occurred_at"] == datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 
 
 def test_occurred_at_defaults_to_now(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     before = datetime.now(UTC)
     body = create(client, headers)
     occurred = _at(body["occurred_at"])
@@ -199,7 +193,7 @@ def test_occurred_at_defaults_to_now(client):
 
 
 def test_description_and_category_are_optional(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     body = create(client, headers)
     assert body["description"] is None and body["category"] is None
     row = _row(db, body["id"])
@@ -207,7 +201,7 @@ def test_description_and_category_are_optional(client, db):
 
 
 def test_blank_category_is_stored_as_null(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for blank in ("", "   ", "\t\n", None):
         with subtests.test(msg=f"category {blank!r}"):
             body = create(client, headers, category=blank)
@@ -216,12 +210,12 @@ def test_blank_category_is_stored_as_null(client, db, subtests):
 
 
 def test_category_is_trimmed(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     assert create(client, headers, category="  groceries ")["category"] == "groceries"
 
 
 def test_longest_description_and_category_are_accepted(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     body = create(client, headers, description="d" * 500, category="c" * 64)
     assert body["description"] == "d" * 500
     assert body["category"] == "c" * 64
@@ -229,7 +223,7 @@ def test_longest_description_and_category_are_accepted(client, db):
 
 
 def test_text_fields_keep_unicode(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     body = create(client, headers, description="Café ☕ 🍰", category="Ωmega")
     assert body["description"] == "Café ☕ 🍰"
     assert body["category"] == "Ωmega"
@@ -293,7 +287,7 @@ INVALID_CREATES = [
 
 
 def test_invalid_create_body_is_400_with_the_field_and_creates_nothing(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for name, body, field in INVALID_CREATES:
         with subtests.test(msg=name):
             # json.dumps escapes NUL and lone surrogates, so the text stays valid JSON.
@@ -303,7 +297,7 @@ def test_invalid_create_body_is_400_with_the_field_and_creates_nothing(client, d
 
 
 def test_several_invalid_fields_are_reported_together(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     response = client.post("/transactions", json={"type": "refund", "amount": -1, "foo": 1}, headers=headers)
     error = _validation_error(response)
     assert {"type", "amount", "foo"} <= set(error["fields"])
@@ -311,7 +305,7 @@ def test_several_invalid_fields_are_reported_together(client, db):
 
 
 def test_amount_with_an_exponent_is_refused(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for number in ("1e3", "1E3", "1.5e2", "10e-1", "1e+2"):
         with subtests.test(msg=number):
             _validation_error(_post_raw(client, headers, f'{{"type": "expense", "amount": {number}}}'), "amount")
@@ -319,7 +313,7 @@ def test_amount_with_an_exponent_is_refused(client, db, subtests):
 
 
 def test_non_finite_json_amount_is_refused(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for constant in ("NaN", "Infinity", "-Infinity"):
         with subtests.test(msg=constant):
             response = _post_raw(client, headers, f'{{"type": "expense", "amount": {constant}}}')
@@ -329,7 +323,7 @@ def test_non_finite_json_amount_is_refused(client, db, subtests):
 
 
 def test_body_that_is_not_a_json_object_is_400_validation_error(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for text in ('[{"type": "expense", "amount": "10.00"}]', "[]", '"expense"', "10", "null"):
         with subtests.test(msg=text):
             _validation_error(_post_raw(client, headers, text))
@@ -337,7 +331,7 @@ def test_body_that_is_not_a_json_object_is_400_validation_error(client, db, subt
 
 
 def test_malformed_json_is_400_malformed_json(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for text in (
         '{"type": "expense", "amount": ',
         "{'type': 'expense', 'amount': '1.00'}",
@@ -352,7 +346,7 @@ def test_malformed_json_is_400_malformed_json(client, db, subtests):
 
 
 def test_non_json_content_type_is_415(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/csv", "application/xml"):
         with subtests.test(msg=content_type):
             response = _post_raw(client, headers, json.dumps(VALID), content_type)
@@ -367,7 +361,7 @@ def test_non_json_content_type_is_415(client, db, subtests):
 
 
 def test_body_over_one_mebibyte_is_413(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     text = json.dumps({**VALID, "description": "x" * (1024 * 1024)})
     assert_error(_post_raw(client, headers, text), 413, "payload_too_large")
     assert _count(db) == 0
@@ -377,7 +371,7 @@ def test_body_over_one_mebibyte_is_413(client, db):
 
 
 def test_totals_and_amounts_of_many_small_amounts_are_exact(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     lines = ["occurred_at,type,amount,category,description"]
     for index in range(300):
         kind, amount, category = [
@@ -420,7 +414,7 @@ def test_totals_and_amounts_of_many_small_amounts_are_exact(client, db):
 
 
 def test_analytics_of_largest_amounts_stays_exact(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for _ in range(3):
         create(client, headers, type="income", amount="999999999999.99", occurred_at="2026-02-10T12:00:00+00:00")
     create(client, headers, type="expense", amount="0.01", occurred_at="2026-02-10T12:00:00+00:00")
@@ -434,7 +428,7 @@ def test_analytics_of_largest_amounts_stays_exact(client):
 
 
 def test_get_reads_the_transaction(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers, description="Lunch", category="food", amount="8.40")
     response = client.get(f"/transactions/{created['id']}", headers=headers)
     assert response.status_code == 200
@@ -442,12 +436,12 @@ def test_get_reads_the_transaction(client):
 
 
 def test_get_of_a_missing_id_is_404(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     assert_error(client.get("/transactions/12345", headers=headers), 404, "not_found")
 
 
 def test_id_beyond_the_database_range_is_404(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     huge = 2**70
     assert_error(client.get(f"/transactions/{huge}", headers=headers), 404, "not_found")
     assert_error(client.patch(f"/transactions/{huge}", json={"amount": "1.00"}, headers=headers), 404, "not_found")
@@ -455,7 +449,7 @@ def test_id_beyond_the_database_range_is_404(client):
 
 
 def test_patch_changes_only_the_given_fields_and_advances_updated_at(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(
         client, headers, type="expense", amount="20.00", description="Books", category="education",
         occurred_at="2026-01-15T10:00:00+00:00",
@@ -484,7 +478,7 @@ def test_patch_changes_only_the_given_fields_and_advances_updated_at(client, db)
 
 
 def test_patch_with_null_description_and_category_clears_them(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers, description="Taxi", category="transport")
     response = client.patch(
         f"/transactions/{created['id']}", json={"description": None, "category": None}, headers=headers
@@ -496,7 +490,7 @@ def test_patch_with_null_description_and_category_clears_them(client, db):
 
 
 def test_patch_with_blank_category_clears_it(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers, category="transport")
     response = client.patch(f"/transactions/{created['id']}", json={"category": "  "}, headers=headers)
     assert response.status_code == 200, response.text
@@ -534,7 +528,7 @@ def _patch_raw(client: httpx.Client, headers: dict, transaction_id: int, text: s
 
 
 def test_invalid_patch_is_400_and_changes_nothing(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers, description="Kept", category="kept", occurred_at="2026-01-15T10:00:00+00:00")
     before = _row(db, created["id"])
     for name, body, field in INVALID_PATCHES:
@@ -544,7 +538,7 @@ def test_invalid_patch_is_400_and_changes_nothing(client, db, subtests):
 
 
 def test_patch_without_changes_is_400(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers)
     before = _row(db, created["id"])
     for text in ("{}", "[]", '[{"amount": "2.00"}]', "null"):
@@ -554,7 +548,7 @@ def test_patch_without_changes_is_400(client, db, subtests):
 
 
 def test_patch_with_malformed_json_or_no_json_is_refused(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers)
     before = _row(db, created["id"])
     url = f"/transactions/{created['id']}"
@@ -566,7 +560,7 @@ def test_patch_with_malformed_json_or_no_json_is_refused(client, db):
 
 
 def test_delete_is_204_and_the_transaction_is_gone(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers)
     kept = create(client, headers)
     response = client.delete(f"/transactions/{created['id']}", headers=headers)
@@ -580,8 +574,8 @@ def test_delete_is_204_and_the_transaction_is_gone(client, db):
 
 
 def test_other_users_transaction_is_404_like_a_missing_one(client, db):
-    _, owner = _user(client)
-    _, intruder = _user(client)
+    _, owner = user_with_headers(client)
+    _, intruder = user_with_headers(client)
     theirs = create(client, owner, description="Private", category="secret", amount="42.00")
     before = _row(db, theirs["id"])
     missing_id = theirs["id"] + 1000
@@ -601,7 +595,7 @@ def test_other_users_transaction_is_404_like_a_missing_one(client, db):
 
 
 def test_item_operations_need_a_token(client, db):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     created = create(client, headers)
     before = _row(db, created["id"])
     url = f"/transactions/{created['id']}"
@@ -616,7 +610,7 @@ def test_item_operations_need_a_token(client, db):
 
 
 def test_retry_with_the_same_key_replays_the_first_response(client, db, subtests):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     body = {"type": "expense", "amount": "19.99", "description": "Books", "occurred_at": "2026-01-15T10:00:00+00:00"}
     for number, path in enumerate(("/transactions", "/transaction"), start=1):
         with subtests.test(msg=path):
@@ -636,7 +630,7 @@ def test_retry_with_the_same_key_replays_the_first_response(client, db, subtests
 
 
 def test_a_key_is_honoured_for_24_hours_and_then_forgotten(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     keyed = {**headers, "Idempotency-Key": "monthly-rent"}
     first = client.post("/transactions", json=VALID, headers=keyed)
     assert first.status_code == 201, first.text
@@ -661,7 +655,7 @@ def test_a_key_is_honoured_for_24_hours_and_then_forgotten(client, db):
 
 
 def test_retry_without_occurred_at_replays_and_creates_one_row(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     keyed = {**headers, "Idempotency-Key": "no-time"}
     first = client.post("/transactions", json=VALID, headers=keyed)
     second = client.post("/transactions", json=VALID, headers=keyed)
@@ -671,7 +665,7 @@ def test_retry_without_occurred_at_replays_and_creates_one_row(client, db):
 
 
 def test_same_key_with_a_different_body_is_422_and_creates_nothing(client, db, subtests):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     for number, path in enumerate(("/transactions", "/transaction"), start=1):
         with subtests.test(msg=path):
             keyed = {**headers, "Idempotency-Key": f"k-{number}"}
@@ -689,7 +683,7 @@ def test_same_key_with_a_different_body_is_422_and_creates_nothing(client, db, s
 
 
 def test_invalid_body_with_a_key_does_not_use_up_the_key(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     keyed = {**headers, "Idempotency-Key": "k-invalid-first"}
     _validation_error(client.post("/transactions", json={"type": "expense", "amount": 0}, headers=keyed), "amount")
     created = client.post("/transactions", json=VALID, headers=keyed)
@@ -698,8 +692,8 @@ def test_invalid_body_with_a_key_does_not_use_up_the_key(client, db):
 
 
 def test_different_users_may_use_the_same_key_independently(client, db):
-    first_id, first = _user(client)
-    second_id, second = _user(client)
+    first_id, first = user_with_headers(client)
+    second_id, second = user_with_headers(client)
     key = {"Idempotency-Key": "shared-key"}
     a = client.post("/transactions", json={"type": "expense", "amount": "1.00"}, headers={**first, **key})
     b = client.post("/transactions", json={"type": "income", "amount": "2.00"}, headers={**second, **key})
@@ -713,14 +707,14 @@ def test_different_users_may_use_the_same_key_independently(client, db):
 
 
 def test_requests_without_a_key_are_not_deduplicated(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     create(client, headers)
     create(client, headers)
     assert _count(db, user_id) == 2
 
 
 def test_concurrent_retries_with_one_key_create_exactly_one_row(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     keyed = {**headers, "Idempotency-Key": "concurrent-key"}
     threads_count = 8
     barrier = threading.Barrier(threads_count)
@@ -752,7 +746,7 @@ def test_concurrent_retries_with_one_key_create_exactly_one_row(client, db):
 
 
 def test_invalid_idempotency_key_is_400_and_creates_nothing(client, db, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for name, key in [
         ("empty", b""),
         ("256 characters", b"k" * 256),
@@ -769,7 +763,7 @@ def test_invalid_idempotency_key_is_400_and_creates_nothing(client, db, subtests
 
 
 def test_longest_idempotency_key_is_accepted(client, db):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     keyed = {**headers, "Idempotency-Key": "k" * 255}
     first = client.post("/transactions", json=VALID, headers=keyed)
     second = client.post("/transactions", json=VALID, headers=keyed)
@@ -782,8 +776,8 @@ def test_longest_idempotency_key_is_accepted(client, db):
 
 
 def test_list_is_newest_first_and_shows_only_the_callers_rows(client, db):
-    _, headers = _user(client)
-    _, other = _user(client)
+    _, headers = user_with_headers(client)
+    _, other = user_with_headers(client)
     mine = [
         create(client, headers, occurred_at=(EPOCH + timedelta(days=offset)).isoformat())
         for offset in (3, -2, 7, 0)
@@ -802,8 +796,8 @@ def test_list_is_newest_first_and_shows_only_the_callers_rows(client, db):
 
 
 def test_list_of_a_user_without_transactions_is_empty(client):
-    _, headers = _user(client)
-    _, other = _user(client)
+    _, headers = user_with_headers(client)
+    _, other = user_with_headers(client)
     create(client, other)
     response = client.get("/transactions", headers=headers)
     assert response.json() == {"items": [], "next_cursor": None}
@@ -814,7 +808,7 @@ def test_list_needs_a_token(client):
 
 
 def test_list_filters_by_type_and_category(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     salary = create(client, headers, type="income", category="work")
     food = create(client, headers, type="expense", category="food")
     snack = create(client, headers, type="expense", category="food")
@@ -829,7 +823,7 @@ def test_list_filters_by_type_and_category(client):
 
 
 def test_list_filters_by_amount_inclusively(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     amounts = ("5.00", "9.99", "10.00", "20.00", "20.01")
     rows = {amount: create(client, headers, amount=amount)["id"] for amount in amounts}
     assert sorted(_ids(_list(client, headers, min_amount="10"))) == sorted(
@@ -844,7 +838,7 @@ def test_list_filters_by_amount_inclusively(client):
 
 
 def test_list_q_matches_description_case_insensitively(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     coffee = create(client, headers, description="Morning COFFEE at Joe's")
     latte = create(client, headers, description="iced coffee")
     create(client, headers, description="Tea")
@@ -855,7 +849,7 @@ def test_list_q_matches_description_case_insensitively(client):
 
 
 def test_list_q_treats_percent_and_underscore_literally(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     percent = create(client, headers, description="50% off")
     underscore = create(client, headers, description="file_name")
     backslash = create(client, headers, description="a\\b")
@@ -872,7 +866,7 @@ def test_list_q_treats_percent_and_underscore_literally(client):
 
 def test_list_date_bounds_cover_whole_days_in_the_tenant_time_zone(client):
     """America/New_York is UTC-5 in January: a day there runs from 05:00 UTC to 05:00 UTC."""
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     times = {
         "before": "2026-01-09T23:59:59-05:00",  # Jan 10 in UTC, still Jan 9 in New York
         "start": "2026-01-10T00:00:00-05:00",
@@ -890,7 +884,7 @@ def test_list_date_bounds_cover_whole_days_in_the_tenant_time_zone(client):
 
 def test_list_date_bounds_follow_daylight_saving_time(client):
     """On 2026-03-08 New York moves to UTC-4, so that day ends at 04:00 UTC."""
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     inside = create(client, headers, occurred_at="2026-03-09T03:30:00+00:00")  # 23:30 EDT on Mar 8
     outside = create(client, headers, occurred_at="2026-03-09T04:00:00+00:00")  # 00:00 EDT on Mar 9
     assert _ids(_list(client, headers, **{"from": "2026-03-08", "to": "2026-03-08"})) == [inside["id"]]
@@ -898,7 +892,7 @@ def test_list_date_bounds_follow_daylight_saving_time(client):
 
 
 def test_list_date_time_bounds_with_offsets_are_inclusive_instants(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     times = {
         "early": "2026-01-10T10:59:59.999999+00:00",
         "lower": "2026-01-10T11:00:00+00:00",
@@ -913,7 +907,7 @@ def test_list_date_time_bounds_with_offsets_are_inclusive_instants(client):
 
 
 def test_list_mixes_a_date_lower_bound_with_a_date_time_upper_bound(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     early = create(client, headers, occurred_at="2026-01-10T06:00:00+00:00")  # 01:00 in New York
     create(client, headers, occurred_at="2026-01-10T04:00:00+00:00")  # Jan 9 in New York
     create(client, headers, occurred_at="2026-01-10T20:00:00+00:00")
@@ -941,7 +935,7 @@ SORTS = ("occurred_at", "-occurred_at", "amount", "-amount")
 
 
 def test_list_sorts_with_ties_broken_by_id(client, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     rows = _tied_rows(client, headers)
     for sort in SORTS:
         with subtests.test(msg=sort):
@@ -950,8 +944,8 @@ def test_list_sorts_with_ties_broken_by_id(client, subtests):
 
 
 def test_walking_pages_returns_every_row_once_in_order(client, subtests):
-    _, headers = _user(client)
-    _, other = _user(client)
+    _, headers = user_with_headers(client)
+    _, other = user_with_headers(client)
     rows = _tied_rows(client, headers)
     create(client, other, occurred_at=EPOCH.isoformat(), amount="12.50")
     for sort in SORTS:
@@ -965,7 +959,7 @@ def test_walking_pages_returns_every_row_once_in_order(client, subtests):
 
 
 def test_walking_pages_keeps_the_filters(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     rows = _tied_rows(client, headers)
     expected = sorted(
         (row for row in rows if row["amount"] == "12.50"), key=lambda item: _sort_key(item, "-occurred_at"),
@@ -976,7 +970,7 @@ def test_walking_pages_keeps_the_filters(client):
 
 
 def test_a_full_last_page_has_no_next_cursor(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for offset in range(6):
         create(client, headers, occurred_at=(EPOCH + timedelta(minutes=offset)).isoformat())
     first = client.get("/transactions", params={"limit": 3}, headers=headers).json()
@@ -989,7 +983,7 @@ def test_a_full_last_page_has_no_next_cursor(client):
 
 
 def test_default_page_holds_fifty_and_limit_two_hundred_is_allowed(client):
-    user_id, headers = _user(client)
+    user_id, headers = user_with_headers(client)
     lines = ["type,amount"] + ["expense,1.00"] * 60
     response = client.post(
         "/transactions/import", content="\n".join(lines).encode(), headers={**headers, "Content-Type": "text/csv"}
@@ -1029,7 +1023,7 @@ INVALID_QUERIES = [
 
 
 def test_invalid_list_query_is_400(client, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     create(client, headers)
     for name, params, field in INVALID_QUERIES:
         with subtests.test(msg=name):
@@ -1054,7 +1048,7 @@ TAMPERED_CURSORS = [
 
 
 def test_tampered_cursor_is_400(client, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for name, position in TAMPERED_CURSORS:
         with subtests.test(msg=name):
             params = {"cursor": _cursor(position)}
@@ -1064,7 +1058,7 @@ def test_tampered_cursor_is_400(client, subtests):
 
 
 def test_cursor_from_another_sort_is_400(client):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     for offset in range(4):
         create(client, headers, occurred_at=(EPOCH + timedelta(minutes=offset)).isoformat(), amount=f"{offset + 1}.00")
     by_amount = client.get("/transactions", params={"sort": "amount", "limit": 2}, headers=headers).json()
@@ -1094,8 +1088,8 @@ def test_cursor_from_another_sort_is_400(client):
 
 def test_cursor_does_not_reveal_another_users_rows(client):
     """A cursor only says where to continue; the rows still belong to the caller."""
-    _, headers = _user(client)
-    _, other = _user(client)
+    _, headers = user_with_headers(client)
+    _, other = user_with_headers(client)
     for offset in range(3):
         create(client, other, occurred_at=(EPOCH + timedelta(minutes=offset)).isoformat())
     mine = create(client, headers, occurred_at=(EPOCH - timedelta(days=1)).isoformat())
@@ -1106,7 +1100,7 @@ def test_cursor_does_not_reveal_another_users_rows(client):
 
 
 def test_well_formed_but_forged_cursors_never_cause_a_server_error(client, subtests):
-    _, headers = _user(client)
+    _, headers = user_with_headers(client)
     create(client, headers, occurred_at=EPOCH.isoformat())
     forged = [
         ("amount", {"s": "amount", "k": "Infinity", "id": 1}),

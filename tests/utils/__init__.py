@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+from argon2 import PasswordHasher
 
 PASSWORD = "password@123"
 
@@ -27,10 +29,15 @@ def login(client: httpx.Client, username: str, password: str = PASSWORD) -> str:
     return response.json()["token"]
 
 
+def bearer(token: str) -> dict[str, str]:
+    """Headers carrying a token the way clients send it."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def auth_headers(client: httpx.Client, username: str | None = None) -> dict[str, str]:
     """Register a fresh user and return headers carrying their token."""
     user = register(client, username)
-    return {"Authorization": f"Bearer {login(client, user['username'])}"}
+    return bearer(login(client, user["username"]))
 
 
 def create(client: httpx.Client, headers: dict, **fields) -> dict:
@@ -43,7 +50,21 @@ def create(client: httpx.Client, headers: dict, **fields) -> dict:
 def user_with_headers(client: httpx.Client) -> tuple[int, dict[str, str]]:
     """Register a fresh user; return their id and headers carrying their token."""
     user = register(client)
-    return user["id"], {"Authorization": f"Bearer {login(client, user['username'])}"}
+    return user["id"], bearer(login(client, user["username"]))
+
+
+@functools.cache
+def _password_hash(password: str) -> str:
+    # argon2id with the library's defaults, as the service hashes: computed once per password.
+    return PasswordHasher().hash(password)
+
+
+def insert_user(db, username: str | None = None, password: str = PASSWORD) -> int:
+    """Make a user row directly (no request, nothing rate-limited); they can log in with password."""
+    return db.execute(
+        "INSERT INTO users (username, password_hash) VALUES (%s, %s) RETURNING id",
+        (username or new_username(), _password_hash(password)),
+    ).fetchone()["id"]
 
 
 def mint_token(
