@@ -723,7 +723,7 @@ def test_concurrent_retries_with_one_key_create_exactly_one_row(client, db):
     def fire(index: int) -> None:
         try:
             with httpx.Client(base_url=client.base_url, timeout=30) as own:
-                own.get("/health/live")  # open the connection before the race
+                assert own.get("/health").status_code == 200  # open the connection before the race
                 barrier.wait(timeout=30)
                 results[index] = own.post("/transactions", json=VALID, headers=keyed)
         except BaseException as exc:  # noqa: BLE001 - reported below
