@@ -617,6 +617,36 @@ def _delete_me(client: httpx.Client, token: str, password: str = PASSWORD) -> ht
     return client.request("DELETE", "/me", json={"password": password}, headers=bearer(token))
 
 
+# Every column that holds a user's key: the columns of each foreign key to users, and every user_id
+# column (the totals tables have no foreign key). Read from the catalog, so a new table is checked too.
+USER_COLUMNS = """
+    SELECT c.relname AS table_name, a.attname AS column_name, r.attname AS users_column
+    FROM pg_constraint k
+    JOIN pg_class c ON c.oid = k.conrelid
+    JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
+    JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[array_position(k.conkey, a.attnum)]
+    WHERE k.contype = 'f' AND k.confrelid = 'users'::regclass
+    UNION
+    SELECT c.relname, a.attname, 'id'
+    FROM pg_class c
+    JOIN pg_attribute a ON a.attrelid = c.oid
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+      AND a.attname = 'user_id' AND NOT a.attisdropped
+"""
+
+
+def _rows_of(db, user: dict) -> dict[str, int]:
+    """How many rows refer to the user, by table.column, in every column that holds a user's key."""
+    counts = {}
+    for column in db.execute(USER_COLUMNS).fetchall():
+        query = sql.SQL("SELECT count(*) AS n FROM {} WHERE {} = %s").format(
+            sql.Identifier(column["table_name"]), sql.Identifier(column["column_name"])
+        )
+        found = db.execute(query, (user[column["users_column"]],)).fetchone()
+        counts[f"{column['table_name']}.{column['column_name']}"] = found["n"]
+    return counts
+
+
 def _totals(db, table: str) -> dict[int, tuple[int, Decimal]]:
     query = sql.SQL("SELECT user_id, sum(count)::int AS n, sum(total) AS total FROM {} GROUP BY user_id")
     rows = db.execute(query.format(sql.Identifier(table)))
@@ -638,16 +668,18 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     assert _totals(db, "daily_totals")[user["id"]][0] == 4
     assert _totals(db, "monthly_totals")[user["id"]][0] == 4
     _assert_everywhere(replica.url, token, 200, times=4)
+    stored_user = db.execute("SELECT * FROM users WHERE id = %s", (user["id"],)).fetchone()
+    before = _rows_of(db, stored_user)
+    empty = sorted(column for column, count in before.items() if count == 0)
+    assert not empty, f"give the user a row in {empty} above, so that the check after the deletion means something"
 
     response = _delete_me(client, token)
     assert response.status_code == 204, response.text
     assert response.content == b""
 
     assert _user_row(db, user["id"]) is None
-    for table in ("transactions", "idempotency_keys", "daily_totals", "monthly_totals"):
-        query = sql.SQL("SELECT count(*) AS n FROM {} WHERE user_id = %s").format(sql.Identifier(table))
-        found = db.execute(query, (user["id"],)).fetchone()
-        assert found["n"] == 0, table
+    left = {column: count for column, count in _rows_of(db, stored_user).items() if count}
+    assert not left, f"rows of the deleted user remain: {left}"
     # The other user's rows and totals are exactly as they were.
     assert _totals(db, "daily_totals") == {keep["id"]: (1, Decimal("7.00"))}
     assert _totals(db, "monthly_totals") == {keep["id"]: (1, Decimal("7.00"))}
