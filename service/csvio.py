@@ -13,11 +13,8 @@ from .schemas import TransactionCreate
 
 EXPORT_COLUMNS = TRANSACTION.csv_columns
 IMPORT_COLUMNS = TRANSACTION.import_columns
-# Columns of an export that an import accepts but does not store (ids are assigned anew); and
-# `currency`, which must be the tenant's.
-IGNORED_COLUMNS = tuple(name for name in EXPORT_COLUMNS if name in TRANSACTION.columns and name not in IMPORT_COLUMNS)
 # The columns without which no row can be valid.
-REQUIRED_COLUMNS = tuple(name for name, field in TransactionCreate._declared_fields.items() if field.required)
+REQUIRED_COLUMNS = tuple(name for name, field in TransactionCreate().fields.items() if field.required)
 # Text a client wrote, defused on export (below).
 _TEXT_COLUMNS = {name for name, kind in TRANSACTION.columns.items() if kind is str}
 MAX_REPORTED_ERRORS = 100

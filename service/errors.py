@@ -9,7 +9,16 @@ import psycopg_pool
 from flask import Flask, Response, current_app, has_app_context, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .core.errors import Conflict, DomainError, Invalid, NotFound, Throttled, Unauthenticated, Unprocessable
+from .core.errors import (
+    Conflict,
+    DomainError,
+    Invalid,
+    NotFound,
+    Throttled,
+    TokenRefused,
+    Unauthenticated,
+    Unprocessable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +86,8 @@ def response_for(exc: BaseException) -> Response:
 def _as_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, DomainError):
-        return _from_domain(exc)
+    if isinstance(exc, DomainError) and (status := domain_status(type(exc))) is not None:
+        return _from_domain(exc, status)
     if isinstance(exc, HTTPException) and exc.code:
         allowed = getattr(exc, "valid_methods", None)
         headers = {"Allow": ", ".join(allowed)} if allowed else None
@@ -112,13 +121,17 @@ def _as_api_error(exc: BaseException) -> ApiError:
     return ApiError(500, "internal_error", "An unexpected error occurred.")
 
 
-def _from_domain(exc: DomainError) -> ApiError:
+def domain_status(kind: type[DomainError]) -> int | None:
+    """The status of a kind of domain error (None: unmapped, answered as an internal error)."""
+    return next((DOMAIN_STATUS[base] for base in kind.__mro__ if base in DOMAIN_STATUS), None)
+
+
+def _from_domain(exc: DomainError, status: int) -> ApiError:
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, TokenRefused):
         headers["WWW-Authenticate"] = "Bearer"
-    status = next(status for kind, status in DOMAIN_STATUS.items() if isinstance(exc, kind))
     return ApiError(status, exc.code, exc.message, fields=exc.fields, headers=headers, details=exc.details)
 
 

@@ -50,8 +50,13 @@ class Record:
         return {name: self.json_value(name, row[name]) for name in self.columns}
 
     def from_json(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The row that to_json wrote (other keys are ignored)."""
-        return {name: _JSON_DECODERS.get(kind, _same)(data[name]) for name, kind in self.columns.items()}
+        """The row that to_json wrote (other keys are ignored; a column added since reads as None)."""
+        return {name: _JSON_DECODERS.get(kind, _same)(data.get(name)) for name, kind in self.columns.items()}
+
+    def __post_init__(self) -> None:
+        unknown = {kind.__name__ for kind in self.columns.values()} - {kind.__name__ for kind in _JSON_TYPES}
+        if unknown:
+            raise TypeError(f"{self.table}: no JSON form for {', '.join(sorted(unknown))} (see records._JSON_TYPES)")
 
 
 class Position(NamedTuple):
@@ -72,6 +77,8 @@ def _optional(convert):
 
 _JSON_ENCODERS = {Decimal: _optional(lambda value: f"{value:.2f}"), datetime: _optional(datetime.isoformat)}
 _JSON_DECODERS = {Decimal: _optional(Decimal), datetime: _optional(datetime.fromisoformat)}
+# The column types a record may have: JSON's own, and those with an encoder and a decoder above.
+_JSON_TYPES = (int, str, bool, *_JSON_ENCODERS)
 
 
 TRANSACTION = Record(

@@ -257,7 +257,9 @@ class PasswordChange(Schema):
             raise ValidationError("Must differ from the current password.", "new_password")
 
 
-class UserDeletion(Schema):
+class AccountDeletion(Schema):
+    """Deleting the logged-in user (the published model name says account)."""
+
     password = fields.String(
         required=True, load_only=True, validate=list(PRESENTED_PASSWORD_RULES),
         metadata={"description": "The account's password, to confirm.", "example": "password@123"},

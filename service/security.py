@@ -86,7 +86,7 @@ def verification_keys(settings: Settings) -> dict[str, Secret]:
 def decode_token(settings: Settings, token: str) -> dict:
     """Return the claims of a valid token of this tenant; raise jwt.InvalidTokenError otherwise.
 
-    Whether the token was revoked is the database's to say (see store.tokens); `ver` is always
+    Whether the token was revoked is the database's to say (core.tokens, store.revoked_tokens); `ver` is always
     in the claims returned (0 for a token issued before versions existed).
     """
     claims = _verified_claims(settings, token)

@@ -7,13 +7,14 @@ from decimal import Decimal
 
 import pytest
 from marshmallow import Schema
+from psycopg.types.json import Jsonb
 
 from service import schemas
 from service.core import idempotency
 from service.core.errors import Unprocessable
 from service.records import TRANSACTION
 from service.store import transactions
-from tests.utils import insert_user
+from tests.utils import insert_user, user_with_headers
 
 EXPENSE = {"type": "expense", "amount": Decimal("12.50"), "category": "food"}
 
@@ -89,3 +90,19 @@ def test_the_records_columns_are_its_tables(db):
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (TRANSACTION.table,))}
     assert set(TRANSACTION.columns) <= table
     assert set(TRANSACTION.csv_columns) - set(TRANSACTION.columns) == {"currency"}
+
+
+def test_a_key_kept_before_migration_0009_replays_as_it_did(client, db):
+    """Rows of the previous version kept the whole response (status, body with currency, Location)."""
+    user_id, headers = user_with_headers(client)
+    headers = {**headers, "Idempotency-Key": "before-0009"}
+    first = client.post("/transactions", json={"type": "expense", "amount": "3.10"}, headers=headers)
+    db.execute(
+        "UPDATE idempotency_keys SET status = 201, body = %s, location = %s WHERE user_id = %s",
+        (Jsonb(first.json()), first.headers["Location"], user_id),
+    )
+    again = client.post("/transactions", json={"type": "expense", "amount": "3.10"}, headers=headers)
+    assert (again.status_code, again.json(), again.headers["Location"]) == (
+        201, first.json(), first.headers["Location"]
+    )
+    assert again.headers["Idempotent-Replayed"] == "true"

@@ -1,6 +1,6 @@
 """The tenant's data: 1,000 users and 1,000,000 transactions written with COPY, in two phases.
 
-The transactions' columns are listed here by hand (transaction_line, copy_transactions).
+The transactions carry every column a client writes (records.TRANSACTION); transaction_line gives each a value.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ HISTORY = timedelta(days=730)  # transactions span the last two years
 HEAVY_USERNAME = "heavy@bench.example"
 PASSWORD = "bench-password-1"  # noqa: S105 - a throwaway password of a throwaway database
 SEED = 20_261_124
-# Added by the daily-rollup migration, when it is there: kept off during COPY, then rebuilt.
 # The seeded columns: every column a client writes (service/records.py), for each user.
 COPY_COLUMNS = ("user_id", *TRANSACTION.writable)
+# Added by the daily-rollup migration, when it is there: kept off during COPY, then rebuilt.
 ROLLUP_TRIGGER = "transactions_totals"
 ROLLUP_REFRESH = "refresh_totals"
 
@@ -138,7 +138,9 @@ def copy_transactions(conn, lines: Iterable[str]) -> int:
     with conn.transaction():
         if rollup:
             conn.execute("ALTER TABLE transactions DISABLE TRIGGER USER")
-        copy_sql = f"COPY {TRANSACTION.table} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(TRANSACTION.table), sql.SQL(", ").join(map(sql.Identifier, COPY_COLUMNS))
+        )
         with conn.cursor().copy(copy_sql) as copy:
             for chunk in _batches(lines):
                 copy.write(chunk)

@@ -12,18 +12,20 @@ from . import limits
 from .common import accepts_json, responds, settings
 from .docs import error_model
 
-ns = Namespace("auth", path="/", description="Registration and tokens")
+# The tags and texts below are part of the published Swagger document (generated clients name
+# their classes after them): they keep the original wording.
+ns = Namespace("auth", path="/", description="Accounts and tokens")
 error = error_model(ns)
 
 
 @ns.route("/register")
 class Register(Resource):
     @accepts_json(ns, Credentials, invalid="Invalid username or password")
-    @responds(ns, 201, "User created", UserPublic)
+    @responds(ns, 201, "Account created", UserPublic)
     @ns.response(409, "Username already taken", error)
     @limits.documented(ns)
     def post(self, data: dict):
-        """Create a user; usernames are unique whatever their letter case."""
+        """Create an account; usernames are unique whatever their letter case."""
         limits.enforce("register", account=rate_limits.account_key(data["username"]))
         return users.register(db, username=data["username"], password=data["password"])
 

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError
 from .. import db
 from ..config import Settings
 from ..core import tokens
-from ..core.errors import Unauthenticated
+from ..core.errors import TokenRefused
 from ..errors import ApiError
 from ..schemas import parse_json_number
 from .docs import authenticated, error_model, model, query_params
@@ -129,11 +129,11 @@ def require_user(method: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         token = _presented_token()
         if token is None:
-            raise Unauthenticated(
+            raise TokenRefused(
                 "authentication_required",
                 f"Send a token in the {TOKEN_HEADER} header or as Authorization: Bearer.",
             )
-        claims = tokens.authenticate(db.connection(), settings(), token)
+        claims = tokens.authenticate(db, settings(), token)
         g.user_id = claims["sub"]
         g.token_claims = claims
         return method(*args, **kwargs)

@@ -35,7 +35,7 @@ def client_address() -> str:
 
 def enforce(action: str, *, account: str) -> None:
     """Count this request against its client's and its account's limits of `action`; 429 past either."""
-    rate_limits.enforce(db.connection(), settings(), action, client=client_address(), account=account)
+    rate_limits.enforce(db, settings(), action, client=client_address(), account=account)
 
 
 def documented(ns: Namespace, *, also: str = ""):

@@ -32,7 +32,20 @@ class Invalid(DomainError):
 
 
 class Unauthenticated(DomainError):
-    """No valid credentials: a wrong password, or a token that is invalid, revoked or whose user is gone (401)."""
+    """Wrong credentials: an unknown username or a wrong password (401)."""
+
+
+class TokenRefused(Unauthenticated):
+    """The request's token is missing, invalid, expired or revoked, or its user is gone (401, with a
+    Bearer challenge)."""
+
+
+def user_gone() -> TokenRefused:
+    return TokenRefused("invalid_token", "The token's user no longer exists.")
+
+
+def token_revoked() -> TokenRefused:
+    return TokenRefused("invalid_token", "The token has been revoked; log in again.")
 
 
 class NotFound(DomainError):

@@ -35,7 +35,8 @@ def once(
     Returns the row and whether it is a replay: a retry with the same key, operation and request
     gets the first row as it was then. The claim of the key, the row and the kept result commit
     together or not at all; a concurrent retry waits for the first to finish. Without a key,
-    `perform` simply runs.
+    `perform` simply runs (in autocommit: one that writes more than one statement opens its own
+    `conn.transaction()`, which becomes a savepoint when a key is given).
     """
     if key is None:
         return perform(), False

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 from ..config import Settings
-from ..db import Connection
 from ..store import rate_limits
+from . import Connections
 from .errors import Throttled
 
 # How often each worker process deletes ended windows (and spent login failures): often enough that
@@ -30,16 +30,17 @@ def account_key(username: str) -> str:
     return username.strip().lower()
 
 
-def enforce(conn: Connection, settings: Settings, action: str, *, client: str, account: str) -> None:
+def enforce(db: Connections, settings: Settings, action: str, *, client: str, account: str) -> None:
     """Count this request against its client's and its account's limits; raise Throttled past either.
 
-    One round trip counts both. `action` is 'login', 'register' or 'import'.
+    One round trip counts both (none when both limits are off). `action` is 'login', 'register' or
+    'import'.
     """
     config = settings.rate_limits
     scopes = [("client", client), ("account", account)]
     counters = [(f"{action}:{scope}", subject) for scope, subject in scopes if config.limit(action, scope) > 0]
-    counts = rate_limits.hit(conn, counters, window=config.window_seconds) if counters else []
-    _purge_now_and_then(conn, settings)
+    counts = rate_limits.hit(db.connection(), counters, window=config.window_seconds) if counters else []
+    _purge_now_and_then(db, settings)
     by_scope = {count.action.partition(":")[2]: count for count in counts}
     exceeded = {scope: count for scope, count in by_scope.items() if count.hits > config.limit(action, scope)}
     if exceeded:
@@ -52,10 +53,10 @@ def enforce(conn: Connection, settings: Settings, action: str, *, client: str, a
         )
 
 
-def _purge_now_and_then(conn: Connection, settings: Settings) -> None:
+def _purge_now_and_then(db: Connections, settings: Settings) -> None:
     global _next_purge
     now = time.monotonic()
     if now < _next_purge:
         return
     _next_purge = now + PURGE_INTERVAL_SECONDS
-    rate_limits.purge_expired(conn, login_failure_window=settings.login_failure_window_seconds)
+    rate_limits.purge_expired(db.connection(), login_failure_window=settings.login_failure_window_seconds)

@@ -7,30 +7,13 @@ fresh one is taken afterwards.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from .. import metrics
 from ..config import Settings
-from ..db import Connection
 from ..security import IssuedToken, hash_password, issue_token, verify_password
 from ..store import login_failures, users
-from .errors import Conflict, Throttled, Unauthenticated
-
-
-class Connections(Protocol):
-    """Where a request gets its connection, and gives it back before slow work (service.db)."""
-
-    def connection(self, timeout: float | None = None) -> Connection: ...
-
-    def release(self) -> None: ...
-
-
-def user_gone() -> Unauthenticated:
-    return Unauthenticated("invalid_token", "The token's user no longer exists.")
-
-
-def token_revoked() -> Unauthenticated:
-    return Unauthenticated("invalid_token", "The token has been revoked; log in again.")
+from . import Connections
+from .errors import Conflict, Throttled, Unauthenticated, token_revoked, user_gone
+from .rate_limits import account_key
 
 
 def register(db: Connections, *, username: str, password: str) -> dict:
@@ -108,7 +91,7 @@ def _check_password(
     """
     locked_for = login_failures.begin_attempt(
         db.connection(),
-        username=username,
+        username_key=account_key(username),
         max_failures=settings.login_max_failures,
         window=settings.login_failure_window_seconds,
         lockout=settings.login_lockout_seconds,
@@ -120,4 +103,4 @@ def _check_password(
     if not verify_password(user["password_hash"] if user else None, password):
         metrics.login_failed("invalid_credentials")
         raise Unauthenticated("invalid_credentials", wrong)
-    login_failures.clear_failures(db.connection(), username=username)
+    login_failures.clear_failures(db.connection(), username_key=account_key(username))

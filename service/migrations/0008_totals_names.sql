@@ -11,6 +11,10 @@
 -- transaction: no write ever sees it call a name that is gone. No total is rebuilt: the rows and
 -- the arithmetic are those of 0003 and 0007. Renaming a trigger locks its table for a moment.
 
+-- Renaming a trigger locks its table: give up rather than queue every request behind a long one
+-- (the migration fails, and its init container or Job retries).
+SET LOCAL lock_timeout = '5s';
+
 ALTER FUNCTION add_to_daily_total(bigint, timestamptz, text, text, numeric, integer) RENAME TO add_to_totals;
 ALTER FUNCTION transactions_daily_totals() RENAME TO transactions_totals;
 ALTER FUNCTION users_daily_totals() RENAME TO users_totals;
@@ -22,6 +26,9 @@ DO $$
 BEGIN
     EXECUTE replace(replace(pg_get_functiondef('transactions_totals()'::regprocedure),
         'add_to_daily_total(', 'add_to_totals('), 'users_daily_totals', 'users_totals');
+    IF pg_get_functiondef('transactions_totals()'::regprocedure) LIKE '%daily_total%' THEN
+        RAISE EXCEPTION 'transactions_totals still names an old function';
+    END IF;
 END;
 $$;
 

@@ -17,12 +17,8 @@ from ..db import Connection, fetch_one
 _FRESH_WINDOW = sql.SQL("(f.window_started_at < now() - %(window)s OR coalesce(f.locked_until <= now(), false))")
 
 
-def _key(username: str) -> str:
-    return username.strip().lower()
-
-
 def begin_attempt(
-    conn: Connection, *, username: str, max_failures: int, window: int, lockout: int
+    conn: Connection, *, username_key: str, max_failures: int, window: int, lockout: int
 ) -> int:
     """Count one attempt; return how many seconds the username stays locked (0: go ahead).
 
@@ -44,7 +40,7 @@ def begin_attempt(
         """
     ).format(fresh=_FRESH_WINDOW)
     params = {
-        "key": _key(username),
+        "key": username_key,
         "max": max_failures,
         "window": timedelta(seconds=window),
         "lockout": timedelta(seconds=lockout),
@@ -53,5 +49,5 @@ def begin_attempt(
     return math.ceil(remaining) if remaining and remaining > 0 else 0
 
 
-def clear_failures(conn: Connection, *, username: str) -> None:
-    conn.execute("DELETE FROM login_failures WHERE username_key = %s", (_key(username),))
+def clear_failures(conn: Connection, *, username_key: str) -> None:
+    conn.execute("DELETE FROM login_failures WHERE username_key = %s", (username_key,))

@@ -88,6 +88,8 @@ def list_transactions(
 ) -> tuple[list[dict], Position | None]:
     """Return one page in the given order and the position to continue after (None at the end)."""
     key = sort.lstrip("-")
+    if key not in TRANSACTION.sort_keys:
+        raise ValueError(f"not a sort order: {sort!r}")
     direction, comparison = ("DESC", "<") if sort.startswith("-") else ("ASC", ">")
     conditions, params = _filter_conditions(user_id, filters)
     if after is not None:
