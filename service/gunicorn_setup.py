@@ -69,9 +69,10 @@ def customise_gunicorn() -> None:
 class Startup:
     """The gunicorn master's settings and hooks.
 
-    The settings are read when gunicorn.conf.py loads, and nothing else happens then: an invalid
-    configuration is refused by `on_starting`, in one line, before gunicorn binds its socket or
-    forks a worker (an exception raised while gunicorn loads its config file comes with a traceback).
+    The settings are read when gunicorn.conf.py loads, and nothing else happens then, so that the
+    file can be loaded anywhere (a test reads its values) without exiting or patching gunicorn. An
+    invalid configuration is refused by `on_starting`, in one line of its own, before gunicorn
+    binds its socket or forks a worker (after gunicorn's own "Starting gunicorn" line).
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None, *, metrics_host: str = "0.0.0.0") -> None:  # noqa: S104
