@@ -212,12 +212,6 @@ def test_only_the_callers_transactions_are_counted(client):
     assert by_key(february(client, alice, group_by="category")) == {None: ("10.00", "0.00", "10.00", 1)}
 
 
-def test_analytics_needs_a_token(client):
-    response = client.get("/analytics")
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "authentication_required"
-
-
 # --- groupings --------------------------------------------------------------------------------
 
 
@@ -503,9 +497,3 @@ def test_categories_come_in_pages_that_join_up(client):
 def test_categories_refuse_a_bad_limit_or_cursor(client, params):
     response = client.get("/categories", params=params, headers=auth_headers(client))
     assert_error(response, 400, "validation_error")
-
-
-def test_categories_need_a_token(client):
-    response = client.get("/categories")
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "authentication_required"

@@ -45,8 +45,9 @@ def test_method_not_allowed_names_the_allowed_methods(client):
     assert "GET" in response.headers["allow"]
 
 
-def test_protected_endpoints_need_a_token(client):
-    for method, path in [
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
         ("GET", "/transactions"),
         ("POST", "/transactions"),
         ("POST", "/transaction"),
@@ -57,8 +58,13 @@ def test_protected_endpoints_need_a_token(client):
         ("POST", "/transactions/import"),
         ("GET", "/categories"),
         ("GET", "/analytics"),
-    ]:
-        assert_error(client.request(method, path), 401, "authentication_required")
+        ("POST", "/logout"),
+        ("POST", "/password"),
+        ("DELETE", "/me"),
+    ],
+)
+def test_protected_endpoints_need_a_token(client, method, path):
+    assert_error(client.request(method, path), 401, "authentication_required")
 
 
 def test_oversized_body_is_413_json(client):

@@ -803,10 +803,6 @@ def test_list_of_a_user_without_transactions_is_empty(client):
     assert response.json() == {"items": [], "next_cursor": None}
 
 
-def test_list_needs_a_token(client):
-    assert_error(client.get("/transactions"), 401)
-
-
 def test_list_filters_by_type_and_category(client):
     _, headers = user_with_headers(client)
     salary = create(client, headers, type="income", category="work")
