@@ -517,8 +517,10 @@ def test_token_issued_in_the_future_is_refused(client, db, servers):
 
 @pytest.mark.parametrize(
     "sub",
-    ["abc", "", "-1", "1.0", " 1", "\u00b2", "\u0661", "99999999999999999999999999", 1],
-    ids=["letters", "empty", "negative", "decimal", "padded", "superscript-two", "arabic-one", "huge", "integer"],
+    ["abc", "", "0", "-1", "1.0", " 1", "\u00b2", "\u0661", "99999999999999999999999999", 1],
+    ids=[
+        "letters", "empty", "zero", "negative", "decimal", "padded", "superscript-two", "arabic-one", "huge", "integer",
+    ],
 )
 def test_token_whose_subject_is_not_a_user_id_is_refused(client, db, servers, sub):
     insert_user(db)  # user 1 exists: a subject read loosely as 1 would be let in

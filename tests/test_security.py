@@ -15,7 +15,6 @@ import pytest
 
 from service.config import DEVELOPMENT_JWT_SECRET, ConfigError, Secret, Settings
 from service.security import decode_token, hash_password, issue_token, verify_password
-from tests.utils import mint_token
 
 ROOT = Path(__file__).resolve().parent.parent
 # 32 bytes, varied, none of the placeholder words: the shortest secret production accepts.
@@ -264,18 +263,6 @@ def test_unknown_user_costs_as_much_as_a_wrong_password():
 # --- Tokens ---------------------------------------------------------------------------------
 
 
-def test_issued_token_decodes_back_to_its_user_and_tenant():
-    settings = _settings(ttl=600)
-    issued = issue_token(settings, 42)
-    assert issued.expires_in == 600
-    claims = decode_token(settings, issued.token)
-    assert claims["sub"] == "42"
-    assert claims["iss"] == claims["aud"] == "tenant1"
-    assert claims["exp"] - claims["iat"] == 600
-    assert abs(claims["iat"] - time.time()) < 60
-    assert jwt.get_unverified_header(issued.token)["alg"] == "HS256"
-
-
 def test_each_issued_token_has_its_own_id():
     settings = _settings()
     first, second = issue_token(settings, 1).token, issue_token(settings, 1).token
@@ -286,48 +273,6 @@ def test_token_of_one_tenant_does_not_decode_for_another_even_with_the_same_key(
     token = issue_token(_settings("tenant1"), 1).token
     with pytest.raises(jwt.InvalidTokenError):
         decode_token(_settings("tenant2"), token)
-
-
-def test_token_does_not_decode_with_another_key():
-    token = issue_token(_settings(secret=GOOD_SECRET), 1).token
-    with pytest.raises(jwt.InvalidSignatureError):
-        decode_token(_settings(secret=GOOD_SECRET[::-1]), token)
-
-
-@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-@pytest.mark.parametrize(
-    "changes",
-    [
-        {"exp": int(time.time()) - 60},
-        {"iat": int(time.time()) + 600, "exp": int(time.time()) + 3600},
-        {"aud": ["tenant1", "tenant2"]},
-        {"aud": ["tenant1"]},
-        {"iss": "tenant2"},
-        {"sub": "abc"},
-        {"sub": "\u00b2"},
-        {"sub": "\u0661"},
-        {"sub": "0"},
-        {"drop": ("jti",)},
-        {"drop": ("exp",)},
-        {"drop": ("iat",)},
-        {"drop": ("sub",)},
-        {"algorithm": "HS512"},
-    ],
-    ids=[
-        "expired", "future-iat", "aud-list-of-tenants", "aud-list", "iss-other", "sub-letters", "sub-superscript",
-        "sub-arabic-digit", "sub-zero", "no-jti", "no-exp", "no-iat", "no-sub", "hs512",
-    ],
-)
-def test_decode_token_refuses_tokens_the_service_never_issues(changes):
-    token = mint_token(GOOD_SECRET, "tenant1", 7, **changes)
-    with pytest.raises(jwt.InvalidTokenError):
-        decode_token(_settings(), token)
-
-
-def test_decode_token_tolerates_small_clock_skew():
-    now = int(time.time())
-    token = mint_token(GOOD_SECRET, "tenant1", 7, iat=now + 5, exp=now + 3600)
-    assert decode_token(_settings(), token)["sub"] == "7"
 
 
 # --- Refusing to start ----------------------------------------------------------------------

@@ -87,15 +87,18 @@ def _unverified(token: str) -> dict:
 
 
 def test_issued_token_names_its_key_and_carries_every_claim():
-    settings = _settings(jwt_key_id="2026-01")
-    token = issue_token(settings, 42, 3).token
-    header = jwt.get_unverified_header(token)
+    settings = _settings(jwt_key_id="2026-01", token_ttl_seconds=600)
+    issued = issue_token(settings, 42, 3)
+    assert issued.expires_in == 600
+    header = jwt.get_unverified_header(issued.token)
     assert header["alg"] == "HS256"
     assert header["kid"] == "2026-01"
-    claims = decode_token(settings, token)
+    claims = decode_token(settings, issued.token)
     assert set(claims) == {"sub", "iat", "exp", "jti", "iss", "aud", "ver"}
     assert (claims["sub"], claims["iss"], claims["aud"], claims["ver"]) == ("42", "tenant1", "tenant1", 3)
     assert isinstance(claims["aud"], str)
+    assert claims["exp"] - claims["iat"] == 600
+    assert abs(claims["iat"] - time.time()) < 60
 
 
 @pytest.mark.parametrize("claim", ["exp", "iat", "iss", "aud", "sub", "jti"])
