@@ -14,7 +14,16 @@ import jwt
 import localstack
 import pytest
 
-from tests.utils import PASSWORD, assert_error, insert_user, login, mint_token, new_username, register
+from tests.utils import (
+    PASSWORD,
+    assert_error,
+    count_transactions,
+    insert_user,
+    login,
+    mint_token,
+    new_username,
+    register,
+)
 
 ORIGINAL_CREDENTIALS = {"username": "sam.johnson@gmail.com", "password": "password@123"}
 WRONG_PASSWORD = "not-the-password"
@@ -536,7 +545,7 @@ def test_token_of_a_deleted_user_is_refused(client, db):
     _assert_refused_token(_analytics(client, token))
     response = client.post("/transaction", json={"type": "income", "amount": 1}, headers={"x-access-token": token})
     _assert_refused_token(response)
-    assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 0
+    assert count_transactions(db) == 0
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,9 @@ import io
 import time
 
 import httpx
-import psycopg
 import pytest
 
-from tests.utils import auth_headers, create, user_with_headers
+from tests.utils import auth_headers, count_transactions, create, user_with_headers
 
 HEADER = ["id", "occurred_at", "type", "amount", "currency", "category", "description"]
 ROUND_TRIP_FIELDS = ("occurred_at", "type", "amount", "currency", "category", "description")
@@ -36,10 +35,6 @@ def import_csv(client: httpx.Client, headers: dict, body: str | bytes) -> int:
     response = post_csv(client, headers, body)
     assert response.status_code == 201, response.text
     return response.json()["imported"]
-
-
-def stored_count(db: psycopg.Connection, user_id: int) -> int:
-    return db.execute("SELECT count(*) AS n FROM transactions WHERE user_id = %s", (user_id,)).fetchone()["n"]
 
 
 def without_ids(rows: list[dict]) -> list[tuple]:
@@ -236,7 +231,7 @@ def test_csv_round_trip_into_another_users_account_keeps_every_field(client, db)
 
     assert without_ids(copied) == without_ids(original)
     assert {row["id"] for row in copied}.isdisjoint({row["id"] for row in original})
-    assert stored_count(db, bob) == stored_count(db, alice) == len(original)
+    assert count_transactions(db, bob) == count_transactions(db, alice) == len(original)
     # The stored values, not only the CSV text, are the originals.
     stored = db.execute(
         "SELECT description FROM transactions WHERE user_id = %s AND description IS NOT NULL"
@@ -254,7 +249,7 @@ def test_csv_round_trip_into_the_same_account_after_deleting(client, db):
 
     for row in before_rows:
         assert client.delete(f"/transactions/{row['id']}", headers=headers).status_code == 204
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
     assert import_csv(client, headers, csv_bytes) == len(before_rows)
     after_rows = export(client, headers)
@@ -311,7 +306,7 @@ def test_import_multipart_file_field_creates_every_row(client, db):
     response = client.post("/transactions/import", files={"file": ("t.csv", body, "text/csv")}, headers=headers)
     assert response.status_code == 201, response.text
     assert response.json() == {"imported": 3}
-    assert stored_count(db, user_id) == 3
+    assert count_transactions(db, user_id) == 3
 
 
 def test_import_multipart_without_file_field_is_a_400(client, db):
@@ -320,7 +315,7 @@ def test_import_multipart_without_file_field_is_a_400(client, db):
                            headers=headers)
     assert response.status_code == 400
     assert "file" in response.json()["error"]["fields"]
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_import_accepts_columns_in_any_order_with_bom_and_crlf(client, db):
@@ -334,7 +329,7 @@ def test_import_accepts_columns_in_any_order_with_bom_and_crlf(client, db):
 def test_import_accepts_a_currency_column_of_the_tenants_currency(client, db):
     user_id, headers = user_with_headers(client)
     assert import_csv(client, headers, "type,amount,currency\nexpense,1.00,USD\nexpense,2.00,\n") == 2
-    assert stored_count(db, user_id) == 2
+    assert count_transactions(db, user_id) == 2
 
 
 def test_import_into_tenant2_expects_euros(client2):
@@ -349,8 +344,8 @@ def test_imported_rows_belong_only_to_the_importer(client, db):
     alice, alice_headers = user_with_headers(client)
     bob, _ = user_with_headers(client)
     import_csv(client, alice_headers, "type,amount\nincome,9.00\n")
-    assert stored_count(db, alice) == 1
-    assert stored_count(db, bob) == 0
+    assert count_transactions(db, alice) == 1
+    assert count_transactions(db, bob) == 0
 
 
 def test_import_trims_category_and_treats_a_blank_one_as_none(client, db):
@@ -395,7 +390,7 @@ def test_invalid_rows_are_listed_by_line_number_and_nothing_is_imported(client, 
     assert set(rows[10]) == {"amount"}
     assert set(rows[11]) == {"amount"}
     assert all(isinstance(messages, list) and messages for f in rows.values() for messages in f.values())
-    assert stored_count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 def test_one_invalid_row_among_many_valid_ones_imports_nothing(client, db):
@@ -406,7 +401,7 @@ def test_one_invalid_row_among_many_valid_ones_imports_nothing(client, db):
     assert response.json()["error"]["rows"] == [
         {"row": 502, "fields": {"amount": ["Must be greater than 0 and at most 999999999999.99."]}}
     ]
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_a_megabyte_of_invalid_rows_is_refused_quickly_with_the_first_100_listed(client, db):
@@ -422,7 +417,7 @@ def test_a_megabyte_of_invalid_rows_is_refused_quickly_with_the_first_100_listed
     assert set(error["rows"][0]["fields"]) == {"type", "amount"}
     # Validating all 262,141 rows took about 25 s, close to the 30 s worker timeout.
     assert elapsed < 10
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_malformed_csv_quoting_is_reported_as_an_invalid_row(client, db):
@@ -431,7 +426,7 @@ def test_malformed_csv_quoting_is_reported_as_an_invalid_row(client, db):
     assert response.status_code == 422, response.text
     rows = response.json()["error"]["rows"]
     assert [set(entry["fields"]) for entry in rows] == [{"_row"}]
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_a_row_missing_a_required_value_is_invalid(client, db):
@@ -442,7 +437,7 @@ def test_a_row_missing_a_required_value_is_invalid(client, db):
     assert set(rows) == {2, 3}
     assert "amount" in rows[2]
     assert "type" in rows[3]
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_a_currency_cell_of_another_currency_is_a_422(client, db):
@@ -451,7 +446,7 @@ def test_a_currency_cell_of_another_currency_is_a_422(client, db):
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_rows"
     assert response.json()["error"]["rows"] == [{"row": 3, "fields": {"currency": ["Must be USD."]}}]
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 @pytest.mark.parametrize(
@@ -469,7 +464,7 @@ def test_a_header_without_known_type_and_amount_columns_is_invalid_csv(client, d
     response = post_csv(client, headers, f"{header}\nexpense,1.00,x\n")
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_csv"
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 @pytest.mark.parametrize(
@@ -480,7 +475,7 @@ def test_a_body_that_is_not_utf8_csv_text_is_invalid_csv(client, db, body):
     response = post_csv(client, headers, body)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_csv"
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_a_header_without_rows_is_a_422(client, db):
@@ -488,7 +483,7 @@ def test_a_header_without_rows_is_a_422(client, db):
     response = post_csv(client, headers, "type,amount\n")
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "empty_import"
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/octet-stream"])
@@ -497,7 +492,7 @@ def test_import_of_another_content_type_is_a_415(client, db, content_type):
     response = post_csv(client, headers, "type,amount\nexpense,1.00\n", content_type=content_type)
     assert response.status_code == 415
     assert response.json()["error"]["code"] == "unsupported_media_type"
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_import_of_json_body_is_a_415(client):
@@ -518,7 +513,7 @@ def test_import_over_one_mib_is_a_413(client, db):
     response = post_csv(client, headers, body)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_multipart_import_over_one_mib_is_a_413(client, db):
@@ -526,7 +521,7 @@ def test_multipart_import_over_one_mib_is_a_413(client, db):
     response = client.post("/transactions/import", files={"file": ("big.csv", _oversized(), "text/csv")},
                            headers=headers)
     assert response.status_code == 413
-    assert stored_count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
 
 
 def test_import_just_under_one_mib_is_accepted(client, db):
@@ -536,4 +531,4 @@ def test_import_just_under_one_mib_is_accepted(client, db):
     assert 1024 * 1024 - len(line) < len(body) <= 1024 * 1024
     response = post_csv(client, headers, body)
     assert response.status_code == 201, response.text
-    assert stored_count(db, user_id) == response.json()["imported"] == body.count(b"\n") - 1
+    assert count_transactions(db, user_id) == response.json()["imported"] == body.count(b"\n") - 1

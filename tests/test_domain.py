@@ -14,7 +14,7 @@ from service.core import idempotency
 from service.core.errors import Unprocessable
 from service.records import TRANSACTION
 from service.store import transactions
-from tests.utils import insert_user, user_with_headers
+from tests.utils import count_transactions, insert_user, user_with_headers
 
 EXPENSE = {"type": "expense", "amount": Decimal("12.50"), "category": "food"}
 
@@ -26,10 +26,6 @@ def _create(db, user_id: int, key: str | None, operation: str = "create_transact
     )
 
 
-def _count(db, user_id: int) -> int:
-    return db.execute("SELECT count(*) AS n FROM transactions WHERE user_id = %s", (user_id,)).fetchone()["n"]
-
-
 def test_a_replay_returns_the_first_row_with_its_types(db):
     user_id = insert_user(db)
     first, replayed_first = _create(db, user_id, "k1")
@@ -37,7 +33,7 @@ def test_a_replay_returns_the_first_row_with_its_types(db):
     assert (replayed_first, replayed_again) == (False, True)
     assert again == first
     assert [type(again[name]) for name in ("amount", "created_at")] == [Decimal, type(first["created_at"])]
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 def test_one_key_for_two_operations_is_refused_and_performs_nothing(db):
@@ -46,7 +42,7 @@ def test_one_key_for_two_operations_is_refused_and_performs_nothing(db):
     with pytest.raises(Unprocessable) as refused:
         _create(db, user_id, "k1", operation="create_transfer")
     assert refused.value.code == "idempotency_key_reused"
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 def test_a_failed_create_releases_its_key(db):
@@ -59,16 +55,16 @@ def test_a_failed_create_releases_its_key(db):
     with pytest.raises(RuntimeError):
         idempotency.once(db, user_id=user_id, key="k1", operation="create_transaction", request=EXPENSE,
                          record=TRANSACTION, perform=failing)
-    assert _count(db, user_id) == 0
+    assert count_transactions(db, user_id) == 0
     row, replayed = _create(db, user_id, "k1")
-    assert not replayed and _count(db, user_id) == 1
+    assert not replayed and count_transactions(db, user_id) == 1
 
 
 def test_keys_are_per_user(db):
     first, second = insert_user(db), insert_user(db)
     _create(db, first, "k1")
     _, replayed = _create(db, second, "k1")
-    assert not replayed and _count(db, second) == 1
+    assert not replayed and count_transactions(db, second) == 1
 
 
 # --- The record description agrees with what derives from it -------------------------------------

@@ -25,7 +25,17 @@ from psycopg import sql
 from service.config import DEFAULT_JWT_KEY_ID, ConfigError, Secret, Settings
 from service.security import LEEWAY_SECONDS, _verified_claims, decode_token, issue_token
 from service.store.revoked_tokens import CLOCK_SKEW_MARGIN
-from tests.utils import PASSWORD, assert_error, bearer, create, insert_user, login, mint_token, register
+from tests.utils import (
+    PASSWORD,
+    assert_error,
+    bearer,
+    count_transactions,
+    create,
+    insert_user,
+    login,
+    mint_token,
+    register,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "Zq8#v!Lr2@Wm9$Tn4%Yp7^Kd1&Hs6*Bx"
@@ -397,7 +407,7 @@ def test_logout_revokes_only_the_presented_token_on_every_endpoint(client, db):
     # The user's other session is untouched, and so is their data.
     listed = client.get("/transactions", headers=bearer(other))
     assert listed.status_code == 200 and len(listed.json()["items"]) == 1
-    assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 1
+    assert count_transactions(db) == 1
     # Kept until the token would have expired anyway (plus the leeway), not longer.
     row = db.execute("SELECT jti, extract(epoch FROM expires_at) AS until FROM revoked_tokens").fetchone()
     claims = _unverified(token)
@@ -707,7 +717,7 @@ def test_delete_me_with_a_wrong_password_is_401_and_deletes_nothing(client, db):
     create(client, bearer(token))
     assert_error(_delete_me(client, token, WRONG_PASSWORD), 401, "invalid_credentials")
     assert _user_row(db, user["id"]) is not None
-    assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 1
+    assert count_transactions(db) == 1
     assert db.execute("SELECT failures FROM login_failures").fetchone() == {"failures": 1}
     assert client.get("/transactions", headers=bearer(token)).status_code == 200
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import httpx
 
-from tests.utils import assert_error, create, user_with_headers
+from tests.utils import assert_error, count_transactions, create, user_with_headers
 
 EPOCH = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 PUBLIC_FIELDS = {
@@ -19,12 +19,6 @@ PUBLIC_FIELDS = {
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _count(db, user_id: int | None = None) -> int:
-    if user_id is None:
-        return db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"]
-    return db.execute("SELECT count(*) AS n FROM transactions WHERE user_id = %s", (user_id,)).fetchone()["n"]
 
 
 def _row(db, transaction_id: int) -> dict | None:
@@ -138,10 +132,10 @@ def test_legacy_create_path_behaves_like_transactions(client, db):
     assert body["amount"] == "5.00" and body["category"] == "food"
     assert response.headers["Location"].endswith(f"/transactions/{body['id']}")
     assert client.get(response.headers["Location"], headers=headers).json() == body
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
     refused = client.post("/transaction", json={"type": "expense", "amount": 0}, headers=headers)
     _validation_error(refused, "amount")
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 AMOUNT_FORMS = [
@@ -219,7 +213,7 @@ def test_longest_description_and_category_are_accepted(client, db):
     body = create(client, headers, description="d" * 500, category="c" * 64)
     assert body["description"] == "d" * 500
     assert body["category"] == "c" * 64
-    assert _count(db) == 1
+    assert count_transactions(db) == 1
 
 
 def test_text_fields_keep_unicode(client):
@@ -232,7 +226,7 @@ def test_text_fields_keep_unicode(client):
 def test_creating_needs_a_token(client, db):
     response = client.post("/transactions", json={"type": "expense", "amount": "1.00"})
     assert_error(response, 401)
-    assert _count(db) == 0
+    assert count_transactions(db) == 0
 
 
 # --- bad input ---------------------------------------------------------------------------------
@@ -293,7 +287,7 @@ def test_invalid_create_body_is_400_with_the_field_and_creates_nothing(client, d
             # json.dumps escapes NUL and lone surrogates, so the text stays valid JSON.
             response = _post_raw(client, headers, json.dumps(body))
             _validation_error(response, field)
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
 
 
 def test_several_invalid_fields_are_reported_together(client, db):
@@ -301,7 +295,7 @@ def test_several_invalid_fields_are_reported_together(client, db):
     response = client.post("/transactions", json={"type": "refund", "amount": -1, "foo": 1}, headers=headers)
     error = _validation_error(response)
     assert {"type", "amount", "foo"} <= set(error["fields"])
-    assert _count(db) == 0
+    assert count_transactions(db) == 0
 
 
 def test_amount_with_an_exponent_is_refused(client, db, subtests):
@@ -309,7 +303,7 @@ def test_amount_with_an_exponent_is_refused(client, db, subtests):
     for number in ("1e3", "1E3", "1.5e2", "10e-1", "1e+2"):
         with subtests.test(msg=number):
             _validation_error(_post_raw(client, headers, f'{{"type": "expense", "amount": {number}}}'), "amount")
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
 
 
 def test_non_finite_json_amount_is_refused(client, db, subtests):
@@ -319,7 +313,7 @@ def test_non_finite_json_amount_is_refused(client, db, subtests):
             response = _post_raw(client, headers, f'{{"type": "expense", "amount": {constant}}}')
             error = assert_error(response, 400)
             assert error["code"] in ("malformed_json", "validation_error")
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
 
 
 def test_body_that_is_not_a_json_object_is_400_validation_error(client, db, subtests):
@@ -327,7 +321,7 @@ def test_body_that_is_not_a_json_object_is_400_validation_error(client, db, subt
     for text in ('[{"type": "expense", "amount": "10.00"}]', "[]", '"expense"', "10", "null"):
         with subtests.test(msg=text):
             _validation_error(_post_raw(client, headers, text))
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
 
 
 def test_malformed_json_is_400_malformed_json(client, db, subtests):
@@ -342,7 +336,7 @@ def test_malformed_json_is_400_malformed_json(client, db, subtests):
     ):
         with subtests.test(msg=repr(text)):
             assert_error(_post_raw(client, headers, text), 400, "malformed_json")
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
 
 
 def test_non_json_content_type_is_415(client, db, subtests):
@@ -351,20 +345,20 @@ def test_non_json_content_type_is_415(client, db, subtests):
         with subtests.test(msg=content_type):
             response = _post_raw(client, headers, json.dumps(VALID), content_type)
             assert_error(response, 415, "unsupported_media_type")
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
     with subtests.test(msg="no content type"):
         response = client.post("/transactions", content=json.dumps(VALID).encode(), headers=headers)
         assert_error(response, 415, "unsupported_media_type")
     with subtests.test(msg="form fields"):
         assert_error(client.post("/transactions", data=VALID, headers=headers), 415, "unsupported_media_type")
-    assert _count(db) == 0
+    assert count_transactions(db) == 0
 
 
 def test_body_over_one_mebibyte_is_413(client, db):
     _, headers = user_with_headers(client)
     text = json.dumps({**VALID, "description": "x" * (1024 * 1024)})
     assert_error(_post_raw(client, headers, text), 413, "payload_too_large")
-    assert _count(db) == 0
+    assert count_transactions(db) == 0
 
 
 # --- money exactness ---------------------------------------------------------------------------
@@ -387,7 +381,7 @@ def test_totals_and_amounts_of_many_small_amounts_are_exact(client, db):
     assert response.json() == {"imported": 300}
     # One more through the JSON API, as a JSON number.
     create(client, headers, type="expense", amount=0.1, occurred_at="2026-01-20T12:00:00-05:00")
-    assert _count(db, user_id) == 301
+    assert count_transactions(db, user_id) == 301
 
     summary = client.get(
         "/analytics", params={"from": "2026-01-01", "to": "2026-01-31", "group_by": "category"}, headers=headers
@@ -625,7 +619,7 @@ def test_retry_with_the_same_key_replays_the_first_response(client, db, subtests
                 assert retry.json() == first.json()
                 assert retry.headers["Location"] == first.headers["Location"]
                 assert retry.headers["Idempotent-Replayed"] == "true"
-            assert _count(db, user_id) == number
+            assert count_transactions(db, user_id) == number
             assert client.get(first.headers["Location"], headers=headers).json() == first.json()
 
 
@@ -648,7 +642,7 @@ def test_a_key_is_honoured_for_24_hours_and_then_forgotten(client, db):
     later = client.post("/transactions", json={**VALID, "amount": "99.00"}, headers=keyed)
     assert later.status_code == 201, later.text
     assert "Idempotent-Replayed" not in later.headers and later.json()["id"] != first.json()["id"]
-    assert _count(db, user_id) == 2
+    assert count_transactions(db, user_id) == 2
     # The key now stands for the new request: its retry replays that one.
     again = client.post("/transactions", json={**VALID, "amount": "99.00"}, headers=keyed)
     assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == later.json()
@@ -661,7 +655,7 @@ def test_retry_without_occurred_at_replays_and_creates_one_row(client, db):
     second = client.post("/transactions", json=VALID, headers=keyed)
     assert first.status_code == second.status_code == 201
     assert second.json() == first.json()
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 def test_same_key_with_a_different_body_is_422_and_creates_nothing(client, db, subtests):
@@ -677,7 +671,7 @@ def test_same_key_with_a_different_body_is_422_and_creates_nothing(client, db, s
                 {"type": "expense", "amount": "10.00", "description": "more"},
             ):
                 assert_error(client.post(path, json=other, headers=keyed), 422, "idempotency_key_reused")
-            assert _count(db, user_id) == number
+            assert count_transactions(db, user_id) == number
             replay = client.post(path, json={"type": "expense", "amount": "10.00"}, headers=keyed)
             assert replay.status_code == 201 and replay.json() == first.json()
 
@@ -688,7 +682,7 @@ def test_invalid_body_with_a_key_does_not_use_up_the_key(client, db):
     _validation_error(client.post("/transactions", json={"type": "expense", "amount": 0}, headers=keyed), "amount")
     created = client.post("/transactions", json=VALID, headers=keyed)
     assert created.status_code == 201, created.text
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 def test_different_users_may_use_the_same_key_independently(client, db):
@@ -700,7 +694,7 @@ def test_different_users_may_use_the_same_key_independently(client, db):
     assert a.status_code == b.status_code == 201
     assert a.json()["id"] != b.json()["id"]
     assert b.json()["type"] == "income"
-    assert _count(db, first_id) == 1 and _count(db, second_id) == 1
+    assert count_transactions(db, first_id) == 1 and count_transactions(db, second_id) == 1
     # The second user's key replays their own response, never the first user's.
     again = client.post("/transactions", json={"type": "income", "amount": "2.00"}, headers={**second, **key})
     assert again.json() == b.json()
@@ -710,7 +704,7 @@ def test_requests_without_a_key_are_not_deduplicated(client, db):
     user_id, headers = user_with_headers(client)
     create(client, headers)
     create(client, headers)
-    assert _count(db, user_id) == 2
+    assert count_transactions(db, user_id) == 2
 
 
 def test_concurrent_retries_with_one_key_create_exactly_one_row(client, db):
@@ -740,7 +734,7 @@ def test_concurrent_retries_with_one_key_create_exactly_one_row(client, db):
     assert len({result.json()["id"] for result in results}) == 1
     assert len({json.dumps(result.json(), sort_keys=True) for result in results}) == 1
     assert len({result.headers["Location"] for result in results}) == 1
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
     keys = db.execute("SELECT count(*) AS n FROM idempotency_keys WHERE user_id = %s", (user_id,)).fetchone()
     assert keys["n"] == 1
 
@@ -758,7 +752,7 @@ def test_invalid_idempotency_key_is_400_and_creates_nothing(client, db, subtests
             for path in ("/transactions", "/transaction"):
                 response = client.post(path, json=VALID, headers={**headers, "Idempotency-Key": key})
                 assert_error(response, 400, "invalid_idempotency_key")
-            assert _count(db) == 0
+            assert count_transactions(db) == 0
             assert db.execute("SELECT count(*) AS n FROM idempotency_keys").fetchone()["n"] == 0
 
 
@@ -769,7 +763,7 @@ def test_longest_idempotency_key_is_accepted(client, db):
     second = client.post("/transactions", json=VALID, headers=keyed)
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
-    assert _count(db, user_id) == 1
+    assert count_transactions(db, user_id) == 1
 
 
 # --- listing -----------------------------------------------------------------------------------

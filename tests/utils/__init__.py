@@ -47,6 +47,13 @@ def create(client: httpx.Client, headers: dict, **fields) -> dict:
     return response.json()
 
 
+def count_transactions(db, user_id: int | None = None) -> int:
+    """How many transactions are stored: the user's, or everyone's."""
+    if user_id is None:
+        return db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"]
+    return db.execute("SELECT count(*) AS n FROM transactions WHERE user_id = %s", (user_id,)).fetchone()["n"]
+
+
 def user_with_headers(client: httpx.Client) -> tuple[int, dict[str, str]]:
     """Register a fresh user; return their id and headers carrying their token."""
     user = register(client)
