@@ -28,7 +28,7 @@ import yaml
 
 from tests.utils.kustomize import render_overlay
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "kubernetes" / "components" / "postgres-metrics"
 ROLE_SCRIPT = COMPONENT / "postgres-monitor-role.sh"
 RULES = ROOT / "kubernetes" / "components" / "alerts" / "prometheus-rule.yaml"

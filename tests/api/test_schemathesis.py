@@ -49,7 +49,7 @@ UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
     # The new password must differ from the current one.
     "POST /password": {(400, "validation_error"): {"new_password"}},
     # A file is all Swagger 2 can say: whether its bytes are a CSV with the right header and
-    # valid rows it cannot (tests/test_csv.py covers those).
+    # valid rows it cannot (tests/api/test_csv.py covers those).
     "POST /transactions/import": {
         (400, "invalid_csv"): set(),
         (422, "invalid_rows"): set(),

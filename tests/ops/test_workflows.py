@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = ROOT / ".venv" / "bin" / "actionlint"
 
@@ -57,7 +57,7 @@ def test_ci_lints_type_checks_and_tests_against_a_postgres_service_container():
     assert test["services"]["postgres"]["image"].startswith("postgres:1")
     assert test["env"]["TEST_POSTGRES_URL"].startswith("postgresql://")
     assert "make test" in _steps_text({"jobs": {"test": test}})
-    assert "tests/test_kubernetes.py" in _steps_text({"jobs": {"manifests": jobs["manifests"]}})
+    assert "tests/ops/test_kubernetes.py" in _steps_text({"jobs": {"manifests": jobs["manifests"]}})
 
 
 def test_publish_is_multi_arch_with_sbom_provenance_and_no_long_lived_keys():

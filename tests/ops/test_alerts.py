@@ -4,8 +4,8 @@ Offline: tenant overlays are copied into a temporary directory and the component
 kustomization.yaml tells an operator (the components, among them postgres-metrics for the archiving
 alerts, and the replacement, read from that comment), rendered with `kubectl kustomize`. The
 PrometheusRule's groups become a Prometheus rules file, which `promtool check rules` checks and
-`promtool test rules` runs tests/alerts/tenant-alerts.test.yml against: synthetic series under which
-each alert must fire, and others under which it must not. promtool comes from Debian's prometheus
+`promtool test rules` runs tests/ops/alerts/tenant-alerts.test.yml against: synthetic series under
+which each alert must fire, and others under which it must not. promtool comes from Debian's prometheus
 package (scripts/install).
 """
 
@@ -23,7 +23,7 @@ import yaml
 from service.api import NAMESPACES
 from tests.utils.kustomize import render_overlay
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_DIR = ROOT / "kubernetes"
 COMPONENT = KUBERNETES_DIR / "components" / "alerts"
 UNIT_TESTS = Path(__file__).resolve().parent / "alerts" / "tenant-alerts.test.yml"

@@ -1,5 +1,6 @@
 """gunicorn as the service sets it up (service/gunicorn_setup.py, service/gunicorn.conf.py), without
-starting a server; tests/test_security.py, test_metrics.py and test_hostile.py start real ones."""
+starting a server; tests/unit/test_security.py, tests/ops/test_metrics.py and
+tests/api/test_hostile.py start real ones."""
 
 import json
 import runpy
@@ -14,7 +15,7 @@ import pytest
 
 from service.gunicorn_setup import SERVER_HEADER, Startup, customise_gunicorn, write_json_error
 
-CONF = Path(__file__).resolve().parent.parent / "service" / "gunicorn.conf.py"
+CONF = Path(__file__).resolve().parents[2] / "service" / "gunicorn.conf.py"
 GOOD_SECRET = "Zq8#v!Lr2@Wm9$Tn4%Yp7^Kd1&Hs6*Bx"
 VALID_ENV = {"TENANT_ID": "tenant1", "DATABASE_URL": "postgresql://u:p@127.0.0.1:1/db", "JWT_SECRET": GOOD_SECRET}
 STOCK_WRITE_ERROR = gunicorn.util.write_error

@@ -27,7 +27,7 @@ import yaml
 from tests.utils.pg_roles import drop, new_tenant, require_client, run_init_script, script_env, server_major
 from tests.utils.private_tenant import PrivateTenant, private_tenant
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "restore_tenant.py"
 
 

@@ -16,7 +16,7 @@ import pytest
 from service.config import DEVELOPMENT_JWT_SECRET, ConfigError, Secret, Settings
 from service.security import decode_token, hash_password, issue_token, verify_password
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # 32 bytes, varied, none of the placeholder words: the shortest secret production accepts.
 GOOD_SECRET = "Zq8#v!Lr2@Wm9$Tn4%Yp7^Kd1&Hs6*Bx"
 DB_PASSWORD = "hunter2-db-password"

@@ -24,7 +24,7 @@ import yaml
 from service.config import ConfigError, RateLimits, Settings
 from tests.utils import PASSWORD, assert_error, bearer, insert_user, login, new_username
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 600
 LOW_LIMITS = {
     "WEB_CONCURRENCY": "2",

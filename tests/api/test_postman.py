@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = ROOT / "tests" / "postman" / "finance.postman_collection.json"
 NEWMAN = ROOT / "node_modules" / ".bin" / "newman"
 SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"

@@ -40,7 +40,7 @@ import yaml
 from tests.utils import assert_error, auth_headers, new_username
 from tests.utils.sizes import largest_export_bytes, nginx_size
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "proxy" / "finance-proxy.conf.template"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TEMPLATE_TEXT = TEMPLATE.read_text()

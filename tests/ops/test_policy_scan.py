@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
 INSTALL = ROOT / "scripts" / "install"
 SECURITY_DOC = ROOT / "docs" / "security.md"

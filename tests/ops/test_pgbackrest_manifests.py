@@ -31,7 +31,7 @@ import yaml
 
 from tests.utils.private_tenant import PrivateTenant, private_tenant
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "kubernetes" / "base"
 MIGRATIONS = ROOT / "service" / "migrations"
 TENANT = "pgbrtls"

@@ -30,7 +30,7 @@ from tenancy import read_env_file
 from service.metrics import DEFAULT_METRICS_PORT, METRICS_PATH
 from tests.utils.sizes import largest_export_bytes, nginx_size
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_DIR = ROOT / "kubernetes"
 TENANTS_DIR = ROOT / "tenants"
 BACKUP_SCRIPT = KUBERNETES_DIR / "base" / "postgres-backup.sh"
@@ -729,7 +729,7 @@ def test_ingresses_serve_the_tenants_host_over_tls_with_login_rate_limited(tenan
 
 def test_ingresses_buffer_whole_answers_and_keep_each_client_below_the_workers(tenant):
     """No slow client holds a sync worker: the controller takes whole requests and whole answers
-    (the same settings, in nginx, are attacked in tests/test_slow_clients.py)."""
+    (the same settings, in nginx, are attacked in tests/ops/test_slow_clients.py)."""
     prefix = "nginx.ingress.kubernetes.io/"
     ingresses = {
         ingress["metadata"]["name"]: {

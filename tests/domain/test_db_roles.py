@@ -31,7 +31,7 @@ from tests.utils.pg_roles import (
     unique,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NO_POWERS = {"superuser": False, "createrole": False, "createdb": False, "replication": False, "bypassrls": False}
 
 

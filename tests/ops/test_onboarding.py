@@ -21,7 +21,7 @@ import pytest
 import tenancy
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REAL_KUBECTL = shutil.which("kubectl")
 HOST = "acme.finance.example.com"
 RANDOM_KEYS = ("JWT_SECRET", "POSTGRES_PASSWORD", "POSTGRES_SUPERUSER_PASSWORD", "BACKUP_PASSWORD")

@@ -37,7 +37,7 @@ from tests.utils import (
     register,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOOD_SECRET = "Zq8#v!Lr2@Wm9$Tn4%Yp7^Kd1&Hs6*Bx"
 OTHER_SECRET = "pX3&nB7!qL9@wR2#tY6$vM4%kD8^hJ5*"
 # `openssl rand -base64 33`: base64 with its padding, so "=" appears inside the value.

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from onboard_tenant import SECRET_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 DOCKERFILE = ROOT / "Dockerfile"
 # The tenants' PostgreSQL with pgBackRest, built beside the app image.
@@ -146,8 +146,8 @@ def test_dockerfile_base_images_are_pinned_by_digest(dockerfile):
 
 
 def test_postgres_image_is_the_pinned_postgres_plus_a_pinned_pgbackrest_run_as_postgres():
-    """The same PostgreSQL as everywhere else (kustomize's pin, which tests/test_workflows.py holds
-    equal to compose's, CI's and e2e's), Alpine's pgbackrest package at one release, the image's
+    """The same PostgreSQL as everywhere else (kustomize's pin, which tests/ops/test_workflows.py
+    holds equal to compose's, CI's and e2e's), Alpine's pgbackrest package at one release, the image's
     postgres user (uid 70, the data directories' owner), and a health check."""
     text = POSTGRES_DOCKERFILE.read_text()
     base = yaml.safe_load((ROOT / "kubernetes" / "base" / "kustomization.yaml").read_text())

@@ -18,7 +18,7 @@ import yaml
 from service.config import ConfigError, Settings
 from service.metrics import DEFAULT_METRICS_PORT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -189,7 +189,7 @@ def _in_build_context(path: str) -> bool:
     "path",
     [
         ".env", ".venv/bin/python", ".git/config", ".local/dev/secrets/tenant1.env",
-        "node_modules/newman/package.json", "tests/test_smoke.py", ".pytest_cache/v/cache/nodeids",
+        "node_modules/newman/package.json", "tests/api/test_smoke.py", ".pytest_cache/v/cache/nodeids",
         ".ruff_cache/CACHEDIR.TAG", "service/__pycache__/config.cpython-311.pyc", "tenants/tenant1/tenant.env",
         "kubernetes/base/kustomization.yaml", "finance_service.egg-info/PKG-INFO",
     ],
