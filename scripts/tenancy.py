@@ -78,12 +78,22 @@ def tenant_dirs() -> list[Path]:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """The KEY=VALUE pairs of an env file ({} when there is none), as written: no ${...} expansion."""
+    """The KEY=VALUE pairs of an env file ({} when there is none), as written: no ${...} expansion.
+
+    The same files feed kustomize (`envs:`), which takes every value verbatim: a value that
+    python-dotenv would read otherwise (quoted, or with a trailing # comment) is refused, so that
+    `make run` and the cluster never see two different settings.
+    """
     if not path.exists():
         return {}
     import dotenv  # the venv's python-dotenv: imported here, so restore-tenant's Kubernetes path runs without it
 
-    return {key: value for key, value in dotenv.dotenv_values(path, interpolate=False).items() if value is not None}
+    values = {key: value for key, value in dotenv.dotenv_values(path, interpolate=False).items() if value is not None}
+    for line in path.read_text().splitlines():
+        key, sep, raw = line.partition("=")
+        if sep and not key.lstrip().startswith("#") and values.get(key.strip()) != raw.strip():
+            raise UsageError(f"{path}: write {key.strip()}'s value plain, without quotes or a # comment")
+    return values
 
 
 @dataclass(frozen=True)

@@ -52,3 +52,15 @@ def test_without_pgbackrest_make_run_says_what_to_install(tmp_path):
         "make run archives every tenant with pgBackRest, which is not installed:"
         " `apt-get install pgbackrest` (scripts/install does it when run as root)"
     ]
+
+
+@pytest.mark.parametrize("line", ['TENANT_TIMEZONE="Europe/Berlin"', "TENANT_TIMEZONE=Europe/Berlin # Berlin"])
+def test_an_env_value_kustomize_would_read_otherwise_is_refused(tmp_path, line):
+    import tenancy
+
+    env_file = tmp_path / "tenant.env"
+    env_file.write_text(f"# the tenant's settings\nTENANT_CURRENCY=EUR\n{line}\n")
+    with pytest.raises(tenancy.UsageError, match="TENANT_TIMEZONE"):
+        tenancy.read_env_file(env_file)
+    env_file.write_text("# the tenant's settings\nTENANT_CURRENCY=EUR\nTENANT_TIMEZONE=Europe/Berlin\n")
+    assert tenancy.read_env_file(env_file) == {"TENANT_CURRENCY": "EUR", "TENANT_TIMEZONE": "Europe/Berlin"}
