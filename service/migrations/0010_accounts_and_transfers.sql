@@ -1,0 +1,251 @@
+-- Money accounts and transfers between them (issue 13), with balances kept by triggers in the same
+-- transaction as every write, as the daily and monthly totals are: listing accounts reads one row
+-- per account however long its history.
+--
+--   accounts      a user's places of money; exactly one is their default (`Main`, made for every
+--                 user by users_default_account, and here for every existing user).
+--   transactions  gain account_id, NOT NULL, every existing row in its user's default account.
+--   transfers     money moved between two accounts of one user; never income or expense.
+--   balance       = opening_balance + income - expense + transfers in - transfers out, over all of
+--                 the account's records, kept by the *_balances triggers through add_to_balances,
+--                 which locks the account rows in id order (transfers A->B and B->A at once cannot
+--                 deadlock); refresh_balances() recomputes every balance from the rows.
+--
+-- Both composite foreign keys (user_id, account_id) -> accounts (user_id, id) make an account of
+-- another user unusable, and are NO ACTION: an account that a transaction or a transfer names
+-- cannot be deleted, while a user's deletion cascades through accounts, transactions and transfers
+-- in one statement.
+--
+-- On a populated database: the backfill of account_id is one UPDATE (the totals trigger fires only
+-- on UPDATE OF user_id, type, amount, category, occurred_at, and the balance triggers are made after
+-- it), the balances one set-based refresh.
+
+-- Altering transactions and users locks them: give up rather than queue every request behind a long
+-- transaction (the migration fails, and its init container or Job retries).
+SET LOCAL lock_timeout = '5s';
+
+-- Accounts ------------------------------------------------------------------------------------------
+
+CREATE TABLE accounts (
+    id              bigint         GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id         bigint         NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name            text           NOT NULL CHECK (char_length(name) BETWEEN 1 AND 64),
+    kind            text           NOT NULL
+        CHECK (kind IN ('checking', 'savings', 'cash', 'credit_card', 'investment', 'other')),
+    -- May be negative (a credit card); NaN compares greater than every number, so it is excluded.
+    opening_balance numeric(14, 2) NOT NULL DEFAULT 0 CHECK (opening_balance <> 'NaN'),
+    -- Kept by triggers; an INSERT without it starts at the opening balance (accounts_balance).
+    balance         numeric(20, 2) NOT NULL,
+    is_default      boolean        NOT NULL DEFAULT false,
+    archived        boolean        NOT NULL DEFAULT false,
+    created_at      timestamptz    NOT NULL DEFAULT now(),
+    -- The target of the composite foreign keys: a record's account is one of its user's.
+    CONSTRAINT accounts_user_id_id_key UNIQUE (user_id, id),
+    CONSTRAINT accounts_default_not_archived CHECK (NOT (is_default AND archived))
+);
+-- Names are unique per user whatever their case.
+CREATE UNIQUE INDEX accounts_user_name_key ON accounts (user_id, lower(name));
+-- At most one default per user (the users trigger and this migration give each user one).
+CREATE UNIQUE INDEX accounts_one_default ON accounts (user_id) WHERE is_default;
+
+-- A new account's balance is its opening balance (its records come after it); a changed opening
+-- balance moves the balance by the difference.
+CREATE FUNCTION accounts_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.balance := coalesce(NEW.balance, NEW.opening_balance);
+    ELSE
+        NEW.balance := NEW.balance - OLD.opening_balance + NEW.opening_balance;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER accounts_balance
+    BEFORE INSERT OR UPDATE OF opening_balance ON accounts
+    FOR EACH ROW EXECUTE FUNCTION accounts_balance();
+
+-- Every existing user gets their default account.
+INSERT INTO accounts (user_id, name, kind, is_default)
+SELECT id, 'Main', 'checking', true FROM users ORDER BY id;
+
+-- And every new one, once per statement (the bench inserts 1,000 users in one).
+CREATE FUNCTION users_default_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO accounts (user_id, name, kind, is_default)
+    SELECT id, 'Main', 'checking', true FROM new_users ORDER BY id;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER users_default_account
+    AFTER INSERT ON users
+    REFERENCING NEW TABLE AS new_users
+    FOR EACH STATEMENT EXECUTE FUNCTION users_default_account();
+
+-- Transactions gain their account ---------------------------------------------------------------
+
+ALTER TABLE transactions ADD COLUMN account_id bigint;
+-- One UPDATE; no trigger fires for it (none is bound to UPDATE OF account_id yet).
+UPDATE transactions t SET account_id = a.id
+FROM accounts a
+WHERE a.user_id = t.user_id AND a.is_default;
+ALTER TABLE transactions ALTER COLUMN account_id SET NOT NULL;
+ALTER TABLE transactions
+    ADD CONSTRAINT transactions_account_fkey FOREIGN KEY (user_id, account_id) REFERENCES accounts (user_id, id);
+-- Listing a user's transactions of one account with keyset pagination; also the foreign key's
+-- check when an account is deleted.
+CREATE INDEX transactions_user_account_occurred_idx ON transactions (user_id, account_id, occurred_at, id);
+
+-- An insert that names no account goes to the user's default one: a server of the previous version,
+-- still running during a rolling upgrade, inserts without it. (The WHEN is evaluated without calling
+-- the function, so an insert that names its account costs nothing more.)
+CREATE FUNCTION transactions_default_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.account_id := (SELECT id FROM accounts WHERE user_id = NEW.user_id AND is_default);
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER transactions_default_account
+    BEFORE INSERT ON transactions
+    FOR EACH ROW WHEN (NEW.account_id IS NULL) EXECUTE FUNCTION transactions_default_account();
+
+-- Transfers -------------------------------------------------------------------------------------
+
+CREATE TABLE transfers (
+    id              bigint         GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id         bigint         NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    from_account_id bigint         NOT NULL,
+    to_account_id   bigint         NOT NULL,
+    amount          numeric(14, 2) NOT NULL CHECK (amount > 0 AND amount <> 'NaN'),
+    description     text           CHECK (char_length(description) <= 500),
+    occurred_at     timestamptz    NOT NULL DEFAULT now(),
+    created_at      timestamptz    NOT NULL DEFAULT now(),
+    updated_at      timestamptz    NOT NULL DEFAULT now(),
+    CONSTRAINT transfers_distinct_accounts CHECK (from_account_id <> to_account_id),
+    CONSTRAINT transfers_from_account_fkey FOREIGN KEY (user_id, from_account_id) REFERENCES accounts (user_id, id),
+    CONSTRAINT transfers_to_account_fkey FOREIGN KEY (user_id, to_account_id) REFERENCES accounts (user_id, id)
+);
+-- Listing newest first (and oldest first) with keyset pagination.
+CREATE INDEX transfers_user_occurred_idx ON transfers (user_id, occurred_at, id);
+-- Filtering by either side, and the foreign keys' checks when an account is deleted.
+CREATE INDEX transfers_from_account_idx ON transfers (from_account_id);
+CREATE INDEX transfers_to_account_idx ON transfers (to_account_id);
+
+-- Balances --------------------------------------------------------------------------------------
+
+-- Add amounts to accounts' balances (one id may come several times). The rows are locked in id
+-- order first, so that writers touching the same accounts in any order queue instead of
+-- deadlocking; FOR NO KEY UPDATE, as the UPDATE itself locks, does not wait for the KEY SHARE locks
+-- that the foreign-key checks of concurrent inserts hold. An account that is gone (its user being
+-- deleted in this statement) is skipped.
+CREATE FUNCTION add_to_balances(p_account_ids bigint[], p_amounts numeric[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM accounts
+    WHERE id IN (SELECT c.id FROM unnest(p_account_ids, p_amounts) AS c (id, amount)
+                 GROUP BY c.id HAVING sum(c.amount) <> 0)
+    ORDER BY id
+    FOR NO KEY UPDATE;
+    UPDATE accounts a SET balance = a.balance + c.amount
+    FROM (SELECT c.id, sum(c.amount) AS amount FROM unnest(p_account_ids, p_amounts) AS c (id, amount)
+          GROUP BY c.id HAVING sum(c.amount) <> 0) AS c
+    WHERE a.id = c.id;
+END;
+$$;
+
+-- Transactions: inserts (COPY included) once per statement, one UPDATE per account touched.
+CREATE FUNCTION transactions_inserted_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM add_to_balances(array_agg(account_id), array_agg(amount))
+    FROM (SELECT account_id, sum(CASE type WHEN 'income' THEN amount ELSE -amount END) AS amount
+          FROM inserted GROUP BY account_id) AS s;
+    RETURN NULL;
+END;
+$$;
+-- Named to fire before transactions_inserted_totals: accounts are locked before totals, as the row
+-- triggers below (transactions_balances before transactions_totals) lock them.
+CREATE TRIGGER transactions_inserted_balances
+    AFTER INSERT ON transactions
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION transactions_inserted_balances();
+
+-- Updates of the account, type or amount, and deletes, per row. A delete cascading from the user's
+-- own deletion changes nothing: their accounts go too.
+CREATE FUNCTION transactions_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        PERFORM add_to_balances(
+            ARRAY[OLD.account_id, NEW.account_id],
+            ARRAY[CASE OLD.type WHEN 'income' THEN -OLD.amount ELSE OLD.amount END,
+                  CASE NEW.type WHEN 'income' THEN NEW.amount ELSE -NEW.amount END]);
+    ELSIF EXISTS (SELECT 1 FROM users WHERE id = OLD.user_id) THEN
+        PERFORM add_to_balances(
+            ARRAY[OLD.account_id],
+            ARRAY[CASE OLD.type WHEN 'income' THEN -OLD.amount ELSE OLD.amount END]);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER transactions_balances
+    AFTER DELETE OR UPDATE OF account_id, type, amount ON transactions
+    FOR EACH ROW EXECUTE FUNCTION transactions_balances();
+
+-- Transfers: inserts and deletes once per statement, updates per row.
+CREATE FUNCTION transfers_inserted_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM add_to_balances(array_agg(account_id), array_agg(amount))
+    FROM (SELECT from_account_id, -amount FROM inserted
+          UNION ALL SELECT to_account_id, amount FROM inserted) AS s (account_id, amount);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER transfers_inserted_balances
+    AFTER INSERT ON transfers
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION transfers_inserted_balances();
+
+CREATE FUNCTION transfers_deleted_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Transfers going with their user's deletion change nothing: the accounts go too.
+    PERFORM add_to_balances(array_agg(account_id), array_agg(amount))
+    FROM (SELECT from_account_id, amount, user_id FROM deleted
+          UNION ALL SELECT to_account_id, -amount, user_id FROM deleted) AS s (account_id, amount, user_id)
+    WHERE EXISTS (SELECT 1 FROM users WHERE id = s.user_id);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER transfers_deleted_balances
+    AFTER DELETE ON transfers
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION transfers_deleted_balances();
+
+CREATE FUNCTION transfers_balances() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM add_to_balances(
+        ARRAY[OLD.from_account_id, OLD.to_account_id, NEW.from_account_id, NEW.to_account_id],
+        ARRAY[OLD.amount, -OLD.amount, -NEW.amount, NEW.amount]);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER transfers_balances
+    AFTER UPDATE OF from_account_id, to_account_id, amount ON transfers
+    FOR EACH ROW EXECUTE FUNCTION transfers_balances();
+
+-- Recompute every balance from the rows (after a restore, a bulk load that disabled the triggers,
+-- or in tests); writers of records wait meanwhile.
+CREATE FUNCTION refresh_balances() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    LOCK TABLE transactions, transfers IN SHARE MODE;
+    UPDATE accounts a SET balance = b.opening_balance + coalesce(s.amount, 0)
+    FROM accounts b
+    LEFT JOIN (
+        SELECT account_id, sum(amount) AS amount
+        FROM (SELECT account_id, CASE type WHEN 'income' THEN amount ELSE -amount END FROM transactions
+              UNION ALL SELECT to_account_id, amount FROM transfers
+              UNION ALL SELECT from_account_id, -amount FROM transfers) AS m (account_id, amount)
+        GROUP BY account_id
+    ) AS s ON s.account_id = b.id
+    WHERE a.id = b.id AND a.balance <> b.opening_balance + coalesce(s.amount, 0);
+END;
+$$;
+
+SELECT refresh_balances();
