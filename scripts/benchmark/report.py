@@ -9,8 +9,11 @@ from benchmark.procfs import BUSY_SHARE, DISTURBANCES
 
 # Table order (the issue's numbering); the run order differs, see scenarios.in_run_order.
 TABLE_ORDER = (
-    "health", "create", "analytics_month", "analytics_year", "list_first", "list_deep", "categories", "login",
+    "health", "create", "analytics_month", "analytics_year", "list_first", "list_deep", "categories", "accounts",
+    "transfer", "login",
 )
+# The data-size comparison's scenarios, as its lines name them.
+SIZE_LABELS = {"analytics_month": "analytics current month", "accounts": "GET /accounts"}
 
 
 def spread_text(spread: dict[str, int] | None) -> str:
@@ -42,7 +45,6 @@ def format_table(results: dict) -> str:
             + (f" {spread_text(entry.get('connections_per_worker'))} |" if spread else "")
         )
     memory, scale = results["memory"], results["scale"]
-    eight = scale["connections_8"]
     disturbed = []
     for key in TABLE_ORDER:
         entry = results["scenarios"][key]
@@ -56,16 +58,8 @@ def format_table(results: dict) -> str:
         f" {'; '.join(disturbed) if disturbed else 'none above 10% in any scenario'}",
         f"- gunicorn PSS (master + {memory['idle']['workers']} workers): idle {memory['idle']['total_mib']:.1f} MiB,"
         f" after the run {memory['after']['total_mib']:.1f} MiB",
-        f"- analytics current month p50 with 1 connection: {scale['p50_ms_10k']:.2f} ms at"
-        f" {scale['tenant_rows_small']:,} tenant rows, {scale['p50_ms_1m']:.2f} ms at {scale['tenant_rows_large']:,}"
-        f" ({scale['p50_ratio']:.2f}x); with 8: {eight['p50_ms_10k']:.2f} ms and {eight['p50_ms_1m']:.2f} ms"
-        f" ({eight['p50_ratio']:.2f}x"
-        + (
-            f", connections per worker {' and '.join(spread_text(each) for each in eight['connections_per_worker'])}"
-            if spread else ""
-        )
-        + ");"
-        f" the heavy user's current month holds {scale['heavy_current_month_rows']:,} rows in both",
+        *(size_line(scale, key, label, spread) for key, label in SIZE_LABELS.items()),
+        f"- the heavy user's current month holds {scale['heavy_current_month_rows']:,} rows in both sizes",
         f"- seeding: {results['seed']['seconds_total']:.0f} s"
         f" (users {results['seed']['seconds_users']:.1f} s, phase A {results['seed']['seconds_phase_a']:.1f} s,"
         f" phase B {results['seed']['seconds_phase_b']:.1f} s, rollup trigger"
@@ -77,6 +71,21 @@ def format_table(results: dict) -> str:
     for target in results["targets"]:
         lines.append(f"| {target['target']} | {target['shown']} | {'PASS' if target['passed'] else 'FAIL'} |")
     return "\n".join(lines)
+
+
+def size_line(scale: dict, key: str, label: str, spread: bool) -> str:
+    """One scenario of the data-size comparison: p50 at both sizes, on 1 connection and on 8."""
+    one, eight = scale[key], scale[key]["connections_8"]
+    return (
+        f"- {label} p50 with 1 connection: {one['p50_ms_10k']:.2f} ms at {scale['tenant_rows_small']:,} tenant rows,"
+        f" {one['p50_ms_1m']:.2f} ms at {scale['tenant_rows_large']:,} ({one['p50_ratio']:.2f}x);"
+        f" with 8: {eight['p50_ms_10k']:.2f} ms and {eight['p50_ms_1m']:.2f} ms ({eight['p50_ratio']:.2f}x"
+        + (
+            f", connections per worker {' and '.join(spread_text(each) for each in eight['connections_per_worker'])}"
+            if spread else ""
+        )
+        + ")"
+    )
 
 
 def describe_machine(results: dict) -> str:

@@ -1,8 +1,9 @@
 """One run: a fresh cluster and tenant, seeded in two phases, gunicorn, every scenario measured.
 
 Phase A (10,000 rows) and phase B (the rest, up to 1,000,000) measure the current month's
-analytics at both sizes; every scenario then runs on the whole data. `run` returns the results
-(the JSON the command writes); `stop` stops what it started, whatever happened.
+analytics and the list of accounts at both sizes; every scenario then runs on the whole data.
+`run` returns the results (the JSON the command writes); `stop` stops what it started, whatever
+happened.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import chain, islice
+from typing import NamedTuple
 
 import localstack
 
@@ -40,11 +43,42 @@ class PhaseA:
 
     now: datetime
     plan: seed.SeedPlan
-    heavy_id: int
+    users: seed.SeededUsers
     rows: int
     seconds_users: float
     seconds: float
     rollup: bool
+
+
+class SizeRuns(NamedTuple):
+    """One scenario of the data-size comparison at one size: its runs and its answer."""
+
+    one: dict  # with 1 connection
+    eight: dict  # with --connections
+    answer: object
+
+
+def size_comparison(small: SizeRuns, large: SizeRuns) -> dict:
+    """One scenario's p50 with 10,000 and 1,000,000 tenant rows, on 1 connection and on 8.
+
+    One connection: the request's own cost, whichever worker serves it. With 8, which worker holds
+    how many keep-alive connections moves p50 as much as the data does.
+    """
+    (small_1, small_8, answer_small), (large_1, large_8, answer_large) = small, large
+
+    def p50s(before: dict, after: dict) -> dict:
+        p50_small, p50_large = before["latency_ms"]["p50"], after["latency_ms"]["p50"]
+        return {"p50_ms_10k": p50_small, "p50_ms_1m": p50_large, "p50_ratio": round(p50_large / p50_small, 3)}
+
+    return {
+        **p50s(small_1, large_1),
+        "connections_8": {
+            **p50s(small_8, large_8),
+            "connections_per_worker": [small_8["connections_per_worker"], large_8["connections_per_worker"]],
+        },
+        "same_answer": answer_small == answer_large,
+        "runs": {"small": small_1, "large": large_1, "small_8": small_8, "large_8": large_8},
+    }
 
 
 class Bench:
@@ -73,36 +107,24 @@ class Bench:
         idle = self.start_server(results, env)
 
         token = login(self.server.url)
-        month = scenarios.ANALYTICS_MONTH
-        print(f"bench: analytics at {phase_a.rows:,} tenant rows", flush=True)
-        small = self.measure(month, token, args.scale_duration, connections=1)
-        small_8 = self.measure(month, token, args.scale_duration)
-        answer_small = json.loads(http("GET", self.server.url + month.path, token=token)[1])
-
+        small = self.measure_size(phase_a.rows, token)
         deep_cursor, total_rows = self.seed_phase_b(results, phase_a, token)
-        print(f"bench: analytics at {total_rows:,} tenant rows", flush=True)
-        large = self.measure(month, token, args.scale_duration, connections=1)
-        large_8 = self.measure(month, token, args.scale_duration)
-        answer_large = json.loads(http("GET", self.server.url + month.path, token=token)[1])
+        large = self.measure_size(total_rows, token)
         results["scale"] = {
             "tenant_rows_small": phase_a.rows, "tenant_rows_large": total_rows,
             "heavy_current_month_rows": len(phase_a.plan.heavy_current_month),
-            # One connection: the request's own cost, whichever worker serves it. With 8, which
-            # worker holds how many keep-alive connections moves p50 as much as the data does.
-            "p50_ms_10k": small["latency_ms"]["p50"], "p50_ms_1m": large["latency_ms"]["p50"],
-            "p50_ratio": round(large["latency_ms"]["p50"] / small["latency_ms"]["p50"], 3),
-            "connections_8": {
-                "p50_ms_10k": small_8["latency_ms"]["p50"], "p50_ms_1m": large_8["latency_ms"]["p50"],
-                "p50_ratio": round(large_8["latency_ms"]["p50"] / small_8["latency_ms"]["p50"], 3),
-                "connections_per_worker": [small_8["connections_per_worker"], large_8["connections_per_worker"]],
-            },
-            "same_answer": answer_small == answer_large,
-            "runs": {"small": small, "large": large, "small_8": small_8, "large_8": large_8},
+            **{key: size_comparison(small[key], large[key]) for key in small},
         }
-        if answer_small != answer_large:
+        # The current month is the same rows in both phases; the accounts the same three (their
+        # balances grow with phase B's rows).
+        if not results["scale"]["analytics_month"]["same_answer"]:
             print("  warning: the current month's analytics differ between the two phases", file=sys.stderr)
+        listed = [sorted(item["id"] for item in size["accounts"].answer["items"]) for size in (small, large)]
+        if not listed[0] == listed[1] == sorted(phase_a.users.heavy_accounts):
+            raise RuntimeError(f"GET /accounts lists {listed[0]} and {listed[1]}, not {phase_a.users.heavy_accounts}")
 
-        results["scenarios"] = self.measure_scenarios(results, token, scenarios.deep_page_path(deep_cursor))
+        deep_path = scenarios.deep_page_path(deep_cursor)
+        results["scenarios"] = self.measure_scenarios(results, token, deep_path, phase_a.users.heavy_accounts[:2])
         results["deep_page"] = {"after_rows": scenarios.DEEP_PAGE_AFTER, "cursor": deep_cursor}
 
         time.sleep(AFTER_RUN_SETTLE_SECONDS)  # requests still in flight when wrk stopped finish first
@@ -146,9 +168,9 @@ class Bench:
         with self.stack.cluster.connect(TENANT.name) as conn:
             results["machine"] = machine_info(conn)
             clock = time.monotonic()
-            heavy_id, other_ids = seed.seed_users(conn)
+            users = seed.seed_users(conn)
             seconds_users = time.monotonic() - clock
-            plan = seed.plan_seed(now, heavy_id, other_ids, rng)
+            plan = seed.plan_seed(now, users, rng)
             clock = time.monotonic()
             phase_a_rows = chain(plan.heavy_current_month, islice(plan.others, plan.others_in_phase_a))
             rows = seed.copy_transactions(conn, phase_a_rows)
@@ -156,7 +178,7 @@ class Bench:
             rollup = seed.rollup_present(conn)
         print(f"bench: seeded {seed.USERS:,} users and {rows:,} transactions (phase A) in"
               f" {seconds_users + seconds:.1f} s", flush=True)
-        return PhaseA(now, plan, heavy_id, rows, seconds_users, seconds, rollup)
+        return PhaseA(now, plan, users, rows, seconds_users, seconds, rollup)
 
     def start_server(self, results: dict, env: dict[str, str]) -> dict:
         """gunicorn with every worker started; its PSS while idle."""
@@ -172,10 +194,22 @@ class Bench:
         print(f"bench: gunicorn at {self.server.url}, idle PSS {idle['total_mib']:.1f} MiB", flush=True)
         return idle
 
+    def measure_size(self, rows: int, token: str) -> dict[str, SizeRuns]:
+        """Each scenario of the data-size comparison with 1 and with 8 connections, and its answer."""
+        print(f"bench: analytics and accounts at {rows:,} tenant rows", flush=True)
+        measured = {}
+        for scenario in scenarios.AT_BOTH_SIZES:
+            one = self.measure(scenario, token, self.args.scale_duration, connections=1)
+            eight = self.measure(scenario, token, self.args.scale_duration)
+            answer = json.loads(http("GET", self.server.url + scenario.path, token=token)[1])
+            measured[scenario.key] = SizeRuns(one, eight, answer)
+        return measured
+
     def seed_phase_b(self, results: dict, phase_a: PhaseA, token: str) -> tuple[str, int]:
-        """The rest of the transactions, then the checks that phase A's month is unchanged and that
-        the deep page starts where it should; the deep page's cursor and the tenant's rows."""
-        cluster, plan, heavy_id = self.stack.cluster, phase_a.plan, phase_a.heavy_id
+        """The rest of the transactions, then the checks that phase A's month is unchanged, that the
+        heavy user's balances are its rows' and that the deep page starts where it should; the deep
+        page's cursor and the tenant's rows."""
+        cluster, plan, heavy_id = self.stack.cluster, phase_a.plan, phase_a.users.heavy_id
         clock = time.monotonic()
         with cluster.connect(TENANT.name) as conn:
             phase_b = seed.copy_transactions(conn, chain(plan.heavy_older, plan.others))
@@ -183,6 +217,7 @@ class Bench:
             deep_cursor = scenarios.deep_page_cursor(conn, heavy_id)
             deep_first_id = scenarios.row_id_at(conn, heavy_id, scenarios.DEEP_PAGE_AFTER + 1)
             month_rows = seed.heavy_month_rows(conn, heavy_id, phase_a.now)
+            balances = seed.account_balances(conn, heavy_id)
         total_rows = phase_a.rows + phase_b
         seconds_total = phase_a.seconds_users + phase_a.seconds + seconds_b
         results["seed"] = {
@@ -196,6 +231,10 @@ class Bench:
             results["archive"] = {"backup": full_backup(cluster)}
         if month_rows != len(plan.heavy_current_month):
             raise RuntimeError(f"the heavy user's current month changed between phases: {month_rows} rows")
+        status, body = http("GET", self.server.url + scenarios.ACCOUNTS.path, token=token)
+        listed = {item["id"]: Decimal(item["balance"]) for item in json.loads(body)["items"]} if status == 200 else {}
+        if listed != balances:
+            raise RuntimeError(f"GET /accounts does not give the rows' balances {balances}: {status} {body[:300]!r}")
 
         status, body = http("GET", self.server.url + scenarios.deep_page_path(deep_cursor), token=token)
         if status != 200 or json.loads(body)["items"][0]["id"] != deep_first_id:
@@ -203,10 +242,12 @@ class Bench:
             raise RuntimeError(f"the deep page does not start at row {first:,}: {status} {body[:200]!r}")
         return deep_cursor, total_rows
 
-    def measure_scenarios(self, results: dict, token: str, deep_path: str) -> dict:
+    def measure_scenarios(
+        self, results: dict, token: str, deep_path: str, transfer_accounts: tuple[int, int]
+    ) -> dict:
         """Every scenario in run order, each with its rate relative to /health's."""
         args, cluster = self.args, self.stack.cluster
-        run_order = scenarios.in_run_order(deep_path)
+        run_order = scenarios.in_run_order(deep_path, transfer_accounts)
         print(f"bench: {len(run_order)} scenarios, {args.warmup} s warm-up + {args.duration} s each,"
               f" {args.connections} connections, {args.threads} wrk threads", flush=True)
         measured = {}

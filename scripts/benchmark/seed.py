@@ -1,6 +1,8 @@
 """The tenant's data: 1,000 users and 1,000,000 transactions written with COPY, in two phases.
 
 The transactions carry every column a client writes (records.TRANSACTION); transaction_line gives each a value.
+Every user has its default account (made by the users trigger of migration 0010); the heavy user opens two
+more, and its rows go to the three in turn; everyone else's go to their default account.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 
 import tenancy
@@ -32,6 +35,20 @@ COPY_COLUMNS = ("user_id", *TRANSACTION.writable)
 # Added by the daily-rollup migration, when it is there: kept off during COPY, then rebuilt.
 ROLLUP_TRIGGER = "transactions_totals"
 ROLLUP_REFRESH = "refresh_totals"
+# The accounts' balances are kept by triggers of transactions too (migration 0010): off with the
+# rollup's during COPY, so rebuilt as well.
+BALANCES_REFRESH = "refresh_balances"
+# The heavy user's accounts besides its default one (name, kind, opening balance).
+HEAVY_EXTRA_ACCOUNTS = (("Savings", "savings", "5000.00"), ("Credit card", "credit_card", "0.00"))
+
+
+@dataclass(frozen=True)
+class SeededUsers:
+    """The users' ids and the accounts their rows go to."""
+
+    heavy_id: int
+    heavy_accounts: tuple[int, ...]  # its default account first, then HEAVY_EXTRA_ACCOUNTS'
+    others: list[tuple[int, int]]  # (user id, default account id) of everyone else, by user id
 
 
 @dataclass(frozen=True)
@@ -64,7 +81,7 @@ _CATEGORY_TABLE = tuple(category for category in CATEGORIES for _ in range(categ
 UNCATEGORISED_SHARE = 0.05  # rows written by the original clients carry neither category nor description
 
 
-def transaction_line(rng: random.Random, user_id: int, occurred: float) -> str:
+def transaction_line(rng: random.Random, user_id: int, account_id: int, occurred: float) -> str:
     """One row of COPY text, in the order of COPY_COLUMNS."""
     category = _CATEGORY_TABLE[int(rng.random() * len(_CATEGORY_TABLE))]
     cents = rng.randint(category.low_cents, category.high_cents)
@@ -75,6 +92,7 @@ def transaction_line(rng: random.Random, user_id: int, occurred: float) -> str:
         name = category.name
     values = {
         "user_id": user_id,
+        "account_id": account_id,
         "type": category.type,
         "amount": f"{cents // 100}.{cents % 100:02d}",
         "description": description,
@@ -99,19 +117,24 @@ class SeedPlan:
     others_in_phase_a: int
 
 
-def plan_seed(now: datetime, heavy_id: int, other_ids: list[int], rng: random.Random) -> SeedPlan:
+def plan_seed(now: datetime, users: SeededUsers, rng: random.Random) -> SeedPlan:
     start, end = (now - HISTORY).timestamp(), now.timestamp() - 60
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
     current, older = [], []
-    for _ in range(HEAVY_ROWS):
+    accounts = users.heavy_accounts
+    for n in range(HEAVY_ROWS):
         occurred = rng.uniform(start, end)
-        (current if occurred >= month_start else older).append(transaction_line(rng, heavy_id, occurred))
+        # The accounts in turn, not drawn: the random sequence, so every other value, is as it was before.
+        line = transaction_line(rng, users.heavy_id, accounts[n % len(accounts)], occurred)
+        (current if occurred >= month_start else older).append(line)
     if len(current) > SMALL_TENANT_ROWS:
         raise RuntimeError(f"the heavy user's current month ({len(current)} rows) does not fit in phase A")
 
     def others() -> Iterator[str]:
+        others = users.others
         for _ in range(TOTAL_ROWS - HEAVY_ROWS):
-            yield transaction_line(rng, other_ids[int(rng.random() * len(other_ids))], rng.uniform(start, end))
+            user_id, account_id = others[int(rng.random() * len(others))]
+            yield transaction_line(rng, user_id, account_id, rng.uniform(start, end))
 
     return SeedPlan(current, older, others(), SMALL_TENANT_ROWS - len(current))
 
@@ -132,7 +155,8 @@ def rollup_present(conn) -> bool:
 
 def copy_transactions(conn, lines: Iterable[str]) -> int:
     """COPY the rows in one transaction; with the rollup triggers (every user trigger of the table:
-    the row one of updates and deletes, the statement one of inserts) off during COPY, then a rebuild."""
+    the row one of updates and deletes, the statement one of inserts, the balances' too) off during
+    COPY, then a rebuild of the totals and the balances."""
     rollup = rollup_present(conn)
     count = 0
     with conn.transaction():
@@ -147,7 +171,8 @@ def copy_transactions(conn, lines: Iterable[str]) -> int:
                 count += chunk.count("\n")
         if rollup:
             conn.execute("ALTER TABLE transactions ENABLE TRIGGER USER")
-            conn.execute(sql.SQL("SELECT {}()").format(sql.Identifier(ROLLUP_REFRESH)))
+            for refresh in (ROLLUP_REFRESH, BALANCES_REFRESH):
+                conn.execute(sql.SQL("SELECT {}()").format(sql.Identifier(refresh)))
     # As autovacuum would after such an insert: statistics, and the visibility map that lets
     # index-only scans skip the heap. Done now so autovacuum does not start during a measurement.
     conn.execute("VACUUM (ANALYZE)")
@@ -161,15 +186,44 @@ def other_username(n: int) -> str:
     return f"user{n:04d}@bench.example"
 
 
-def seed_users(conn) -> tuple[int, list[int]]:
-    """1,000 users sharing one argon2 hash (computed once); returns the heavy user's id and the rest."""
+def seed_users(conn) -> SeededUsers:
+    """1,000 users sharing one argon2 hash (computed once), each with its default account (the users
+    trigger makes them, COPY included), and the heavy user's two more accounts."""
     password_hash = hash_password(PASSWORD)
     usernames = [HEAVY_USERNAME] + [other_username(n) for n in range(1, USERS)]
     with conn.cursor().copy("COPY users (username, password_hash) FROM STDIN") as copy:
         for username in usernames:
             copy.write_row((username, password_hash))
-    ids = dict(conn.execute("SELECT username, id FROM users").fetchall())
-    return ids[HEAVY_USERNAME], sorted(ids[name] for name in usernames[1:])
+    rows = conn.execute(
+        "SELECT u.username, u.id, a.id FROM users u LEFT JOIN accounts a ON a.user_id = u.id AND a.is_default"
+    ).fetchall()
+    missing = [username for username, _, account_id in rows if account_id is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} users without a default account, {missing[0]} among them")
+    ids = {username: (user_id, account_id) for username, user_id, account_id in rows}
+    heavy_id, heavy_default = ids[HEAVY_USERNAME]
+    extra = tuple(
+        conn.execute(
+            "INSERT INTO accounts (user_id, name, kind, opening_balance) VALUES (%s, %s, %s, %s) RETURNING id",
+            (heavy_id, *account),
+        ).fetchone()[0]
+        for account in HEAVY_EXTRA_ACCOUNTS
+    )
+    return SeededUsers(heavy_id, (heavy_default, *extra), sorted(ids[name] for name in usernames[1:]))
+
+
+def account_balances(conn, user_id: int) -> dict[int, Decimal]:
+    """The user's balances recomputed from its rows (what the triggers, or the rebuild, must have kept)."""
+    rows = conn.execute(
+        "SELECT a.id, a.opening_balance + coalesce(sum(m.amount), 0) FROM accounts a LEFT JOIN ("
+        " SELECT account_id, CASE type WHEN 'income' THEN amount ELSE -amount END FROM transactions"
+        " WHERE user_id = %(user)s"
+        " UNION ALL SELECT to_account_id, amount FROM transfers WHERE user_id = %(user)s"
+        " UNION ALL SELECT from_account_id, -amount FROM transfers WHERE user_id = %(user)s"
+        ") AS m (account_id, amount) ON m.account_id = a.id WHERE a.user_id = %(user)s GROUP BY a.id",
+        {"user": user_id},
+    ).fetchall()
+    return dict(rows)
 
 
 def heavy_month_rows(conn, heavy_id: int, now: datetime) -> int:

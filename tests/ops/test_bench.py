@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from benchmark import load, procfs, profiling, report, scenarios, seed  # scripts/ is on the path (conftest)
+from benchmark import load, procfs, profiling, report, scenarios, seed, targets  # scripts/ is on the path
 
 from service.records import Position
 from service.schemas import Cursor, transaction_cursor
@@ -118,15 +118,96 @@ def test_deep_page_cursor_round_trips_through_the_api_schema():
 
 def test_seed_rows_are_copy_text_with_exact_two_place_amounts():
     rng = random.Random(1)  # noqa: S311
-    lines = [seed.transaction_line(rng, 7, 1_767_225_600.5) for _ in range(200)]
+    lines = [seed.transaction_line(rng, 7, 70, 1_767_225_600.5) for _ in range(200)]
 
+    assert seed.COPY_COLUMNS == ("user_id", "account_id", "type", "amount", "description", "category", "occurred_at")
     for line in lines:
-        user_id, kind, amount, description, category, occurred_at = line.rstrip("\n").split("\t")
-        assert user_id == "7" and kind in {"income", "expense"}
+        user_id, account_id, kind, amount, description, category, occurred_at = line.rstrip("\n").split("\t")
+        assert user_id == "7" and account_id == "70" and kind in {"income", "expense"}
         assert Decimal(amount) > 0 and Decimal(amount).as_tuple().exponent == -2
         assert datetime.fromisoformat(occurred_at) == datetime(2026, 1, 1, 0, 0, 0, 500000, tzinfo=UTC)
         assert (description == "\\N") == (category == "\\N")
-    assert {line.split("\t")[1] for line in lines} == {"income", "expense"}
+    assert {line.split("\t")[2] for line in lines} == {"income", "expense"}
+
+
+def test_heavy_rows_go_to_its_three_accounts_in_turn_and_others_to_their_default(monkeypatch):
+    monkeypatch.setattr(seed, "HEAVY_ROWS", 300)
+    monkeypatch.setattr(seed, "TOTAL_ROWS", 1_000)
+    users = seed.SeededUsers(1, (11, 12, 13), [(2, 21), (3, 31)])
+
+    plan = seed.plan_seed(datetime(2026, 11, 15, tzinfo=UTC), users, random.Random(1))  # noqa: S311
+
+    def accounts(lines) -> dict[str, set[str]]:
+        by_user: dict[str, set[str]] = {}
+        for line in lines:
+            user_id, account_id = line.split("\t")[:2]
+            by_user.setdefault(user_id, set()).add(account_id)
+        return by_user
+
+    heavy = [*plan.heavy_current_month, *plan.heavy_older]
+    assert [line.split("\t")[1] for line in heavy].count("12") == 100
+    assert accounts(heavy) == {"1": {"11", "12", "13"}}
+    assert accounts(plan.others) == {"2": {"21"}, "3": {"31"}}
+
+
+def test_transfers_go_both_ways_between_two_accounts_after_the_reads():
+    run_order = scenarios.in_run_order("/transactions?cursor=x", (11, 12))
+    keys = [scenario.key for scenario in run_order]
+    transfer = run_order[keys.index("transfer")]
+
+    assert keys.index("accounts") < keys.index("create") < keys.index("transfer") < keys.index("login")
+    assert (transfer.method, transfer.path) == ("POST", "/transfers")
+    assert [(body["from_account_id"], body["to_account_id"]) for body in transfer.bodies] == [(11, 12), (12, 11)]
+    assert scenarios.ACCOUNTS in scenarios.AT_BOTH_SIZES and scenarios.ACCOUNTS in run_order
+    assert set(keys) == set(report.TABLE_ORDER)
+    # Taken in turn, and no Idempotency-Key: each request is a new transfer.
+    assert "function request()" in load.wrk_script(transfer, "t0k")
+    assert "Idempotency-Key" not in load.wrk_script(transfer, "t0k")
+
+
+def _results(accounts_p99: float, transfer_errors: int, accounts_ratio: float) -> dict:
+    """A run's figures, every scenario alike but GET /accounts and POST /transfers."""
+    def entry(key: str, p99: float = 5.0, non_2xx: int = 0) -> dict:
+        return {
+            "label": key, "requests_per_s": 1000.0, "ratio_to_health": 0.6, "latency_ms": {"p50": 2.0, "p99": p99},
+            "non_2xx": non_2xx, "socket_errors": {"connect": 0, "timeout": 0}, "other_cpu": {},
+            "connections_per_worker": {"1": 4, "2": 4},
+        }
+
+    def size(ratio: float) -> dict:
+        p50s = {"p50_ms_10k": 2.0, "p50_ms_1m": 2.0 * ratio, "p50_ratio": ratio}
+        return {**p50s, "connections_8": {**p50s, "connections_per_worker": [{"1": 8}, {"1": 5, "2": 3}]}}
+
+    scenarios_ = {key: entry(key) for key in report.TABLE_ORDER}
+    scenarios_["accounts"] = entry("accounts", p99=accounts_p99)
+    scenarios_["transfer"] = entry("transfer", non_2xx=transfer_errors)
+    return {
+        "scenarios": scenarios_,
+        "scale": {
+            "tenant_rows_small": 10_000, "tenant_rows_large": 1_000_000, "heavy_current_month_rows": 2_000,
+            "analytics_month": size(1.1), "accounts": size(accounts_ratio),
+        },
+        "memory": {"idle": {"total_mib": 100.0, "workers": 2}, "after": {"total_mib": 120.0, "workers": 2}},
+        "seed": {"seconds_total": 60.0, "seconds_users": 0.2, "seconds_phase_a": 0.8, "seconds_phase_b": 59.0,
+                 "rollup_trigger": True},
+        "server": {"worker_class": "gthread", "threads": 4},
+    }
+
+
+def test_accounts_and_transfers_have_their_targets():
+    passed = {t["target"]: t["passed"] for t in targets.evaluate(_results(24.0, 0, 1.4))}
+    failed = {t["target"]: t["passed"] for t in targets.evaluate(_results(26.0, 3, 1.6))}
+    ours = [
+        "GET /accounts: p99 <= 25 ms", "GET /accounts: 0 errors", "POST /transfers: p99 <= 25 ms",
+        "POST /transfers: 0 errors", "GET /accounts p50 at 1,000,000 vs 10,000 tenant rows (1 connection) <= 1.5",
+    ]
+
+    assert all(passed[name] for name in ours)
+    assert [name for name in ours if not failed[name]] == [ours[0], ours[3], ours[4]]
+    results = _results(24.0, 0, 1.4)
+    table = report.format_table({**results, "targets": targets.evaluate(results)})
+    assert "| GET /accounts: p99 <= 25 ms | 24.0 ms | PASS |" in table
+    assert "- GET /accounts p50 with 1 connection: 2.00 ms at 10,000 tenant rows, 2.80 ms at 1,000,000 (1.40x)" in table
 
 
 def test_login_script_takes_the_users_in_turn():
