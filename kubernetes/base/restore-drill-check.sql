@@ -18,8 +18,11 @@
 -- The checks: the migrations are current; every table of the schema can be read whole (rows per
 -- table reported); every transaction belongs to an existing user; and daily_totals and
 -- monthly_totals equal a recomputation from the transactions, in the time zone they are keyed by
--- (rollup_settings), as refresh_totals() (service/migrations) would rebuild them. Rows a
--- delete brought down to zero (count 0, total 0) are left out of the comparison: the triggers keep them.
+-- (rollup_settings), as refresh_totals() (service/migrations) would rebuild them (by account, from
+-- migration 0010 on). Rows a delete brought down to zero (count 0, total 0) are left out of the
+-- comparison: the triggers keep them. From 0010 on also: every user has exactly one default account,
+-- and every account's balance equals its opening balance + income - expense + transfers in -
+-- transfers out, as refresh_balances() would recompute it.
 
 SET default_transaction_read_only = on;
 SET client_min_messages = notice;
@@ -33,6 +36,8 @@ DECLARE
     tbl      regclass;
     counted  bigint;
     wrong    bigint;
+    -- The totals' keys: by account from migration 0010 on.
+    by_account text := CASE WHEN to_regclass('public.accounts') IS NULL THEN '' ELSE ', account_id' END;
 BEGIN
     -- Migrations.
     IF to_regclass('public.schema_migrations') IS NULL THEN
@@ -76,35 +81,62 @@ BEGIN
         RAISE EXCEPTION 'restore drill: rollup_settings holds no time zone';
     END IF;
 
-    WITH recomputed AS (
-        SELECT user_id, (occurred_at AT TIME ZONE tz)::date AS day, type, coalesce(category, '') AS category,
-               sum(amount) AS total, count(*) AS count
-        FROM public.transactions
-        GROUP BY 1, 2, 3, 4
-    ), stored AS (
-        SELECT user_id, day, type, category, total, count FROM public.daily_totals WHERE count <> 0 OR total <> 0
-    )
-    SELECT count(*) INTO wrong FROM ((SELECT * FROM recomputed EXCEPT SELECT * FROM stored)
-                                     UNION ALL (SELECT * FROM stored EXCEPT SELECT * FROM recomputed)) AS differing;
+    EXECUTE format($sql$
+        WITH recomputed AS (
+            SELECT user_id, (occurred_at AT TIME ZONE %1$L)::date AS day, type, coalesce(category, '') AS category
+                   %2$s, sum(amount) AS total, count(*) AS count
+            FROM public.transactions
+            GROUP BY 1, 2, 3, 4 %2$s
+        ), stored AS (
+            SELECT user_id, day, type, category %2$s, total, count FROM public.daily_totals WHERE count <> 0 OR total <> 0
+        )
+        SELECT count(*) FROM ((SELECT * FROM recomputed EXCEPT SELECT * FROM stored)
+                              UNION ALL (SELECT * FROM stored EXCEPT SELECT * FROM recomputed)) AS differing
+    $sql$, tz, by_account) INTO wrong;
     IF wrong > 0 THEN
         RAISE EXCEPTION 'restore drill: % daily_totals rows differ from a recomputation from transactions', wrong;
     END IF;
 
     IF to_regclass('public.monthly_totals') IS NOT NULL THEN
-        WITH recomputed AS (
-            SELECT user_id, date_trunc('month', (occurred_at AT TIME ZONE tz)::date)::date AS month, type,
-                   coalesce(category, '') AS category, sum(amount) AS total, count(*) AS count
-            FROM public.transactions
-            GROUP BY 1, 2, 3, 4
-        ), stored AS (
-            SELECT user_id, month, type, category, total, count FROM public.monthly_totals WHERE count <> 0 OR total <> 0
-        )
-        SELECT count(*) INTO wrong FROM ((SELECT * FROM recomputed EXCEPT SELECT * FROM stored)
-                                         UNION ALL (SELECT * FROM stored EXCEPT SELECT * FROM recomputed)) AS differing;
+        EXECUTE format($sql$
+            WITH recomputed AS (
+                SELECT user_id, date_trunc('month', (occurred_at AT TIME ZONE %1$L)::date)::date AS month, type,
+                       coalesce(category, '') AS category %2$s, sum(amount) AS total, count(*) AS count
+                FROM public.transactions
+                GROUP BY 1, 2, 3, 4 %2$s
+            ), stored AS (
+                SELECT user_id, month, type, category %2$s, total, count FROM public.monthly_totals WHERE count <> 0 OR total <> 0
+            )
+            SELECT count(*) FROM ((SELECT * FROM recomputed EXCEPT SELECT * FROM stored)
+                                  UNION ALL (SELECT * FROM stored EXCEPT SELECT * FROM recomputed)) AS differing
+        $sql$, tz, by_account) INTO wrong;
         IF wrong > 0 THEN
             RAISE EXCEPTION 'restore drill: % monthly_totals rows differ from a recomputation from transactions', wrong;
         END IF;
     END IF;
     RAISE NOTICE 'restore drill: daily and monthly totals equal their recomputation (time zone %)', tz;
+
+    -- Accounts (from migration 0010 on): one default per user, balances against a recomputation.
+    IF to_regclass('public.accounts') IS NOT NULL THEN
+        SELECT count(*) INTO wrong FROM public.users u
+        WHERE (SELECT count(*) FROM public.accounts a WHERE a.user_id = u.id AND a.is_default) <> 1;
+        IF wrong > 0 THEN
+            RAISE EXCEPTION 'restore drill: % users have not exactly one default account', wrong;
+        END IF;
+        SELECT count(*) INTO wrong
+        FROM public.accounts a
+        LEFT JOIN (
+            SELECT account_id, sum(amount) AS amount
+            FROM (SELECT account_id, CASE type WHEN 'income' THEN amount ELSE -amount END FROM public.transactions
+                  UNION ALL SELECT to_account_id, amount FROM public.transfers
+                  UNION ALL SELECT from_account_id, -amount FROM public.transfers) AS m (account_id, amount)
+            GROUP BY account_id
+        ) AS s ON s.account_id = a.id
+        WHERE a.balance <> a.opening_balance + coalesce(s.amount, 0);
+        IF wrong > 0 THEN
+            RAISE EXCEPTION 'restore drill: % account balances differ from a recomputation from transactions and transfers', wrong;
+        END IF;
+        RAISE NOTICE 'restore drill: every user has one default account; balances equal their recomputation';
+    END IF;
 END
 $check$;

@@ -373,3 +373,23 @@ def test_accounts_migration_puts_a_populated_databases_transactions_in_each_user
             "4.00",
         )
         check_totals(conn)
+
+
+def test_the_drill_check_finds_a_wrong_balance_an_account_total_in_the_wrong_account_and_a_user_without_default(db):
+    user = insert_user(db)
+    main = default_account(db, user)
+    savings = db.execute(ADD_ACCOUNT, (user, "Savings", "savings", "0")).fetchone()["id"]
+    db.execute(ADD_TRANSACTION, (user, main, "expense", "2.00", None, "2026-01-01T00:00:00Z"))
+    bystander = insert_user(db)
+    corruptions = {
+        "account balances differ": ("UPDATE accounts SET balance = balance + 0.01 WHERE id = %s", (savings,)),
+        "daily_totals rows differ": ("UPDATE daily_totals SET account_id = %s", (savings,)),
+        "monthly_totals rows differ": ("UPDATE monthly_totals SET account_id = %s", (savings,)),
+        "not exactly one default account": ("DELETE FROM accounts WHERE user_id = %s", (bystander,)),
+    }
+    for message, (statement, params) in corruptions.items():
+        with pytest.raises(errors.RaiseException, match=message):
+            with db.transaction():
+                db.execute(statement, params)
+                check_totals(db)
+    check_totals(db)

@@ -170,6 +170,17 @@ TRIGGERS = """
 """
 
 
+def _apply_migrations(conn: psycopg.Connection, *, after: str, through: str) -> None:
+    """Apply the migration files after `after` up to and including `through`, each in one
+    transaction and recorded, as `python -m service migrate` does."""
+    for path in sorted((localstack.ROOT / "service" / "migrations").glob("*.sql")):
+        version = path.stem
+        if after < version <= through:
+            with conn.transaction():
+                conn.execute(path.read_bytes())
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+
+
 def test_totals_names_migration_keeps_a_populated_databases_totals_and_their_triggers(stack):
     """0008 renames the functions and triggers of 0002/0003 for the daily and monthly totals they
     keep: applied to a database that 0001-0007 built and filled, it rebuilds nothing (a row a
@@ -181,13 +192,7 @@ def test_totals_names_migration_keeps_a_populated_databases_totals_and_their_tri
         conn.execute(
             "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        for path in sorted((localstack.ROOT / "service" / "migrations").glob("*.sql")):
-            version = path.stem
-            if version > "0007_set_based_insert_totals":
-                break
-            with conn.transaction():
-                conn.execute(path.read_bytes())
-                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        _apply_migrations(conn, after="", through="0007_set_based_insert_totals")
         add_user = "INSERT INTO users (username, password_hash) VALUES (%s, 'x') RETURNING id"
         users = [conn.execute(add_user, (username,)).fetchone()[0] for username in ("names-a", "names-b")]
         conn.execute(INSERT, (users[0], "expense", "3.00", "food", "2026-03-01T02:00:00Z"))
@@ -197,8 +202,9 @@ def test_totals_names_migration_keeps_a_populated_databases_totals_and_their_tri
         before = [conn.execute(query).fetchall() for query in ALL_TOTALS]
         assert any(row[-1] == 0 for row in before[0]), "a row at zero, which a rebuild would drop"
 
-    assert "0008_totals_names" in _migrate(database_url, "UTC").stdout
+    # 0008 alone, as migrate applies it (0010 rebuilds the totals by account: test_balances.py).
     with psycopg.connect(database_url, autocommit=True) as conn:
+        _apply_migrations(conn, after="0007_set_based_insert_totals", through="0008_totals_names")
         assert [conn.execute(query).fetchall() for query in ALL_TOTALS] == before
         # A single insert, a multi-row insert, a COPY, updates of every kind, a delete, a user's deletion.
         conn.execute(INSERT, (users[0], "expense", "1.25", "food", "2026-03-01T10:00:00Z"))

@@ -371,6 +371,7 @@ def test_the_drill_fails_when_the_restored_totals_disagree_with_the_transactions
     finally:
         with setup.tenant.connect() as conn:
             conn.execute("SELECT refresh_totals()")
+            conn.execute("SELECT refresh_balances()")
 
 
 def test_the_check_refuses_a_database_behind_the_apps_migrations(setup):
