@@ -85,6 +85,7 @@ TRANSACTION = Record(
     table="transactions",
     columns={
         "id": int,
+        "account_id": int,
         "type": str,
         "amount": Decimal,
         "description": str,
@@ -93,7 +94,41 @@ TRANSACTION = Record(
         "created_at": datetime,
         "updated_at": datetime,
     },
-    writable=("type", "amount", "description", "category", "occurred_at"),
+    writable=("account_id", "type", "amount", "description", "category", "occurred_at"),
     sort_keys=("occurred_at", "amount"),
     csv_columns=("id", "occurred_at", "type", "amount", "currency", "category", "description"),
+)
+
+ACCOUNT = Record(
+    table="accounts",
+    columns={
+        "id": int,
+        "name": str,
+        "kind": str,
+        "opening_balance": Decimal,
+        "balance": Decimal,
+        "is_default": bool,
+        "archived": bool,
+        "created_at": datetime,
+    },
+    writable=("name", "kind", "opening_balance", "archived", "is_default"),
+    sort_keys=(),
+    csv_columns=(),
+)
+
+TRANSFER = Record(
+    table="transfers",
+    columns={
+        "id": int,
+        "from_account_id": int,
+        "to_account_id": int,
+        "amount": Decimal,
+        "description": str,
+        "occurred_at": datetime,
+        "created_at": datetime,
+        "updated_at": datetime,
+    },
+    writable=("from_account_id", "to_account_id", "amount", "description", "occurred_at"),
+    sort_keys=("occurred_at",),
+    csv_columns=(),
 )

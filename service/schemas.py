@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
-from marshmallow.validate import Length, OneOf, Range
+from marshmallow.validate import Equal, Length, OneOf, Range
 
 from .records import TRANSACTION, Position
 
@@ -18,6 +18,7 @@ CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")
 TRANSACTION_TYPES = ("income", "expense")
 SORTS = TRANSACTION.sorts
+ACCOUNT_KINDS = ("checking", "savings", "cash", "credit_card", "investment", "other")
 PERIODS = ("current_month", "last_month", "current_year", "last_year")
 GROUP_BYS = ("category", "month", "day")
 # The most groups one analytics answer holds, and the most categories one page lists: whatever
@@ -69,11 +70,16 @@ class Money(fields.Field):
         "places": "At most 2 decimal places are allowed.",
         "range": "Must be greater than 0 and at most 999999999999.99.",
         "range_or_zero": "Must be between 0 and 999999999999.99.",
+        "range_signed": "Must be between -999999999999.99 and 999999999999.99.",
     }
 
-    def __init__(self, *, allow_zero: bool = False, metadata: dict | None = None, **kwargs) -> None:
+    def __init__(
+        self, *, allow_zero: bool = False, signed: bool = False, metadata: dict | None = None, **kwargs
+    ) -> None:
         super().__init__(metadata={"example": "12.50", **(metadata or {})}, **kwargs)
-        self.allow_zero = allow_zero
+        self.allow_zero = allow_zero or signed
+        # A balance may be negative (a credit card's), and zero.
+        self.signed = signed
 
     def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
         if isinstance(value, ExponentNumber):
@@ -95,8 +101,10 @@ class Money(fields.Field):
         if isinstance(exponent, int) and exponent < -AMOUNT_DIGITS:
             # A JSON number such as 1.000...0 with thousands of zeros, refused like the same string.
             raise self.make_error("invalid")
-        lowest_ok = amount >= 0 if self.allow_zero else amount > 0
-        if not lowest_ok or amount > MAX_AMOUNT:
+        if self.signed:
+            if abs(amount) > MAX_AMOUNT:
+                raise self.make_error("range_signed")
+        elif not (amount >= 0 if self.allow_zero else amount > 0) or amount > MAX_AMOUNT:
             raise self.make_error("range_or_zero" if self.allow_zero else "range")
         if amount != amount.quantize(CENT):
             raise self.make_error("places")
@@ -277,7 +285,13 @@ class TokenPublic(Schema):
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
 
 
+def _account_id(description: str, **kwargs) -> fields.Integer:
+    """An id of one of the user's accounts (another user's is refused like one that does not exist)."""
+    return fields.Integer(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
+
+
 class TransactionCreate(Schema):
+    account_id = _account_id("One of the user's accounts; the default account when absent.")
     type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
     amount = Money(required=True)
     description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
@@ -289,11 +303,8 @@ class TransactionCreate(Schema):
     )
 
 
-class TransactionUpdate(TransactionCreate):
-    """The same fields as a create, every one optional."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(partial=True, **kwargs)
+class Changes(Schema):
+    """A PATCH body: at least one field."""
 
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
@@ -301,8 +312,16 @@ class TransactionUpdate(TransactionCreate):
             raise ValidationError("Give at least one field to change.", "_schema")
 
 
+class TransactionUpdate(TransactionCreate, Changes):
+    """The same fields as a create, every one optional."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(partial=True, **kwargs)
+
+
 class TransactionPublic(Schema):
     id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
     type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
     amount = Money(required=True)
     currency = fields.String(required=True, metadata={"example": "USD"})
@@ -314,6 +333,7 @@ class TransactionPublic(Schema):
 
 
 class TransactionFilters(Schema):
+    account_id = _account_id("Only this account's transactions.")
     type = fields.String(validate=OneOf(TRANSACTION_TYPES))
     category = Category()
     from_ = DateOrDateTime(
@@ -378,6 +398,7 @@ class CategoryList(Schema):
 
 
 class AnalyticsQuery(Schema):
+    account_id = _account_id("Only this account's income and expense.")
     period = fields.String(validate=OneOf(PERIODS))
     from_ = fields.Date(data_key="from", validate=supported_day, metadata={"description": "First day, inclusive."})
     to = fields.Date(validate=supported_day, metadata={"description": "Last day, inclusive."})
@@ -418,3 +439,102 @@ class AnalyticsSummary(Totals):
     currency = fields.String(required=True)
     group_by = fields.String(allow_none=True)
     groups = fields.List(fields.Nested(AnalyticsGroup))
+
+
+def _account_name(**kwargs) -> fields.String:
+    """An account's name: 1 to 64 characters, unique per user in any letter case."""
+    return fields.String(validate=[Length(min=1, max=64), storable_text], metadata={"example": "Savings"}, **kwargs)
+
+
+class AccountCreate(Schema):
+    name = _account_name(required=True)
+    kind = fields.String(required=True, validate=OneOf(ACCOUNT_KINDS))
+    opening_balance = Money(signed=True, metadata={"description": "May be negative (a credit card); 0.00 when absent."})
+
+
+class AccountUpdate(Changes):
+    name = _account_name()
+    kind = fields.String(validate=OneOf(ACCOUNT_KINDS))
+    archived = fields.Boolean(metadata={"description": "An archived account takes no new records."})
+    is_default = fields.Boolean(
+        validate=Equal(True, error="Make another account the default instead."),
+        metadata={"description": "true: this becomes the default account (the previous one stops being it)."},
+    )
+
+
+class AccountPublic(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True, validate=OneOf(ACCOUNT_KINDS))
+    currency = fields.String(required=True, metadata={"example": "USD"})
+    opening_balance = Money(required=True)
+    balance = Money(required=True, metadata={"description": "Opening balance + income - expense + transfers in - out."})
+    is_default = fields.Boolean(required=True)
+    archived = fields.Boolean(required=True)
+    created_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class AccountListQuery(Schema):
+    include_archived = fields.Boolean(load_default=False, metadata={"description": "List archived accounts too."})
+
+
+class AccountList(Schema):
+    items = fields.List(fields.Nested(AccountPublic), required=True)
+    total_balance = Money(required=True, metadata={"description": "The sum of the listed balances."})
+
+
+class TransferCreate(Schema):
+    from_account_id = _account_id("The account the money leaves.", required=True)
+    to_account_id = _account_id("The account the money enters.", required=True)
+    amount = Money(required=True)
+    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
+    occurred_at = fields.AwareDateTime(
+        format="iso", validate=supported_day, metadata={"description": "ISO 8601 with an offset; defaults to now."}
+    )
+
+    @validates_schema
+    def two_accounts(self, data, **kwargs) -> None:
+        if data.get("from_account_id") is not None and data.get("from_account_id") == data.get("to_account_id"):
+            raise ValidationError("Must differ from from_account_id.", "to_account_id")
+
+
+class TransferUpdate(Changes):
+    amount = Money()
+    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
+    occurred_at = fields.AwareDateTime(format="iso", validate=supported_day)
+
+
+class TransferPublic(Schema):
+    id = fields.Integer(required=True)
+    from_account_id = fields.Integer(required=True)
+    to_account_id = fields.Integer(required=True)
+    amount = Money(required=True)
+    currency = fields.String(required=True, metadata={"example": "USD"})
+    occurred_at = fields.AwareDateTime(format="iso", required=True)
+    description = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class TransferCursor(Cursor):
+    """A transfer page's cursor: transfers list newest first only."""
+
+    def position(self, encoded: dict) -> Position:
+        position = super().position(encoded)
+        if position.sort != "-occurred_at":
+            raise ValueError(position.sort)
+        return position
+
+
+class TransferListQuery(Schema):
+    account_id = _account_id("Transfers from or to this account.")
+    from_ = DateOrDateTime(
+        data_key="from", validate=supported_day, metadata={"description": "Inclusive; a date or date-time."}
+    )
+    to = DateOrDateTime(validate=supported_day, metadata={"description": "Inclusive; a date covers the whole day."})
+    limit = fields.Integer(load_default=50, validate=Range(min=1, max=200))
+    cursor = TransferCursor(metadata={"description": "next_cursor of the previous page."})
+
+
+class TransferPage(Schema):
+    items = fields.List(fields.Nested(TransferPublic), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

@@ -30,5 +30,6 @@ class Analytics(UserResource):
             first=query.get("from_"),
             last=query.get("to"),
             group_by=query.get("group_by"),
+            account_id=query.get("account_id"),
         )
         return {**summary, "currency": config.currency}

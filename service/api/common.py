@@ -13,10 +13,10 @@ from marshmallow import Schema, ValidationError
 
 from .. import db
 from ..config import Settings
-from ..core import tokens
+from ..core import idempotency, tokens
 from ..core.errors import TokenRefused
 from ..errors import ApiError
-from ..schemas import parse_json_number
+from ..schemas import MAX_ID, parse_json_number
 from .docs import authenticated, error_model, model, query_params
 
 TOKEN_HEADER = "x-access-token"  # noqa: S105 - a header name
@@ -111,6 +111,39 @@ def _accepts(ns: Namespace, schema: type[Schema], load: Callable, refusals: dict
     return decorate
 
 
+def with_currency(row: dict) -> dict:
+    """A record as its Public schema shows it: with the tenant's currency (every amount is in it)."""
+    return {**row, "currency": settings().currency}
+
+
+def idempotent(ns: Namespace) -> Callable:
+    """Decorator: the create honours an Idempotency-Key (core.idempotency); documented with the 422
+    of a key reused with another body."""
+    header = {
+        "in": "header",
+        "type": "string",
+        "description": "Retries with the same key and body replay the first response.",
+        "pattern": idempotency.KEY.pattern,
+    }
+
+    def decorate(method: Callable) -> Callable:
+        method = ns.response(422, "Idempotency-Key reused with a different body", error_model(ns))(method)
+        return ns.doc(params={"Idempotency-Key": header})(method)
+
+    return decorate
+
+
+def create_idempotently(create: Callable[..., tuple[dict, bool]], collection: str, data: dict) -> tuple[dict, dict]:
+    """Run a domain create of the user's with the request's Idempotency-Key; return the record and
+    the 201's headers: where it is, and whether this answer replays an earlier one."""
+    key = request.headers.get("Idempotency-Key")
+    row, replayed = create(db.connection(), user_id=g.user_id, data=data, idempotency_key=key)
+    headers = {"Location": f"{collection}/{row['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return with_currency(row), headers
+
+
 def _presented_token() -> str | None:
     token = request.headers.get(TOKEN_HEADER)
     if token:
@@ -146,6 +179,20 @@ def user_route(ns: Namespace, path: str) -> Callable:
 
     def decorate(cls: type) -> type:
         return ns.route(path)(authenticated(ns)(cls))
+
+    return decorate
+
+
+def user_item_route(ns: Namespace, collection: str, record: str) -> Callable:
+    """Class decorator: route `collection/<id>` to a UserResource for one `record` of the user, its
+    id a path parameter `<record>_id` and another user's record (or none) documented as 404."""
+    # Ids are PostgreSQL bigints; a larger number in the path is simply not found.
+    path = f"{collection}/<int(max={MAX_ID}):{record}_id>"
+
+    def decorate(cls: type) -> type:
+        cls = ns.response(404, f"No such {record} of this user", error_model(ns))(cls)
+        cls = ns.param(f"{record}_id", f"The {record}'s id")(cls)
+        return user_route(ns, path)(cls)
 
     return decorate
 

@@ -12,19 +12,20 @@ from flask_restx.model import SchemaModel
 from marshmallow import RAISE, Schema
 from marshmallow import fields as ma
 from marshmallow.decorators import VALIDATES_SCHEMA
-from marshmallow.validate import Length, OneOf, Range, Validator
+from marshmallow.validate import Equal, Length, OneOf, Range, Validator
 
 from ..schemas import (
     EARLIEST_DAY,
     LATEST_DAY,
     AnalyticsQuery,
     Category,
+    Changes,
     DateOrDateTime,
     Money,
     PageCursor,
     PasswordChange,
     TransactionListQuery,
-    TransactionUpdate,
+    TransferCreate,
     Username,
     storable_text,
     supported_day,
@@ -34,6 +35,8 @@ from ..schemas import (
 AMOUNT_PATTERN = r"^([1-9][0-9]{0,11}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$"
 # An amount that may be zero (the query's min_amount, max_amount): 0 to 999999999999.99, at most 2 places.
 QUERY_AMOUNT_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,2})?$"
+# A signed amount in a request (an opening balance): -999999999999.99 to 999999999999.99.
+SIGNED_AMOUNT_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,2})?$"
 # An amount as a response shows it: always two places.
 SHOWN_AMOUNT_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
 # A date (1900-01-01 to 2999-12-31) or a date-time with an offset on such a day.
@@ -59,7 +62,8 @@ def _money(field: Money, place: Place) -> dict:
     """A response shows an amount with two places; a request gives a decimal string, or in a body a number."""
     if place == "response":
         return {"type": "string", "pattern": SHOWN_AMOUNT_PATTERN}
-    keywords = {"type": "string", "pattern": QUERY_AMOUNT_PATTERN if field.allow_zero else AMOUNT_PATTERN}
+    pattern = SIGNED_AMOUNT_PATTERN if field.signed else QUERY_AMOUNT_PATTERN if field.allow_zero else AMOUNT_PATTERN
+    keywords = {"type": "string", "pattern": pattern}
     if place == "body":
         keywords["description"] = "A decimal string or a number, at most 2 places."
     return keywords
@@ -115,6 +119,8 @@ def _exclusive(field: ma.Field, validator: Range, ret: dict) -> dict:
 # minLength/maxLength, Range's minimum/maximum); a validator with no row here is refused.
 _VALIDATORS: dict[object, _Keywords] = {
     OneOf: _first_choice,
+    # apispec writes an Equal as a one-value enum.
+    Equal: _always(),
     Length: _always(),
     Range: _exclusive,
     storable_text: _pattern(STORABLE_TEXT_PATTERN),
@@ -125,10 +131,11 @@ _VALIDATORS: dict[object, _Keywords] = {
 # Each schema-wide rule (a validates_schema method) as Swagger keywords of a request body; {} for
 # a rule across fields, which Swagger 2 has no words for (its 400 names the field).
 _SCHEMA_RULES: dict[Callable, dict] = {
-    TransactionUpdate.not_empty: {"minProperties": 1},
+    Changes.not_empty: {"minProperties": 1},
     PasswordChange.new_differs: {},
     TransactionListQuery.cursor_matches_sort: {},
     AnalyticsQuery.one_range: {},
+    TransferCreate.two_accounts: {},
 }
 
 

@@ -8,7 +8,7 @@ from flask import Response, g, request
 from flask_restx import Namespace
 
 from .. import csvio, db
-from ..core import idempotency, transactions
+from ..core import transactions
 from ..errors import ApiError
 from ..schemas import (
     ImportResult,
@@ -21,46 +21,37 @@ from ..schemas import (
     transaction_cursor,
 )
 from . import limits
-from .common import UserResource, accepts_json, accepts_query, responds, settings, user_route
+from .common import (
+    UserResource,
+    accepts_json,
+    accepts_query,
+    create_idempotently,
+    idempotent,
+    responds,
+    settings,
+    user_item_route,
+    user_route,
+    with_currency,
+)
 from .docs import error_model
 
 ns = Namespace("transactions", path="/", description="Income and expense records of the logged-in user")
 error = error_model(ns)
 
 
-def _public(row: dict) -> dict:
-    """A transaction as TransactionPublic shows it: with the tenant's currency."""
-    return {**row, "currency": settings().currency}
-
 
 def create_transaction(data: dict) -> tuple[dict, dict]:
     """Create a transaction; with an Idempotency-Key, a retry replays the first response."""
-    row, replayed = transactions.create(
-        db.connection(), user_id=g.user_id, data=data, idempotency_key=request.headers.get("Idempotency-Key")
-    )
-    headers = {"Location": f"/transactions/{row['id']}"}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return _public(row), headers
-
-
-_create_doc = ns.doc(
-    params={
-        "Idempotency-Key": {
-            "in": "header",
-            "type": "string",
-            "description": "Retries with the same key and body replay the first response.",
-            "pattern": idempotency.KEY.pattern,
-        }
-    },
-    responses={422: ("Idempotency-Key reused with a different body", error)},
-)
+    return create_idempotently(transactions.create, "/transactions", data)
 
 
 def _documented_create(method):
     """The Swagger description both create paths share."""
-    method = responds(ns, 201, "Created; Location names it", TransactionPublic)(method)
-    return accepts_json(ns, TransactionCreate, invalid="Invalid transaction")(_create_doc(method))
+    method = idempotent(ns)(responds(ns, 201, "Created; Location names it", TransactionPublic)(method))
+    method = ns.response(409, "The account is archived (account_archived)", error)(method)
+    return accepts_json(ns, TransactionCreate, invalid="Invalid transaction, or an account that is not the user's")(
+        method
+    )
 
 
 @user_route(ns, "/transactions")
@@ -76,7 +67,7 @@ class TransactionCollection(UserResource):
             timezone=settings().timezone,
         )
         return {
-            "items": [_public(row) for row in rows],
+            "items": [with_currency(row) for row in rows],
             "next_cursor": transaction_cursor(position) if position else None,
         }
 
@@ -95,22 +86,19 @@ class LegacyTransaction(UserResource):
         return create_transaction(data)
 
 
-# Ids are PostgreSQL bigints; a larger number in the path is simply not found.
-@user_route(ns, "/transactions/<int(max=9223372036854775807):transaction_id>")
-@ns.param("transaction_id", "The transaction's id")
-@ns.response(404, "No such transaction of this user", error)
+@user_item_route(ns, "/transactions", "transaction")
 class TransactionItem(UserResource):
 
     @responds(ns, 200, "The transaction", TransactionPublic)
     def get(self, transaction_id: int):
         """Read one transaction."""
-        return _public(transactions.get(db.connection(), user_id=g.user_id, transaction_id=transaction_id))
+        return with_currency(transactions.get(db.connection(), user_id=g.user_id, transaction_id=transaction_id))
 
     @accepts_json(ns, TransactionUpdate, invalid="Invalid change")
     @responds(ns, 200, "The updated transaction", TransactionPublic)
     def patch(self, changes: dict, transaction_id: int):
         """Change some fields of a transaction."""
-        return _public(
+        return with_currency(
             transactions.update(db.connection(), user_id=g.user_id, transaction_id=transaction_id, changes=changes)
         )
 

@@ -9,6 +9,7 @@ from ..db import Connection
 from ..periods import resolve_period
 from ..schemas import MAX_GROUPS
 from ..store import totals
+from . import accounts
 from .errors import Invalid
 
 
@@ -21,15 +22,21 @@ def summary(
     first: date | None = None,
     last: date | None = None,
     group_by: str | None = None,
+    account_id: int | None = None,
 ) -> dict:
     """Income, expense, net balance and count over a calendar period of the tenant's time zone
-    (the current month by default) or over the days first..last; with group_by, also per group."""
+    (the current month by default) or over the days first..last; with group_by, also per group; with
+    account_id, of that account only (transfers never count)."""
+    if account_id is not None:
+        accounts.check_owned(conn, user_id=user_id, account_id=account_id, field="account_id")
     if first is not None and last is not None:
         period = "custom"
     else:
         period = period or "current_month"
         first, last = resolve_period(period, datetime.now(timezone).date())
-    result = totals.summarize(conn, user_id=user_id, first=first, last=last, group_by=group_by, max_groups=MAX_GROUPS)
+    result = totals.summarize(
+        conn, user_id=user_id, first=first, last=last, group_by=group_by, max_groups=MAX_GROUPS, account_id=account_id
+    )
     if len(result.get("groups", ())) > MAX_GROUPS:
         raise Invalid(
             "too_many_groups",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class DomainError(Exception):
     """A refusal the client should see: a stable code, a sentence, and optional details.
@@ -62,3 +66,11 @@ class Unprocessable(DomainError):
 
 class Throttled(DomainError):
     """Too many requests or attempts; retry after `retry_after` seconds (429)."""
+
+
+def found(result: T | None, what: str) -> T:
+    """A store's answer about one of the user's records (a row, or whether a row was deleted), or
+    NotFound when there was none: another user's record is not found either."""
+    if result is None or result is False:
+        raise NotFound("not_found", f"No such {what}.")
+    return result

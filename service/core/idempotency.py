@@ -1,7 +1,7 @@
 """Idempotent creates: a retry with the same Idempotency-Key gets the first result, never a second record.
 
 Any create uses it in one call: `once(conn, user_id=..., key=..., operation=..., request=data,
-record=RECORD, perform=lambda: store.create_x(...))`.
+record=RECORD, perform=lambda: store.create_x(...), refused=...)`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ def once(
     operation: str,
     request: dict,
     record: Record,
-    perform: Callable[[], dict],
+    perform: Callable[[], dict | None],
+    refused: Callable[[], None],
 ) -> tuple[dict, bool]:
-    """Run `perform` (which creates one `record` row and returns it) at most once per key.
+    """Run `perform` (which creates one `record` row and returns it, or None when it wrote nothing)
+    at most once per key; when it wrote nothing, `refused` raises the domain error that says why.
 
     Returns the row and whether it is a replay: a retry with the same key, operation and request
     gets the first row as it was then. The claim of the key, the row and the kept result commit
@@ -39,7 +41,7 @@ def once(
     `conn.transaction()`, which becomes a savepoint when a key is given).
     """
     if key is None:
-        return perform(), False
+        return _created(perform, refused), False
     if not KEY.match(key):
         raise Invalid("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters.")
     request_hash = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
@@ -53,6 +55,14 @@ def once(
                     "idempotency_key_reused", "This Idempotency-Key was used with a different request body."
                 )
             return record.from_json(earlier["result"]), True
-        row = perform()
+        row = _created(perform, refused)
         idempotency_keys.save_result(conn, user_id=user_id, key=key, result=record.to_json(row))
     return row, False
+
+
+def _created(perform: Callable[[], dict | None], refused: Callable[[], None]) -> dict:
+    row = perform()
+    if row is None:
+        refused()
+        raise AssertionError("a create wrote nothing, and nothing refused it")
+    return row

@@ -10,55 +10,53 @@ from .. import csvio, db
 from ..db import Connection
 from ..periods import instant_bounds
 from ..records import TRANSACTION, Position
+from ..store import accounts as accounts_store
 from ..store import transactions
-from . import idempotency
-from .errors import Invalid, NotFound, Unprocessable
+from . import accounts, idempotency
+from .errors import Invalid, Unprocessable, found
 
 EXPORT_LIMITS = f"{csvio.MAX_EXPORT_ROWS} rows or {csvio.MAX_EXPORT_BYTES // 2**20} MiB"
 
 
-def _not_found() -> NotFound:
-    return NotFound("not_found", "No such transaction.")
 
-
-def _store_filters(filters: dict, timezone: ZoneInfo) -> dict:
-    """Validated filters with their from/to dates or date-times turned into instant bounds."""
+def store_filters(conn: Connection, user_id: int, filters: dict, timezone: ZoneInfo) -> dict:
+    """Validated filters with their from/to dates or date-times turned into instant bounds (an
+    account_id that is not the user's is a 400)."""
     filters = dict(filters)
+    if filters.get("account_id") is not None:
+        accounts.check_owned(conn, user_id=user_id, account_id=filters["account_id"], field="account_id")
     start, end = instant_bounds(filters.pop("from_", None), filters.pop("to", None), timezone)
     return {**filters, "start": start, "end": end}
 
 
 def create(conn: Connection, *, user_id: int, data: dict, idempotency_key: str | None = None) -> tuple[dict, bool]:
-    """Record an income or an expense; returns the row and whether it replays an earlier create
-    with the same idempotency key."""
+    """Record an income or an expense in one of the user's accounts (the default one when none is
+    given); returns the row and whether it replays an earlier create with the same idempotency key."""
+
     return idempotency.once(
-        conn,
-        user_id=user_id,
-        key=idempotency_key,
-        operation="create_transaction",
-        request=data,
+        conn, user_id=user_id, key=idempotency_key, operation="create_transaction", request=data,
         record=TRANSACTION,
         perform=lambda: transactions.create_transaction(conn, user_id=user_id, data=data),
+        # Nothing written: the account is not the user's, or is archived (never the default).
+        refused=lambda: accounts.check_usable(
+            conn, user_id=user_id, account_id=data.get("account_id", 0), field="account_id"
+        ),
     )
 
 
 def get(conn: Connection, *, user_id: int, transaction_id: int) -> dict:
-    row = transactions.get_transaction(conn, user_id=user_id, transaction_id=transaction_id)
-    if row is None:
-        raise _not_found()
-    return row
+    return found(transactions.get_transaction(conn, user_id=user_id, transaction_id=transaction_id), "transaction")
 
 
 def update(conn: Connection, *, user_id: int, transaction_id: int, changes: dict) -> dict:
+    if "account_id" in changes:
+        accounts.check_usable(conn, user_id=user_id, account_id=changes["account_id"], field="account_id")
     row = transactions.update_transaction(conn, user_id=user_id, transaction_id=transaction_id, changes=changes)
-    if row is None:
-        raise _not_found()
-    return row
+    return found(row, "transaction")
 
 
 def delete(conn: Connection, *, user_id: int, transaction_id: int) -> None:
-    if not transactions.delete_transaction(conn, user_id=user_id, transaction_id=transaction_id):
-        raise _not_found()
+    found(transactions.delete_transaction(conn, user_id=user_id, transaction_id=transaction_id), "transaction")
 
 
 def list_page(
@@ -74,7 +72,8 @@ def list_page(
     """One page of the user's transactions in `sort` order after `after`, and where it ended
     (None on the last page)."""
     return transactions.list_transactions(
-        conn, user_id=user_id, filters=_store_filters(filters, timezone), sort=sort, limit=limit, after=after
+        conn, user_id=user_id, filters=store_filters(conn, user_id, filters, timezone), sort=sort, limit=limit,
+        after=after,
     )
 
 
@@ -86,7 +85,7 @@ def export(conn: Connection, *, user_id: int, filters: dict, timezone: ZoneInfo)
     take the export past its limits; raises Invalid before any row when the export would be too
     large. Leaving the block ends the snapshot at once (a client that went away).
     """
-    filters = _store_filters(filters, timezone)
+    filters = store_filters(conn, user_id, filters, timezone)
     with db.snapshot(conn):
         size = transactions.export_size(conn, user_id=user_id, filters=filters, at_most=csvio.MAX_EXPORT_ROWS + 1)
         if not csvio.export_within_limits(**size):
@@ -114,4 +113,5 @@ def import_csv(conn: Connection, *, user_id: int, raw: bytes, currency: str) -> 
     if not valid:
         raise Unprocessable("empty_import", "The file has a header but no rows.")
     with conn.transaction():
-        return transactions.import_transactions(conn, user_id=user_id, rows=valid)
+        default = accounts_store.default_account(conn, user_id=user_id)
+        return transactions.import_transactions(conn, user_id=user_id, account_id=default["id"], rows=valid)

@@ -25,20 +25,22 @@ _TOTALS = sql.SQL(
     " coalesce(sum(total) FILTER (WHERE type = 'expense'), 0) AS total_expense,"
     " coalesce(sum(count), 0)::bigint AS count"
 )
+# The user's rows, of one account when %(account_id)s is not null.
+_OWNER = sql.SQL("user_id = %(user_id)s AND (%(account_id)s::bigint IS NULL OR account_id = %(account_id)s)")
 # The rows of the span: whole months from monthly_totals, the days before and after them from
 # daily_totals; the first day of a month stands for the month.
 _ROWS = sql.SQL(
     "SELECT month AS day, type, category, total, count FROM monthly_totals"
-    " WHERE user_id = %(user_id)s AND month >= %(months_from)s AND month < %(months_to)s"
+    " WHERE {owner} AND month >= %(months_from)s AND month < %(months_to)s"
     " UNION ALL SELECT day, type, category, total, count FROM daily_totals"
-    " WHERE user_id = %(user_id)s AND day >= %(first)s AND day < %(months_from)s"
+    " WHERE {owner} AND day >= %(first)s AND day < %(months_from)s"
     " UNION ALL SELECT day, type, category, total, count FROM daily_totals"
-    " WHERE user_id = %(user_id)s AND day >= %(months_to)s AND day <= %(last)s"
-)
+    " WHERE {owner} AND day >= %(months_to)s AND day <= %(last)s"
+).format(owner=_OWNER)
 _DAYS = sql.SQL(
     "SELECT day, type, category, total, count FROM daily_totals"
-    " WHERE user_id = %(user_id)s AND day BETWEEN %(first)s AND %(last)s"
-)
+    " WHERE {owner} AND day BETWEEN %(first)s AND %(last)s"
+).format(owner=_OWNER)
 
 
 def whole_months(first: date, last: date) -> tuple[date, date]:
@@ -55,12 +57,22 @@ def _with_net(row: dict) -> dict:
 
 
 def summarize(
-    conn: Connection, *, user_id: int, first: date, last: date, group_by: str | None, max_groups: int
+    conn: Connection,
+    *,
+    user_id: int,
+    first: date,
+    last: date,
+    group_by: str | None,
+    max_groups: int,
+    account_id: int | None = None,
 ) -> dict:
     """Sum income and expense over the days first..last; with group_by, also per group, at most
     max_groups + 1 of them (one more than the caller allows, so it can tell the limit was passed)."""
     months_from, months_to = whole_months(first, last)
-    params = {"user_id": user_id, "first": first, "last": last, "months_from": months_from, "months_to": months_to}
+    params = {
+        "user_id": user_id, "account_id": account_id, "first": first, "last": last,
+        "months_from": months_from, "months_to": months_to,
+    }
     rows = _DAYS if group_by == "day" else _ROWS
     if group_by is None:
         query = sql.SQL("SELECT {totals} FROM ({rows}) AS t").format(totals=_TOTALS, rows=rows)

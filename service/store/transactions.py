@@ -8,21 +8,30 @@ from psycopg import sql
 
 from ..db import Connection, fetch_one
 from ..records import TRANSACTION, Position
+from . import assignments, names, placeholders
 
 COLUMNS = TRANSACTION.select_list
 WRITABLE = TRANSACTION.writable
 # The columns an import copies, in the order of import_transactions' rows.
-_IMPORTED = ("user_id", *TRANSACTION.import_columns)
+_IMPORTED = ("user_id", "account_id", *(name for name in TRANSACTION.import_columns if name != "account_id"))
 
 
-def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict:
-    fields = [name for name in WRITABLE if name in data]
-    query = sql.SQL("INSERT INTO transactions (user_id, {names}) VALUES (%s, {values}) RETURNING {columns}").format(
-        names=sql.SQL(", ").join(map(sql.Identifier, fields)),
-        values=sql.SQL(", ").join(sql.Placeholder() * len(fields)),
+def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict | None:
+    """Insert a transaction into `data["account_id"]` (the user's default account when absent),
+    which must be one of the user's accounts and not archived; None (nothing written) otherwise."""
+    fields = [name for name in WRITABLE if name in data and name != "account_id"]
+    query = sql.SQL(
+        "INSERT INTO transactions (user_id, account_id, {names})"
+        " SELECT a.user_id, a.id, {values} FROM accounts a"
+        " WHERE a.user_id = %s AND NOT a.archived AND (a.id = %s OR (%s::bigint IS NULL AND a.is_default))"
+        " RETURNING {columns}"
+    ).format(
+        names=names(fields),
+        values=placeholders(len(fields)),
         columns=COLUMNS,
     )
-    return fetch_one(conn.execute(query, [user_id, *(data[name] for name in fields)]))
+    account_id = data.get("account_id")
+    return conn.execute(query, [*(data[name] for name in fields), user_id, account_id, account_id]).fetchone()
 
 
 def get_transaction(conn: Connection, *, user_id: int, transaction_id: int) -> dict | None:
@@ -38,9 +47,7 @@ def update_transaction(
         "UPDATE transactions SET {assignments}, updated_at = now()"
         " WHERE id = %s AND user_id = %s RETURNING {columns}"
     ).format(
-        assignments=sql.SQL(", ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in fields
-        ),
+        assignments=assignments(fields),
         columns=COLUMNS,
     )
     params = [*(changes[name] for name in fields), transaction_id, user_id]
@@ -59,6 +66,7 @@ def _filter_conditions(user_id: int, filters: dict) -> tuple[list[sql.Composable
     conditions: list[sql.Composable] = [sql.SQL("user_id = %s")]
     params: list = [user_id]
     simple = {
+        "account_id": "account_id = %s",
         "type": "type = %s",
         "category": "category = %s",
         "start": "occurred_at >= %s",
@@ -145,19 +153,20 @@ def iter_transactions(conn: Connection, *, user_id: int, filters: dict) -> Gener
         yield from cur.execute(query, params)
 
 
-def import_transactions(conn: Connection, *, user_id: int, rows: Iterable[dict]) -> int:
-    """Insert validated rows in one COPY; occurred_at defaults to now like a single create.
+def import_transactions(conn: Connection, *, user_id: int, account_id: int, rows: Iterable[dict]) -> int:
+    """Insert validated rows in one COPY, into their account_id or else `account_id` (one of the
+    user's accounts); occurred_at defaults to now like a single create.
 
     Call it inside a transaction: now() is then the rows' created_at and their default occurred_at.
     """
     count = 0
     now = fetch_one(conn.execute("SELECT now() AS now"))["now"]
     query = sql.SQL("COPY transactions ({names}) FROM STDIN").format(
-        names=sql.SQL(", ").join(map(sql.Identifier, _IMPORTED))
+        names=names(_IMPORTED)
     )
     with conn.cursor().copy(query) as copy:
         for row in rows:
-            values = {"occurred_at": now, **row}
-            copy.write_row([user_id, *(values.get(name) for name in TRANSACTION.import_columns)])
+            values = {"occurred_at": now, "account_id": account_id, **row, "user_id": user_id}
+            copy.write_row([values.get(name) for name in _IMPORTED])
             count += 1
     return count

@@ -21,7 +21,7 @@ EXPENSE = {"type": "expense", "amount": Decimal("12.50"), "category": "food"}
 
 def _create(db, user_id: int, key: str | None, operation: str = "create_transaction", data: dict = EXPENSE):
     return idempotency.once(
-        db, user_id=user_id, key=key, operation=operation, request=data, record=TRANSACTION,
+        db, user_id=user_id, key=key, operation=operation, request=data, record=TRANSACTION, refused=lambda: None,
         perform=lambda: transactions.create_transaction(db, user_id=user_id, data=data),
     )
 

@@ -1,0 +1,79 @@
+"""The accounts table: a user's money accounts, their balances kept current by triggers (0010)."""
+
+from __future__ import annotations
+
+from psycopg import errors, sql
+
+from ..db import Connection, fetch_one
+from ..records import ACCOUNT
+from . import assignments, names, placeholders
+
+COLUMNS = ACCOUNT.select_list
+
+
+class NameTaken(Exception):
+    """The user already has an account of this name, in some letter case."""
+
+
+class InUse(Exception):
+    """Transactions or transfers still refer to the account."""
+
+
+def create_account(conn: Connection, *, user_id: int, data: dict) -> dict:
+    fields = [name for name in ACCOUNT.writable if name in data]
+    query = sql.SQL("INSERT INTO accounts (user_id, {names}) VALUES (%s, {values}) RETURNING {columns}").format(
+        names=names(fields),
+        values=placeholders(len(fields)),
+        columns=COLUMNS,
+    )
+    try:
+        return fetch_one(conn.execute(query, [user_id, *(data[name] for name in fields)]))
+    except errors.UniqueViolation as exc:
+        raise NameTaken(data.get("name")) from exc
+
+
+def get_account(conn: Connection, *, user_id: int, account_id: int) -> dict | None:
+    query = sql.SQL("SELECT {columns} FROM accounts WHERE id = %s AND user_id = %s").format(columns=COLUMNS)
+    return conn.execute(query, (account_id, user_id)).fetchone()
+
+
+def default_account(conn: Connection, *, user_id: int) -> dict:
+    """The user's default account (every user has exactly one)."""
+    query = sql.SQL("SELECT {columns} FROM accounts WHERE user_id = %s AND is_default").format(columns=COLUMNS)
+    return fetch_one(conn.execute(query, (user_id,)))
+
+
+def list_accounts(conn: Connection, *, user_id: int, include_archived: bool) -> list[dict]:
+    """The user's accounts, the default first, then by name in any letter case."""
+    query = sql.SQL(
+        "SELECT {columns} FROM accounts WHERE user_id = %s AND (%s OR NOT archived)"
+        " ORDER BY is_default DESC, lower(name), id"
+    ).format(columns=COLUMNS)
+    return conn.execute(query, (user_id, include_archived)).fetchall()
+
+
+def update_account(conn: Connection, *, user_id: int, account_id: int, changes: dict) -> dict | None:
+    """Apply changes (is_default only ever true: the user's previous default stops being one, in
+    the caller's transaction). None when the account is not the user's."""
+    if changes.get("is_default"):
+        conn.execute(
+            "UPDATE accounts SET is_default = false WHERE user_id = %s AND is_default AND id <> %s",
+            (user_id, account_id),
+        )
+    fields = [name for name in ACCOUNT.writable if name in changes]
+    query = sql.SQL("UPDATE accounts SET {assignments} WHERE id = %s AND user_id = %s RETURNING {columns}").format(
+        assignments=assignments(fields),
+        columns=COLUMNS,
+    )
+    try:
+        return conn.execute(query, [*(changes[name] for name in fields), account_id, user_id]).fetchone()
+    except errors.UniqueViolation as exc:
+        raise NameTaken(changes.get("name")) from exc
+
+
+def delete_account(conn: Connection, *, user_id: int, account_id: int) -> bool:
+    """Delete an account nothing refers to; False when it is not the user's."""
+    try:
+        return conn.execute("DELETE FROM accounts WHERE id = %s AND user_id = %s", (account_id, user_id)).rowcount == 1
+    except errors.ForeignKeyViolation as exc:
+        raise InUse(account_id) from exc

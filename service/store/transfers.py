@@ -1,0 +1,78 @@
+"""The transfers table: money a user moves between their own accounts (both balances kept by triggers)."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ..db import Connection
+from ..records import TRANSFER, Position
+from . import assignments, names, placeholders
+
+COLUMNS = TRANSFER.select_list
+# What a transfer's PATCH may change: its accounts stay.
+CHANGEABLE = ("amount", "description", "occurred_at")
+
+
+def create_transfer(conn: Connection, *, user_id: int, data: dict) -> dict | None:
+    """Insert a transfer between two of the user's accounts that are not archived; None (nothing
+    written) when either is not the user's or is archived."""
+    fields = [name for name in TRANSFER.writable if name in data]
+    query = sql.SQL(
+        "INSERT INTO transfers (user_id, {names}) SELECT %s, {values}"
+        " WHERE (SELECT count(*) FROM accounts WHERE user_id = %s AND id IN (%s, %s) AND NOT archived) = 2"
+        " RETURNING {columns}"
+    ).format(
+        names=names(fields),
+        values=placeholders(len(fields)),
+        columns=COLUMNS,
+    )
+    params = [user_id, *(data[name] for name in fields), user_id, data["from_account_id"], data["to_account_id"]]
+    return conn.execute(query, params).fetchone()
+
+
+def get_transfer(conn: Connection, *, user_id: int, transfer_id: int) -> dict | None:
+    query = sql.SQL("SELECT {columns} FROM transfers WHERE id = %s AND user_id = %s").format(columns=COLUMNS)
+    return conn.execute(query, (transfer_id, user_id)).fetchone()
+
+
+def update_transfer(conn: Connection, *, user_id: int, transfer_id: int, changes: dict) -> dict | None:
+    fields = [name for name in CHANGEABLE if name in changes]
+    query = sql.SQL(
+        "UPDATE transfers SET {assignments}, updated_at = now() WHERE id = %s AND user_id = %s RETURNING {columns}"
+    ).format(
+        assignments=assignments(fields),
+        columns=COLUMNS,
+    )
+    return conn.execute(query, [*(changes[name] for name in fields), transfer_id, user_id]).fetchone()
+
+
+def delete_transfer(conn: Connection, *, user_id: int, transfer_id: int) -> bool:
+    return conn.execute("DELETE FROM transfers WHERE id = %s AND user_id = %s", (transfer_id, user_id)).rowcount == 1
+
+
+def list_transfers(
+    conn: Connection, *, user_id: int, filters: dict, limit: int, after: Position | None
+) -> tuple[list[dict], Position | None]:
+    """One page of the user's transfers, newest first, and where it ended (None on the last page).
+
+    Filters: account_id (either side), start and end (instants, end exclusive)."""
+    conditions = [sql.SQL("user_id = %s")]
+    params: list = [user_id]
+    if filters.get("account_id") is not None:
+        conditions.append(sql.SQL("%s IN (from_account_id, to_account_id)"))
+        params.append(filters["account_id"])
+    for name, condition in (("start", "occurred_at >= %s"), ("end", "occurred_at < %s")):
+        if filters.get(name) is not None:
+            conditions.append(sql.SQL(condition))
+            params.append(filters[name])
+    if after is not None:
+        conditions.append(sql.SQL("(occurred_at, id) < (%s, %s)"))
+        params += [after.key, after.id]
+    query = sql.SQL(
+        "SELECT {columns} FROM transfers WHERE {where} ORDER BY occurred_at DESC, id DESC LIMIT %s"
+    ).format(columns=COLUMNS, where=sql.SQL(" AND ").join(conditions))
+    rows = conn.execute(query, [*params, limit + 1]).fetchall()
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, Position("-occurred_at", rows[-1]["occurred_at"], rows[-1]["id"])
