@@ -111,7 +111,7 @@ def test_update_refuses_server_owned_and_unknown_fields_and_changes_nothing(clie
     assert client.get(f"/transactions/{created['id']}", headers=headers).json() == created
 
 
-@pytest.mark.parametrize("path", ["/transactions", "/transactions/export", "/analytics"])
+@pytest.mark.parametrize("path", ["/transactions", "/transactions/export", "/analytics", "/accounts", "/transfers"])
 def test_a_query_cannot_name_another_user(client, path):
     victim_id, victim = user_with_headers(client)
     create(client, victim, amount="5.00")
@@ -125,6 +125,12 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     document = client.get("/swagger.json").json()
     user_id, headers = user_with_headers(client)
     transaction = create(client, headers)
+    main = client.get("/accounts", headers=headers).json()["items"][0]
+    savings = client.post("/accounts", json={"name": "Savings", "kind": "savings"}, headers=headers).json()
+    body = {"from_account_id": main["id"], "to_account_id": savings["id"], "amount": "1.00"}
+    transfer = client.post("/transfers", json=body, headers=headers).json()
+    accounts = client.get("/accounts", headers=headers).json()
+    ids = {"{transaction_id}": transaction["id"], "{account_id}": savings["id"], "{transfer_id}": transfer["id"]}
     checked = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -135,14 +141,19 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
                 continue
             definition = document["definitions"][body[0]["schema"]["$ref"].rsplit("/", 1)[1]]
             assert definition.get("additionalProperties") is False, (method, path)
-            url = path.replace("{transaction_id}", str(transaction["id"]))
+            url = path
+            for placeholder, value in ids.items():
+                url = url.replace(placeholder, str(value))
             response = client.request(method.upper(), url, json={"is_admin": True}, headers=headers)
             _refused_field(response, "is_admin")
             checked.append(f"{method.upper()} {path}")
     assert {"POST /register", "POST /login", "POST /transactions", "POST /transaction",
-            "PATCH /transactions/{transaction_id}"} <= set(checked)
-    # Nothing changed: the user, the token and the transaction are as they were.
+            "PATCH /transactions/{transaction_id}", "POST /accounts", "PATCH /accounts/{account_id}",
+            "POST /transfers", "PATCH /transfers/{transfer_id}"} <= set(checked)
+    # Nothing changed: the user, the token, the transaction, the accounts and the transfer are as they were.
     assert client.get(f"/transactions/{transaction['id']}", headers=headers).json() == transaction
+    assert client.get("/accounts", headers=headers).json() == accounts
+    assert client.get("/transfers", headers=headers).json()["items"] == [transfer]
     assert len(_transactions(db, user_id)) == 1
 
 
@@ -238,10 +249,13 @@ def test_the_amount_check_refuses_what_the_column_type_would_let_through(db, amo
         db.execute("ALTER TABLE amounts ALTER COLUMN amount TYPE numeric")
         with pytest.raises(psycopg.errors.CheckViolation) as caught:
             db.execute(
-                "INSERT INTO amounts (id, user_id, type, amount) VALUES (1, 1, 'expense', %s::numeric)", (amount,)
+                "INSERT INTO amounts (id, user_id, account_id, type, amount) VALUES (1, 1, 1, 'expense', %s::numeric)",
+                (amount,),
             )
         assert caught.value.diag.constraint_name in ("transactions_amount_check", "transactions_amount_range")
-        db.execute("INSERT INTO amounts (id, user_id, type, amount) VALUES (1, 1, 'expense', 999999999999.99)")
+        db.execute(
+            "INSERT INTO amounts (id, user_id, account_id, type, amount) VALUES (1, 1, 1, 'expense', 999999999999.99)"
+        )
     finally:
         db.execute("DROP TABLE amounts")
 

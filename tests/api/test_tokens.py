@@ -372,6 +372,16 @@ def _every_endpoint(client: httpx.Client, token: str) -> list[httpx.Response]:
         client.get("/transactions/export", headers=headers),
         client.post("/transactions/import", content=b"type,amount\nincome,1.00\n",
                     headers={**headers, "Content-Type": "text/csv"}),
+        client.get("/accounts", headers=headers),
+        client.post("/accounts", json={"name": "Cash", "kind": "cash"}, headers=headers),
+        client.get("/accounts/1", headers=headers),
+        client.patch("/accounts/1", json={"name": "Renamed"}, headers=headers),
+        client.delete("/accounts/1", headers=headers),
+        client.get("/transfers", headers=headers),
+        client.post("/transfers", json={"from_account_id": 1, "to_account_id": 2, "amount": "1.00"}, headers=headers),
+        client.get("/transfers/1", headers=headers),
+        client.patch("/transfers/1", json={"amount": "2.00"}, headers=headers),
+        client.delete("/transfers/1", headers=headers),
         client.get("/categories", headers=headers),
         client.get("/analytics", headers=headers),
         client.post("/logout", headers=headers),
@@ -676,7 +686,17 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     create(client, bearer(token), type="income", amount="100.00", occurred_at="2025-03-15T12:00:00+00:00")
     client.post("/transactions", json={"type": "expense", "amount": "1.00"},
                 headers={**bearer(token), "Idempotency-Key": "delete-me-key"})
+    # An account besides Main, and a transfer between them.
+    savings = client.post("/accounts", json={"name": "Savings", "kind": "savings", "opening_balance": "50.00"},
+                          headers=bearer(token))
+    assert savings.status_code == 201, savings.text
+    main_id = next(item["id"] for item in client.get("/accounts", headers=bearer(token)).json()["items"]
+                   if item["is_default"])
+    moved = client.post("/transfers", json={"from_account_id": savings.json()["id"], "to_account_id": main_id,
+                                            "amount": "12.00"}, headers=bearer(token))
+    assert moved.status_code == 201, moved.text
     create(client, keep_headers, amount="7.00", category="food")
+    kept_accounts = client.get("/accounts", headers=keep_headers).json()
     kept_analytics = client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json()
     assert _totals(db, "daily_totals")[user["id"]][0] == 4
     assert _totals(db, "monthly_totals")[user["id"]][0] == 4
@@ -697,6 +717,7 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     assert _totals(db, "daily_totals") == {keep["id"]: (1, Decimal("7.00"))}
     assert _totals(db, "monthly_totals") == {keep["id"]: (1, Decimal("7.00"))}
     assert client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json() == kept_analytics
+    assert client.get("/accounts", headers=keep_headers).json() == kept_accounts
 
     for session in (token, other_session):
         _assert_refused_everywhere(client, session)
@@ -708,6 +729,9 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     assert again["id"] != user["id"]
     fresh = bearer(login(client, user["username"]))
     assert client.get("/transactions", headers=fresh).json()["items"] == []
+    assert client.get("/transfers", headers=fresh).json()["items"] == []
+    fresh_accounts = client.get("/accounts", headers=fresh).json()
+    assert [(item["name"], item["balance"]) for item in fresh_accounts["items"]] == [("Main", "0.00")]
     assert client.get("/analytics", params={"period": "current_year"}, headers=fresh).json()["count"] == 0
 
 
