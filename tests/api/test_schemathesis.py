@@ -32,20 +32,29 @@ SEED = 20_260_101
 # which allows 2xx, 3xx, 401, 403, 404, 409, 429) runs as below, with these refusals allowed too.
 # Days lie between 1900-01-01 and 2999-12-31: a `format: date` or `date-time` cannot bound them,
 # and a pattern cannot tell 2026-02-30 from 2026-02-28.
-DAYS = {(400, "validation_error"): {"from", "to"}}
+DAYS = {"from", "to"}
+# An account_id (in a body or a query) must be one of the user's accounts, which Swagger cannot say.
+ACCOUNT = {"account_id"}
 # An Idempotency-Key used before with another body is 422: it depends on earlier requests.
-CREATE = {(400, "validation_error"): {"occurred_at"}, (422, "idempotency_key_reused"): set()}
+CREATE = {(400, "validation_error"): {"occurred_at", *ACCOUNT}, (422, "idempotency_key_reused"): set()}
 UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
     # Either period, or from and to with from <= to; days as above.
-    "GET /analytics": {(400, "validation_error"): {"period", "from", "to"}},
+    "GET /analytics": {(400, "validation_error"): {"period", "from", "to", *ACCOUNT}},
     # A cursor is opaque: only a next_cursor of the same sort is one.
-    "GET /transactions": {(400, "validation_error"): {"from", "to", "cursor"}},
-    "GET /transactions/export": DAYS,
+    "GET /transactions": {(400, "validation_error"): {"from", "to", "cursor", *ACCOUNT}},
+    "GET /transactions/export": {(400, "validation_error"): DAYS | ACCOUNT},
     # Like a transaction page's, a category page's cursor is opaque.
     "GET /categories": {(400, "validation_error"): {"cursor"}},
     "POST /transactions": CREATE,
     "POST /transaction": CREATE,
-    "PATCH /transactions/{transaction_id}": {(400, "validation_error"): {"occurred_at"}},
+    "PATCH /transactions/{transaction_id}": {(400, "validation_error"): {"occurred_at", *ACCOUNT}},
+    # A transfer page's cursor is opaque too; both accounts must be the user's, and differ.
+    "GET /transfers": {(400, "validation_error"): {"from", "to", "cursor", *ACCOUNT}},
+    "POST /transfers": {
+        (400, "validation_error"): {"occurred_at", "from_account_id", "to_account_id"},
+        (422, "idempotency_key_reused"): set(),
+    },
+    "PATCH /transfers/{transfer_id}": {(400, "validation_error"): {"occurred_at"}},
     # The new password must differ from the current one.
     "POST /password": {(400, "validation_error"): {"new_password"}},
     # A file is all Swagger 2 can say: whether its bytes are a CSV with the right header and
