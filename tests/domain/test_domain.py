@@ -54,7 +54,7 @@ def test_a_failed_create_releases_its_key(db):
 
     with pytest.raises(RuntimeError):
         idempotency.once(db, user_id=user_id, key="k1", operation="create_transaction", request=EXPENSE,
-                         record=TRANSACTION, perform=failing)
+                         record=TRANSACTION, perform=failing, refused=lambda: None)
     assert count_transactions(db, user_id) == 0
     row, replayed = _create(db, user_id, "k1")
     assert not replayed and count_transactions(db, user_id) == 1
