@@ -285,9 +285,19 @@ class TokenPublic(Schema):
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
 
 
-def _account_id(description: str, **kwargs) -> fields.Integer:
+class Id(fields.Integer):
+    """A record's id: a whole number (a JSON number with a fraction is refused, never truncated),
+    or its digits in a query string."""
+
+    def _validated(self, value):
+        if isinstance(value, Decimal | float) and value != int(value):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+def _account_id(description: str, **kwargs) -> Id:
     """An id of one of the user's accounts (another user's is refused like one that does not exist)."""
-    return fields.Integer(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
+    return Id(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
 
 
 class TransactionCreate(Schema):

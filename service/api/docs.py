@@ -21,6 +21,7 @@ from ..schemas import (
     Category,
     Changes,
     DateOrDateTime,
+    Id,
     Money,
     PageCursor,
     PasswordChange,
@@ -82,6 +83,7 @@ _FIELDS: dict[type, _Keywords] = {
     PageCursor: _always(type="string"),
     Username: _always(type="string", pattern=USERNAME_PATTERN),
     Category: _always(type="string"),
+    Id: _always(type="integer"),
 }
 # The validators whose rule a field class's own pattern already holds: Swagger 2 has one pattern.
 _PATTERN_HOLDS: dict[type, tuple] = {Username: (storable_text,)}
