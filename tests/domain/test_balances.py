@@ -14,7 +14,7 @@ from decimal import Decimal
 import localstack
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import errors, sql
 
 from tests.utils import check_totals, insert_user
 
@@ -81,8 +81,9 @@ def test_balances_and_totals_equal_a_recomputation_after_any_mix_of_writes(db):
     assert unplaced["account_id"] == default_account(db, users[1])
     many = [fields(rng.choice(users)) for _ in range(6)]
     db.execute(
-        "INSERT INTO transactions (user_id, account_id, type, amount, category, occurred_at) VALUES "
-        + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(many)),
+        sql.SQL("INSERT INTO transactions (user_id, account_id, type, amount, category, occurred_at) VALUES {}").format(
+            sql.SQL(", ").join([sql.SQL("(%s, %s, %s, %s, %s, %s)")] * len(many))
+        ),
         [value for row in many for value in row],
     )
     copy_sql = "COPY transactions (user_id, account_id, type, amount, category, occurred_at) FROM STDIN"
@@ -104,7 +105,7 @@ def test_balances_and_totals_equal_a_recomputation_after_any_mix_of_writes(db):
             ("description = 'only the text', category = 'moved'", ()),
             ("occurred_at = occurred_at + interval '40 days'", ()),
         ])
-        db.execute(f"UPDATE transactions SET {change} WHERE id = %s", (*params, transaction))
+        db.execute(sql.SQL("UPDATE transactions SET {} WHERE id = %s").format(sql.SQL(change)), (*params, transaction))
     db.execute("UPDATE transactions SET account_id = %s WHERE user_id = %s AND category = 'food'",
                (accounts[users[0]][1], users[0]))
     db.execute("UPDATE transactions SET amount = amount * 2 WHERE user_id = %s AND category = 'rent'", (users[1],))
@@ -137,7 +138,7 @@ def test_balances_and_totals_equal_a_recomputation_after_any_mix_of_writes(db):
             ("from_account_id = to_account_id, to_account_id = from_account_id", ()),
             ("description = 'rent share', occurred_at = now() - interval '1 day'", ()),
         ])
-        db.execute(f"UPDATE transfers SET {change} WHERE id = %s", (*params, transfer))
+        db.execute(sql.SQL("UPDATE transfers SET {} WHERE id = %s").format(sql.SQL(change)), (*params, transfer))
     db.execute("DELETE FROM transfers WHERE id = ANY(%s)", (transfers[6:8],))
     db.execute("DELETE FROM transfers WHERE id = %s", (transfers[8],))
     assert_balances_exact(db)
@@ -205,10 +206,9 @@ def test_an_account_in_use_cannot_be_deleted_and_records_stay_within_their_users
     db.execute(ADD_TRANSACTION, (user, used_by_transaction, "expense", "1.00", None, "2026-01-01T00:00:00Z"))
     db.execute(ADD_TRANSFER, (user, source, target, "2.00"))
     for account in (used_by_transaction, source, target, main):
-        with pytest.raises(errors.ForeignKeyViolation):
-            with db.transaction():
-                db.execute(ADD_TRANSACTION, (user, main, "expense", "1.00", None, "2026-01-01T00:00:00Z"))
-                db.execute("DELETE FROM accounts WHERE id = %s", (account,))
+        with pytest.raises(errors.ForeignKeyViolation), db.transaction():
+            db.execute(ADD_TRANSACTION, (user, main, "expense", "1.00", None, "2026-01-01T00:00:00Z"))
+            db.execute("DELETE FROM accounts WHERE id = %s", (account,))
     db.execute("DELETE FROM accounts WHERE id = %s", (spare,))
 
     # Another user's account, on either side of a transfer or under a transaction: refused.
@@ -240,7 +240,10 @@ def test_a_users_deletion_removes_their_accounts_and_transfers(db):
     db.execute("DELETE FROM users WHERE id = %s", (user,))
     for table in ("accounts", "transactions", "transfers", "daily_totals", "monthly_totals"):
         counts = db.execute(
-            f"SELECT count(*) FILTER (WHERE user_id = %s) AS gone, count(*) AS kept FROM {table}", (user,)
+            sql.SQL("SELECT count(*) FILTER (WHERE user_id = %s) AS gone, count(*) AS kept FROM {}").format(
+                sql.Identifier(table)
+            ),
+            (user,),
         ).fetchone()
         assert counts["gone"] == 0 and counts["kept"] > 0, table
     balances = db.execute(
@@ -388,8 +391,7 @@ def test_the_drill_check_finds_a_wrong_balance_an_account_total_in_the_wrong_acc
         "not exactly one default account": ("DELETE FROM accounts WHERE user_id = %s", (bystander,)),
     }
     for message, (statement, params) in corruptions.items():
-        with pytest.raises(errors.RaiseException, match=message):
-            with db.transaction():
-                db.execute(statement, params)
-                check_totals(db)
+        with pytest.raises(errors.RaiseException, match=message), db.transaction():
+            db.execute(statement, params)
+            check_totals(db)
     check_totals(db)
