@@ -26,7 +26,9 @@ class Record:
     # continues after the last row's (key, id).
     sort_keys: tuple[str, ...]
     # The columns of a CSV export, in order; an import accepts the writable ones among them.
-    # `currency` is the tenant's, not a column: an import accepts only that one.
+    # `currency` is the tenant's, not a column: an import accepts only that one. `account` is the
+    # name of the transaction's account (account_id): csvio and the store's export and import
+    # translate it.
     csv_columns: tuple[str, ...]
 
     @property
@@ -96,7 +98,8 @@ TRANSACTION = Record(
     },
     writable=("account_id", "type", "amount", "description", "category", "occurred_at"),
     sort_keys=("occurred_at", "amount"),
-    csv_columns=("id", "occurred_at", "type", "amount", "currency", "category", "description"),
+    # `account` last: the columns of exports before accounts keep their positions.
+    csv_columns=("id", "occurred_at", "type", "amount", "currency", "category", "description", "account"),
 )
 
 ACCOUNT = Record(

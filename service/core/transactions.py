@@ -98,20 +98,26 @@ def export(conn: Connection, *, user_id: int, filters: dict, timezone: ZoneInfo)
 
 
 def import_csv(conn: Connection, *, user_id: int, raw: bytes, currency: str) -> int:
-    """Import every row of a CSV upload or none; returns how many were imported."""
+    """Import every row of a CSV upload or none; returns how many were imported. A row's `account`
+    names one of the user's accounts that is not archived, in any letter case (otherwise the row
+    is invalid); a row without it goes to the default account."""
     try:
-        valid, errors = csvio.parse_import(raw, currency)
+        upload = csvio.parse_import(raw, currency)
     except csvio.CsvError as exc:
         raise Invalid("invalid_csv", str(exc)) from exc
-    if errors:
-        at_least = "At least " if len(errors) >= csvio.MAX_REPORTED_ERRORS else ""
-        raise Unprocessable(
-            "invalid_rows",
-            f"{at_least}{len(errors)} row(s) are invalid; nothing was imported.",
-            details={"rows": errors[: csvio.MAX_REPORTED_ERRORS]},
-        )
-    if not valid:
-        raise Unprocessable("empty_import", "The file has a header but no rows.")
     with conn.transaction():
+        if upload.named:
+            # Locked until the rows are in: an account found here cannot be deleted under them.
+            upload.resolve_accounts(accounts_store.accounts_named(conn, user_id=user_id, names=upload.account_names()))
+        if upload.errors:
+            errors = upload.errors
+            at_least = "At least " if len(errors) >= csvio.MAX_REPORTED_ERRORS else ""
+            raise Unprocessable(
+                "invalid_rows",
+                f"{at_least}{len(errors)} row(s) are invalid; nothing was imported.",
+                details={"rows": errors[: csvio.MAX_REPORTED_ERRORS]},
+            )
+        if not upload.rows:
+            raise Unprocessable("empty_import", "The file has a header but no rows.")
         default = accounts_store.default_account(conn, user_id=user_id)
-        return transactions.import_transactions(conn, user_id=user_id, account_id=default["id"], rows=valid)
+        return transactions.import_transactions(conn, user_id=user_id, account_id=default["id"], rows=upload.rows)

@@ -43,6 +43,18 @@ def default_account(conn: Connection, *, user_id: int) -> dict:
     return fetch_one(conn.execute(query, (user_id,)))
 
 
+def accounts_named(conn: Connection, *, user_id: int, names: list[str]) -> dict[str, dict]:
+    """The user's accounts of these names in any letter case, by the name as given ({id, archived});
+    a name of none is absent. Locks them against deletion (FOR KEY SHARE) until the caller's
+    transaction ends, as its inserts referring to them would."""
+    query = (
+        "SELECT n.name AS given, a.id, a.archived FROM unnest(%s::text[]) AS n (name)"
+        " JOIN accounts a ON a.user_id = %s AND lower(a.name) = lower(n.name)"
+        " FOR KEY SHARE OF a"
+    )
+    return {row["given"]: row for row in conn.execute(query, (names, user_id))}
+
+
 def list_accounts(conn: Connection, *, user_id: int, include_archived: bool) -> list[dict]:
     """The user's accounts, the default first, then by name in any letter case."""
     query = sql.SQL(

@@ -1,7 +1,7 @@
 """Every request's work is bounded, whatever the data behind it (docs/security.md, "Per-request
 bounds"): the groups of an analytics answer, the categories of a page, the rows of an export, the
-rows of an import, and the keys a forged cursor may carry. Each case reproduces a finding of the
-outside review, scaled down so the suite stays fast."""
+rows of an import, the transfers of a page, and the keys a forged cursor may carry. Each case
+reproduces a finding of the outside review, scaled down so the suite stays fast."""
 
 from __future__ import annotations
 
@@ -189,6 +189,46 @@ def test_an_import_over_one_mebibyte_is_413_and_imports_nothing(client):
     assert client.get("/analytics", headers=headers).json()["count"] == 0
 
 
+# --- transfers ----------------------------------------------------------------------------------
+
+
+def test_a_transfer_page_holds_at_most_200_and_continues_with_its_cursor(client, db):
+    user_id, headers = user_with_headers(client)
+    sides = []
+    for name in ("From", "To"):
+        response = client.post("/accounts", json={"name": name, "kind": "other"}, headers=headers)
+        assert response.status_code == 201, response.text
+        sides.append(response.json()["id"])
+    db.execute(
+        "INSERT INTO transfers (user_id, from_account_id, to_account_id, amount, occurred_at)"
+        " SELECT %s, %s, %s, 1.00, timestamptz '2026-01-01' + n * interval '1 minute' FROM generate_series(1, 201) n",
+        (user_id, *sides),
+    )
+    error = assert_error(client.get("/transfers", params={"limit": 201}, headers=headers), 400, "validation_error")
+    assert set(error["fields"]) == {"limit"}
+    first = client.get("/transfers", params={"limit": 200}, headers=headers).json()
+    assert len(first["items"]) == 200 and first["next_cursor"]
+    rest = client.get("/transfers", params={"limit": 200, "cursor": first["next_cursor"]}, headers=headers).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("sort", "key", "row_id"),
+    [
+        ("-amount", "1.00", 8),  # a transaction page's cursor of another order
+        ("occurred_at", "2026-01-01T00:00:00+00:00", 8),  # transfers list newest first only
+        ("-occurred_at", "9999-12-31T00:00:00+00:00", 8),
+        ("-occurred_at", "2026-01-01T00:00:00", 8),
+        ("-occurred_at", "2026-01-01T00:00:00+00:00", 2**63),
+    ],
+)
+def test_a_forged_transfer_cursor_is_400(client, sort, key, row_id):
+    headers = auth_headers(client)
+    cursor = _cursor({"s": sort, "k": key, "id": row_id})
+    error = assert_error(client.get("/transfers", params={"cursor": cursor}, headers=headers), 400, "validation_error")
+    assert set(error["fields"]) == {"cursor"}
+
+
 # --- forged cursors -----------------------------------------------------------------------------
 
 
@@ -230,18 +270,33 @@ def test_a_cursor_at_the_edges_of_the_columns_is_accepted(client):
 
 
 def test_the_export_byte_bound_is_never_below_the_real_size(client, db):
-    """The bound counts what CSV makes of the text: quotes doubled, cells quoted and defused."""
+    """The bound counts what CSV makes of the text: quotes doubled, cells quoted and defused, the
+    account's name as well as the transaction's texts."""
     user_id, headers = user_with_headers(client)
+    names = ['"' * 64, "=" + "\U0001F4B0" * 63, "-a,b"]
+    accounts = [None]  # the default account
+    for name in names:
+        response = client.post("/accounts", json={"name": name, "kind": "other"}, headers=headers)
+        assert response.status_code == 201, response.text
+        accounts.append(response.json()["id"])
     cells = [('"' * 500, '"' * 64), ("=1+2," * 100, "-x"), ("\U0001F4B0" * 500, "a\nb"), (None, None)]
-    for description, category in cells:
-        body = {"type": "expense", "amount": "999999999999.99", "description": description, "category": category,
-                "occurred_at": "2026-01-01T12:34:56.123456-09:30"}
-        assert client.post("/transactions", json=body, headers=headers).status_code == 201
+    for account_id in accounts:
+        for description, category in cells:
+            body = {"type": "expense", "amount": "999999999999.99", "description": description,
+                    "category": category, "occurred_at": "2026-01-01T12:34:56.123456-09:30"}
+            if account_id is not None:
+                body["account_id"] = account_id
+            assert client.post("/transactions", json=body, headers=headers).status_code == 201
     exported = client.get("/transactions/export", headers=headers).content
     header = len(exported.split(b"\n", 1)[0]) + 1
     size = transactions.export_size(db, user_id=user_id, filters={}, at_most=MAX_EXPORT_ROWS + 1)
-    assert size["rows"] == 4
+    assert size["rows"] == 16
     assert len(exported) - header <= size["rows"] * csvio._FIXED_ROW_BYTES + size["text_bytes"]
+    # Filtered to one account, the bound counts only that account's rows and name.
+    only = transactions.export_size(db, user_id=user_id, filters={"account_id": accounts[1]}, at_most=100)
+    exported = client.get("/transactions/export", params={"account_id": accounts[1]}, headers=headers).content
+    assert only["rows"] == 4
+    assert len(exported) - header <= only["rows"] * csvio._FIXED_ROW_BYTES + only["text_bytes"]
 
 
 @pytest.mark.parametrize("sort", ["occurred_at", "-occurred_at"])

@@ -12,8 +12,8 @@ import pytest
 
 from tests.utils import auth_headers, count_transactions, create, user_with_headers
 
-HEADER = ["id", "occurred_at", "type", "amount", "currency", "category", "description"]
-ROUND_TRIP_FIELDS = ("occurred_at", "type", "amount", "currency", "category", "description")
+HEADER = ["id", "occurred_at", "type", "amount", "currency", "category", "description", "account"]
+ROUND_TRIP_FIELDS = ("occurred_at", "type", "amount", "currency", "category", "description", "account")
 
 
 def export(client: httpx.Client, headers: dict, **params) -> list[dict]:
@@ -41,6 +41,21 @@ def without_ids(rows: list[dict]) -> list[tuple]:
     return [tuple(row[name] for name in ROUND_TRIP_FIELDS) for row in rows]
 
 
+def open_account(client: httpx.Client, headers: dict, name: str, kind: str = "savings") -> dict:
+    response = client.post("/accounts", json={"name": name, "kind": kind}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def stored_accounts(db, user_id: int) -> list[tuple[str, str]]:
+    """(description, account name) of each of the user's transactions, by amount."""
+    rows = db.execute(
+        "SELECT t.description, a.name FROM transactions t JOIN accounts a ON a.id = t.account_id"
+        " WHERE t.user_id = %s ORDER BY t.amount, t.id", (user_id,)
+    )
+    return [(row["description"], row["name"]) for row in rows]
+
+
 # --- export -----------------------------------------------------------------------------------
 
 
@@ -64,6 +79,7 @@ def test_export_is_csv_with_header_and_one_line_per_transaction(client):
             "currency": "USD",
             "category": "salary",
             "description": "March pay",
+            "account": "Main",
         }
     ]
 
@@ -274,6 +290,111 @@ def test_round_trip_through_multipart_upload(client):
     assert response.status_code == 201, response.text
     assert response.json() == {"imported": 1}
     assert without_ids(export(client, bob)) == without_ids(export(client, alice))
+
+
+# --- the account column -----------------------------------------------------------------------
+
+
+def test_export_names_each_rows_account_last_and_defuses_it(client):
+    headers = auth_headers(client)
+    savings = open_account(client, headers, "Savings")
+    formula = open_account(client, headers, "=Cash, \"petty\"", kind="cash")
+    create(client, headers, description="main", occurred_at="2026-01-01T00:00:00Z")
+    create(client, headers, description="saved", account_id=savings["id"], occurred_at="2026-01-02T00:00:00Z")
+    create(client, headers, description="cash", account_id=formula["id"], occurred_at="2026-01-03T00:00:00Z")
+    response = client.get("/transactions/export", headers=headers)
+    assert response.text.splitlines()[0].endswith(",description,account")
+    assert [(row["description"], row["account"]) for row in export(client, headers)] == [
+        ("main", "Main"), ("saved", "Savings"), ("cash", "'=Cash, \"petty\""),
+    ]
+    assert [row["description"] for row in export(client, headers, account_id=savings["id"])] == ["saved"]
+
+
+def test_import_finds_the_account_by_name_in_any_letter_case_and_a_blank_one_is_the_default(client, db):
+    user_id, headers = user_with_headers(client)
+    open_account(client, headers, "Savings")
+    open_account(client, headers, "=Cash", kind="cash")
+    body = (
+        "type,amount,description,account\n"
+        "expense,1.00,exact,Savings\n"
+        "expense,2.00,lower,savings\n"
+        "expense,3.00,upper,SAVINGS\n"
+        "expense,4.00,blank,\n"
+        "expense,5.00,default by name,mAIN\n"
+        "expense,6.00,defused as exported,'=Cash\n"
+        "expense,7.00,as written,=CASH\n"
+    )
+    assert import_csv(client, headers, body) == 7
+    assert stored_accounts(db, user_id) == [
+        ("exact", "Savings"), ("lower", "Savings"), ("upper", "Savings"), ("blank", "Main"),
+        ("default by name", "Main"), ("defused as exported", "=Cash"), ("as written", "=Cash"),
+    ]
+    # Without the column every row goes to the default account, as before accounts.
+    assert import_csv(client, headers, "type,amount,description\nincome,8.00,no column\n") == 1
+    assert stored_accounts(db, user_id)[-1] == ("no column", "Main")
+
+
+def test_import_naming_an_unknown_or_archived_account_lists_those_rows_and_imports_nothing(client, db):
+    user_id, headers = user_with_headers(client)
+    _, other = user_with_headers(client)
+    open_account(client, other, "Theirs")  # another user's name is no account of this user's
+    old = open_account(client, headers, "Old")
+    assert client.patch(f"/accounts/{old['id']}", json={"archived": True}, headers=headers).status_code == 200
+    create(client, headers, amount="1.00")  # already there, must stay alone
+    body = (
+        "type,amount,account\n"  # line 1
+        "expense,1.00,Main\n"  # line 2
+        "expense,2.00,Nowhere\n"  # line 3
+        "expense,3.00,Theirs\n"  # line 4
+        "expense,4.00,old\n"  # line 5: archived
+        "expense,-5.00,Nowhere\n"  # line 6: two errors in one row
+        f"expense,6.00,{'x' * 65}\n"  # line 7: longer than any name
+        "expense,7.00,Ma\x00in\n"  # line 8: a NUL no name can hold
+    )
+    response = post_csv(client, headers, body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_rows"
+    assert error["rows"] == [
+        {"row": 3, "fields": {"account": ["No such account."]}},
+        {"row": 4, "fields": {"account": ["No such account."]}},
+        {"row": 5, "fields": {"account": ["The account is archived: it takes no new transactions."]}},
+        {"row": 6, "fields": {"amount": ["Must be greater than 0 and at most 999999999999.99."],
+                              "account": ["No such account."]}},
+        {"row": 7, "fields": {"account": ["No such account."]}},
+        {"row": 8, "fields": {"account": ["No such account."]}},
+    ]
+    assert count_transactions(db, user_id) == 1
+
+
+def test_a_round_trip_keeps_each_rows_account(client, db):
+    """Into the same user after deleting: the same accounts; into another user: theirs of the
+    same names, whatever their letter case."""
+    alice, alice_headers = user_with_headers(client)
+    bob, bob_headers = user_with_headers(client)
+    names = ["Savings", "Card, \"gold\"", "@broker", "\U0001F4B0" * 64]
+    accounts = [open_account(client, alice_headers, name) for name in names]
+    for name in names:
+        open_account(client, bob_headers, name.upper())
+    _seed_tricky(client, alice_headers)
+    for index, account in enumerate(accounts):
+        create(client, alice_headers, amount=f"{index + 1}.11", description=f"in {index}", account_id=account["id"],
+               occurred_at=f"2026-02-0{index + 1}T00:00:00Z")
+    before = export(client, alice_headers)
+    assert {row["account"] for row in before} == {"Main", "Savings", "Card, \"gold\"", "'@broker", "\U0001F4B0" * 64}
+    csv_bytes = client.get("/transactions/export", headers=alice_headers).content
+    stored_before = stored_accounts(db, alice)
+
+    assert import_csv(client, bob_headers, csv_bytes) == len(before)
+    assert stored_accounts(db, bob) == [
+        (description, "Main" if name == "Main" else name.upper()) for description, name in stored_before
+    ]
+
+    for row in before:
+        assert client.delete(f"/transactions/{row['id']}", headers=alice_headers).status_code == 204
+    assert import_csv(client, alice_headers, csv_bytes) == len(before)
+    assert without_ids(export(client, alice_headers)) == without_ids(before)
+    assert stored_accounts(db, alice) == stored_before
 
 
 # --- import: accepted uploads -----------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_the_records_columns_are_its_tables(db):
     table = {row["column_name"] for row in db.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (TRANSACTION.table,))}
     assert set(TRANSACTION.columns) <= table
-    assert set(TRANSACTION.csv_columns) - set(TRANSACTION.columns) == {"currency"}
+    assert set(TRANSACTION.csv_columns) - set(TRANSACTION.columns) == {"currency", "account"}
 
 
 def test_a_key_kept_before_migration_0009_replays_as_it_did(client, db):

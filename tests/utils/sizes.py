@@ -9,9 +9,11 @@ from decimal import Decimal
 
 from service import csvio
 
-# The longest texts a transaction may hold, in characters (README, POST /transactions).
+# The longest texts a transaction may hold, in characters (README, POST /transactions), and the
+# longest name of its account (POST /accounts), which the export writes too.
 MAX_CATEGORY_CHARS = 64
 MAX_DESCRIPTION_CHARS = 500
+MAX_ACCOUNT_NAME_CHARS = 64
 
 _NGINX_SIZE = re.compile(r"(\d+)([kKmMgG]?)")
 
@@ -33,6 +35,7 @@ def largest_export_line() -> bytes:
         "amount": Decimal("999999999999.99"),
         "category": "\U0001f4b8" * MAX_CATEGORY_CHARS,
         "description": "\U0001f4b8" * MAX_DESCRIPTION_CHARS,
+        "account": "\U0001f4b8" * MAX_ACCOUNT_NAME_CHARS,
     }
     _, line = csvio.export_lines([row], "USD")
     return line.encode()
