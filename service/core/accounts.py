@@ -8,6 +8,10 @@ from ..db import Connection
 from ..store import accounts
 from .errors import Conflict, Invalid, found
 
+# The most accounts one user may have: GET /accounts lists them all in one answer (at most about
+# 200 KB at this count, names at their longest).
+MAX_ACCOUNTS = 1000
+
 
 def _name_taken() -> Conflict:
     return Conflict("account_exists", "You already have an account of this name.")
@@ -38,10 +42,16 @@ def check_usable(conn: Connection, *, user_id: int, account_id: int, field: str)
 
 
 def create(conn: Connection, *, user_id: int, data: dict) -> dict:
-    try:
-        return accounts.create_account(conn, user_id=user_id, data=data)
-    except accounts.NameTaken as exc:
-        raise _name_taken() from exc
+    """Open an account; a user has at most MAX_ACCOUNTS, so that listing them is bounded work."""
+    with conn.transaction():
+        if accounts.count_accounts_locked(conn, user_id=user_id) >= MAX_ACCOUNTS:
+            raise Conflict(
+                "too_many_accounts", f"A user has at most {MAX_ACCOUNTS} accounts; delete one you no longer use."
+            )
+        try:
+            return accounts.create_account(conn, user_id=user_id, data=data)
+        except accounts.NameTaken as exc:
+            raise _name_taken() from exc
 
 
 def get(conn: Connection, *, user_id: int, account_id: int) -> dict:

@@ -32,6 +32,17 @@ def create_account(conn: Connection, *, user_id: int, data: dict) -> dict:
         raise NameTaken(data.get("name")) from exc
 
 
+def count_accounts_locked(conn: Connection, *, user_id: int) -> int:
+    """How many accounts the user has, with the user's row locked until the caller's transaction
+    ends, so that concurrent creates count one after another. (FOR NO KEY UPDATE: inserts that
+    check their foreign key to the user are not held up.)"""
+    return fetch_one(conn.execute(
+        "SELECT (SELECT count(*) FROM accounts a WHERE a.user_id = u.id) AS n FROM users u"
+        " WHERE u.id = %s FOR NO KEY UPDATE OF u",
+        (user_id,),
+    ))["n"]
+
+
 def get_account(conn: Connection, *, user_id: int, account_id: int) -> dict | None:
     query = sql.SQL("SELECT {columns} FROM accounts WHERE id = %s AND user_id = %s").format(columns=COLUMNS)
     return conn.execute(query, (account_id, user_id)).fetchone()

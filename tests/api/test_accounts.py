@@ -750,3 +750,20 @@ def test_one_users_writes_never_touch_another_users_balances(client):
     move(client, first, savings["id"], default_account(client, first)["id"], "2.00")
     assert all_accounts(client, second) == before
 
+
+
+def test_a_user_has_at_most_1000_accounts_so_that_the_list_stays_bounded(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO accounts (user_id, name, kind) SELECT %s, 'account ' || n, 'cash' FROM generate_series(2, 1000) n",
+        (user_id,),
+    )
+    refused = client.post("/accounts", json={"name": "one more", "kind": "cash"}, headers=headers)
+    assert_error(refused, 409, "too_many_accounts")
+    listed = client.get("/accounts", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == 1000
+    # Deleting one makes room for one.
+    spare = next(item["id"] for item in listed.json()["items"] if item["name"] == "account 1000")
+    assert client.delete(f"/accounts/{spare}", headers=headers).status_code == 204
+    again = client.post("/accounts", json={"name": "one more", "kind": "cash"}, headers=headers)
+    assert again.status_code == 201, again.text
