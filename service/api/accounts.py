@@ -27,7 +27,7 @@ class AccountCollection(UserResource):
 
     @accepts_json(ns, AccountCreate, invalid="Invalid account")
     @responds(ns, 201, "Created; Location names it", AccountPublic)
-    @ns.response(409, "An account of this name exists (account_exists), or the user has 1,000 (too_many_accounts)", error)
+    @ns.response(409, "An account of this name exists (account_exists), or 1,000 do (too_many_accounts)", error)
     def post(self, data: dict):
         """Open an account."""
         account = accounts.create(db.connection(), user_id=g.user_id, data=data)

@@ -94,7 +94,8 @@ class TransactionItem(UserResource):
         """Read one transaction."""
         return with_currency(transactions.get(db.connection(), user_id=g.user_id, transaction_id=transaction_id))
 
-    @accepts_json(ns, TransactionUpdate, invalid="Invalid change")
+    @accepts_json(ns, TransactionUpdate, invalid="Invalid change, or an account that is not the user's")
+    @ns.response(409, "The account is archived (account_archived)", error)
     @responds(ns, 200, "The updated transaction", TransactionPublic)
     def patch(self, changes: dict, transaction_id: int):
         """Change some fields of a transaction."""

@@ -44,7 +44,8 @@ def check_usable(conn: Connection, *, user_id: int, account_id: int, field: str)
 def create(conn: Connection, *, user_id: int, data: dict) -> dict:
     """Open an account; a user has at most MAX_ACCOUNTS, so that listing them is bounded work."""
     with conn.transaction():
-        if accounts.count_accounts_locked(conn, user_id=user_id) >= MAX_ACCOUNTS:
+        accounts.lock_user_accounts(conn, user_id=user_id)
+        if accounts.count_accounts(conn, user_id=user_id) >= MAX_ACCOUNTS:
             raise Conflict(
                 "too_many_accounts", f"A user has at most {MAX_ACCOUNTS} accounts; delete one you no longer use."
             )
@@ -68,6 +69,7 @@ def update(conn: Connection, *, user_id: int, account_id: int, changes: dict) ->
     """Change an account; the default cannot be archived, and an archived account cannot become the
     default unless the same change unarchives it."""
     with conn.transaction():
+        accounts.lock_user_accounts(conn, user_id=user_id)
         current = get(conn, user_id=user_id, account_id=account_id)
         stays_default = changes.get("is_default", current["is_default"])
         stays_archived = changes.get("archived", current["archived"])
@@ -85,10 +87,12 @@ def delete(conn: Connection, *, user_id: int, account_id: int) -> None:
     in_use = Conflict(
         "account_in_use", "The account is the default or holds transactions or transfers; archive it instead."
     )
-    if get(conn, user_id=user_id, account_id=account_id)["is_default"]:
-        raise in_use
-    try:
-        deleted = accounts.delete_account(conn, user_id=user_id, account_id=account_id)
-    except accounts.InUse as exc:
-        raise in_use from exc
+    with conn.transaction():
+        accounts.lock_user_accounts(conn, user_id=user_id)
+        if get(conn, user_id=user_id, account_id=account_id)["is_default"]:
+            raise in_use
+        try:
+            deleted = accounts.delete_account(conn, user_id=user_id, account_id=account_id)
+        except accounts.InUse as exc:
+            raise in_use from exc
     found(deleted, "account")

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from zoneinfo import ZoneInfo
 
+from psycopg.errors import ForeignKeyViolation
+
 from .. import csvio, db
 from ..db import Connection
 from ..periods import instant_bounds
@@ -49,9 +51,13 @@ def get(conn: Connection, *, user_id: int, transaction_id: int) -> dict:
 
 
 def update(conn: Connection, *, user_id: int, transaction_id: int, changes: dict) -> dict:
+    """Change some fields of a transaction; a new account_id must be one of the user's usable accounts."""
     if "account_id" in changes:
         accounts.check_usable(conn, user_id=user_id, account_id=changes["account_id"], field="account_id")
-    row = transactions.update_transaction(conn, user_id=user_id, transaction_id=transaction_id, changes=changes)
+    try:
+        row = transactions.update_transaction(conn, user_id=user_id, transaction_id=transaction_id, changes=changes)
+    except ForeignKeyViolation as exc:  # the account was deleted since it was checked
+        raise accounts.unknown_account("account_id") from exc
     return found(row, "transaction")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from psycopg import errors, sql
 
 from ..db import Connection, fetch_one
@@ -29,18 +31,19 @@ def create_account(conn: Connection, *, user_id: int, data: dict) -> dict:
     try:
         return fetch_one(conn.execute(query, [user_id, *(data[name] for name in fields)]))
     except errors.UniqueViolation as exc:
-        raise NameTaken(data.get("name")) from exc
+        _name_taken_or_raise(exc, data)
 
 
-def count_accounts_locked(conn: Connection, *, user_id: int) -> int:
-    """How many accounts the user has, with the user's row locked until the caller's transaction
-    ends, so that concurrent creates count one after another. (FOR NO KEY UPDATE: inserts that
-    check their foreign key to the user are not held up.)"""
-    return fetch_one(conn.execute(
-        "SELECT (SELECT count(*) FROM accounts a WHERE a.user_id = u.id) AS n FROM users u"
-        " WHERE u.id = %s FOR NO KEY UPDATE OF u",
-        (user_id,),
-    ))["n"]
+def lock_user_accounts(conn: Connection, *, user_id: int) -> None:
+    """Hold the user's accounts still until the caller's transaction ends: creates, changes and
+    deletes of one user's accounts then run one after another, each statement after this one seeing
+    what the previous committed. (The user's row, FOR NO KEY UPDATE: writes that only check their
+    foreign key to the user are not held up.)"""
+    conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
+
+
+def count_accounts(conn: Connection, *, user_id: int) -> int:
+    return fetch_one(conn.execute("SELECT count(*) AS n FROM accounts WHERE user_id = %s", (user_id,)))["n"]
 
 
 def get_account(conn: Connection, *, user_id: int, account_id: int) -> dict | None:
@@ -79,6 +82,11 @@ def update_account(conn: Connection, *, user_id: int, account_id: int, changes: 
     """Apply changes (is_default only ever true: the user's previous default stops being one, in
     the caller's transaction). None when the account is not the user's."""
     if changes.get("is_default"):
+        # Both rows locked in id order first, as balance updates lock accounts.
+        conn.execute(
+            "SELECT 1 FROM accounts WHERE user_id = %s AND (is_default OR id = %s) ORDER BY id FOR NO KEY UPDATE",
+            (user_id, account_id),
+        )
         conn.execute(
             "UPDATE accounts SET is_default = false WHERE user_id = %s AND is_default AND id <> %s",
             (user_id, account_id),
@@ -91,12 +99,21 @@ def update_account(conn: Connection, *, user_id: int, account_id: int, changes: 
     try:
         return conn.execute(query, [*(changes[name] for name in fields), account_id, user_id]).fetchone()
     except errors.UniqueViolation as exc:
-        raise NameTaken(changes.get("name")) from exc
+        _name_taken_or_raise(exc, changes)
+
+
+def _name_taken_or_raise(exc: errors.UniqueViolation, data: dict) -> NoReturn:
+    if exc.diag.constraint_name == "accounts_user_name_key":
+        raise NameTaken(data.get("name")) from exc
+    raise exc
 
 
 def delete_account(conn: Connection, *, user_id: int, account_id: int) -> bool:
-    """Delete an account nothing refers to; False when it is not the user's."""
+    """Delete an account nothing refers to, never the default; False when there is no such account
+    of the user's that is not the default."""
     try:
-        return conn.execute("DELETE FROM accounts WHERE id = %s AND user_id = %s", (account_id, user_id)).rowcount == 1
+        return conn.execute(
+            "DELETE FROM accounts WHERE id = %s AND user_id = %s AND NOT is_default", (account_id, user_id)
+        ).rowcount == 1
     except errors.ForeignKeyViolation as exc:
         raise InUse(account_id) from exc

@@ -24,6 +24,8 @@ def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict | 
         "INSERT INTO transactions (user_id, account_id, {names})"
         " SELECT a.user_id, a.id, {values} FROM accounts a"
         " WHERE a.user_id = %s AND NOT a.archived AND (a.id = %s OR (%s::bigint IS NULL AND a.is_default))"
+        # Locked as the balance trigger would: an archive committing meanwhile is seen, not missed.
+        " FOR NO KEY UPDATE OF a"
         " RETURNING {columns}"
     ).format(
         names=names(fields),

@@ -19,7 +19,10 @@ def create_transfer(conn: Connection, *, user_id: int, data: dict) -> dict | Non
     fields = [name for name in TRANSFER.writable if name in data]
     query = sql.SQL(
         "INSERT INTO transfers (user_id, {names}) SELECT %s, {values}"
-        " WHERE (SELECT count(*) FROM accounts WHERE user_id = %s AND id IN (%s, %s) AND NOT archived) = 2"
+        # Both accounts locked in id order, as the balance trigger locks them: an archive committing
+        # meanwhile is seen, not missed.
+        " WHERE (SELECT count(*) FROM (SELECT FROM accounts WHERE user_id = %s AND id IN (%s, %s) AND NOT archived"
+        " ORDER BY id FOR NO KEY UPDATE) AS usable) = 2"
         " RETURNING {columns}"
     ).format(
         names=names(fields),

@@ -5,9 +5,11 @@ exact to the cent after any mix of writes."""
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from tests.utils import (
@@ -767,3 +769,20 @@ def test_a_user_has_at_most_1000_accounts_so_that_the_list_stays_bounded(client,
     assert client.delete(f"/accounts/{spare}", headers=headers).status_code == 204
     again = client.post("/accounts", json={"name": "one more", "kind": "cash"}, headers=headers)
     assert again.status_code == 201, again.text
+
+
+def test_concurrent_creates_never_pass_the_account_cap(client, db, servers):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO accounts (user_id, name, kind) SELECT %s, 'account ' || n, 'cash' FROM generate_series(2, 995) n",
+        (user_id,),
+    )
+
+    def open_one(n: int) -> int:
+        with httpx.Client(base_url=servers["tenant1"].url, timeout=30) as http:
+            return http.post("/accounts", json={"name": f"parallel {n}", "kind": "cash"}, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(open_one, range(12)))
+    assert sorted(statuses) == [201] * 5 + [409] * 7, statuses
+    assert db.execute("SELECT count(*) AS n FROM accounts WHERE user_id = %s", (user_id,)).fetchone()["n"] == 1000
