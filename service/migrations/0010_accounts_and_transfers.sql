@@ -10,6 +10,10 @@
 --                 the account's records, kept by the *_balances triggers through add_to_balances,
 --                 which locks the account rows in id order (transfers A->B and B->A at once cannot
 --                 deadlock); refresh_balances() recomputes every balance from the rows.
+--   locks         every writer of a transaction's totals first locks its accounts (in id order), even
+--                 when their balances do not move (a change of only the category or the date): the
+--                 totals' keys hold the account, so writers of the same totals queue on the account
+--                 rows instead of locking totals rows in different orders and deadlocking.
 --
 -- Both composite foreign keys (user_id, account_id) -> accounts (user_id, id) make an account of
 -- another user unusable, and are NO ACTION: an account that a transaction or a transfer names
@@ -178,8 +182,9 @@ CREATE OR REPLACE FUNCTION transactions_inserted_totals() RETURNS trigger LANGUA
 DECLARE
     v_timezone text := (SELECT timezone FROM rollup_settings);
 BEGIN
-    -- Daily rows first, then monthly ones, each in key order: the order the row trigger of
-    -- updates and deletes locks them in, so an import and a concurrent update cannot deadlock.
+    -- Daily rows first, then monthly ones, each in key order. An import and a concurrent update or
+    -- delete of the same totals cannot deadlock: both have locked the account rows first
+    -- (transactions_inserted_balances and transactions_balances fire before, by name).
     -- (Two statements, not one with a writing CTE: PostgreSQL does not order a CTE's writes.)
     INSERT INTO daily_totals AS d (user_id, day, type, category, account_id, total, count)
     SELECT user_id, (occurred_at AT TIME ZONE v_timezone)::date, type, coalesce(category, ''), account_id,
@@ -255,17 +260,18 @@ CREATE INDEX transfers_to_account_idx ON transfers (to_account_id);
 
 -- Balances --------------------------------------------------------------------------------------
 
--- Add amounts to accounts' balances (one id may come several times). The rows are locked in id
--- order first, so that writers touching the same accounts in any order queue instead of
--- deadlocking; FOR NO KEY UPDATE, as the UPDATE itself locks, does not wait for the KEY SHARE locks
--- that the foreign-key checks of concurrent inserts hold. An account that is gone (its user being
--- deleted in this statement) is skipped.
+-- Add amounts to accounts' balances (one id may come several times). Every account given is locked
+-- in id order first, its net change 0 or not, so that writers touching the same accounts (their
+-- balances, or their totals: the callers lock before writing the totals) in any order queue instead
+-- of deadlocking; FOR NO KEY UPDATE, as the UPDATE itself locks, does not wait for the KEY SHARE
+-- locks that the foreign-key checks of concurrent inserts hold. Only the accounts whose net change
+-- is not 0 are updated. An account that is gone (its user being deleted in this statement) is
+-- skipped.
 CREATE FUNCTION add_to_balances(p_account_ids bigint[], p_amounts numeric[]) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM accounts
-    WHERE id IN (SELECT c.id FROM unnest(p_account_ids, p_amounts) AS c (id, amount)
-                 GROUP BY c.id HAVING sum(c.amount) <> 0)
+    WHERE id = ANY (p_account_ids)
     ORDER BY id
     FOR NO KEY UPDATE;
     UPDATE accounts a SET balance = a.balance + c.amount
@@ -285,14 +291,18 @@ BEGIN
 END;
 $$;
 -- Named to fire before transactions_inserted_totals: accounts are locked before totals, as the row
--- triggers below (transactions_balances before transactions_totals) lock them.
+-- triggers below (transactions_balances before transactions_totals) lock them. Every account of
+-- the statement is locked, those whose rows net to 0 too: their totals are written.
 CREATE TRIGGER transactions_inserted_balances
     AFTER INSERT ON transactions
     REFERENCING NEW TABLE AS inserted
     FOR EACH STATEMENT EXECUTE FUNCTION transactions_inserted_balances();
 
--- Updates of the account, type or amount, and deletes, per row. A delete cascading from the user's
--- own deletion changes nothing: their accounts go too.
+-- Updates of any column the totals depend on (those of transactions_totals), and deletes, per row;
+-- it fires before transactions_totals (by name), so the accounts are locked before the totals rows.
+-- A change of only the category or the date (or a description beside them) moves no balance: the
+-- old and new amounts cancel, and add_to_balances only locks the account. A delete cascading from
+-- the user's own deletion changes nothing: their accounts go too.
 CREATE FUNCTION transactions_balances() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
@@ -309,7 +319,7 @@ BEGIN
 END;
 $$;
 CREATE TRIGGER transactions_balances
-    AFTER DELETE OR UPDATE OF account_id, type, amount ON transactions
+    AFTER DELETE OR UPDATE OF user_id, account_id, type, amount, category, occurred_at ON transactions
     FOR EACH ROW EXECUTE FUNCTION transactions_balances();
 
 -- Transfers: inserts and deletes once per statement, updates per row.

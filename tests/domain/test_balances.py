@@ -395,3 +395,83 @@ def test_the_drill_check_finds_a_wrong_balance_an_account_total_in_the_wrong_acc
             db.execute(statement, params)
             check_totals(db)
     check_totals(db)
+
+
+def test_category_and_date_changes_beside_imports_of_the_same_days_neither_deadlock_nor_drift(stack, db):
+    """The review found a change of only a transaction's category or date locking the totals of its
+    old and new keys without the account: two such changes swapping categories, or one beside an
+    import (which locks every daily row in key order, then every monthly one), waited in a cycle.
+    Every writer of the totals now locks its accounts first (in id order), so they queue instead."""
+    # The balance triggers (which lock the accounts) fire before the totals ones: same timing and
+    # level, so in name order (C collation); the row one fires on every column the totals one does.
+    triggers = {row["tgname"]: row["columns"] for row in db.execute(
+        "SELECT tgname, array(SELECT attname FROM pg_attribute WHERE attrelid = tgrelid AND attnum = ANY(tgattr)"
+        " ORDER BY attname) AS columns FROM pg_trigger WHERE tgrelid = 'transactions'::regclass AND NOT tgisinternal"
+        " ORDER BY tgname COLLATE \"C\""
+    )}
+    names = list(triggers)
+    assert names.index("transactions_balances") < names.index("transactions_totals")
+    assert names.index("transactions_inserted_balances") < names.index("transactions_inserted_totals")
+    assert triggers["transactions_balances"] == triggers["transactions_totals"] == sorted(
+        ["user_id", "account_id", "type", "amount", "category", "occurred_at"]
+    )
+    user = insert_user(db)
+    account = default_account(db, user)
+    days = ["2026-03-10T12:00:00Z", "2026-03-11T12:00:00Z"]
+    first = db.execute(ADD_TRANSACTION, (user, account, "expense", "1.00", "a", days[0])).fetchone()["id"]
+    second = db.execute(ADD_TRANSACTION, (user, account, "income", "2.00", "b", days[0])).fetchone()["id"]
+    rounds, imports = 400, 40
+    batch = [(user, account, ["income", "expense"][n % 2], f"{n % 7 + 1}.25", "abc"[n % 3], days[n % 2])
+             for n in range(60)]
+    insert_batch = sql.SQL(
+        "INSERT INTO transactions (user_id, account_id, type, amount, category, occurred_at) VALUES {}"
+    ).format(sql.SQL(", ").join([sql.SQL("(%s, %s, %s, %s, %s, %s)")] * len(batch)))
+    start = threading.Barrier(3)
+    failures: list[str] = []
+
+    def connect() -> psycopg.Connection:
+        conn = stack.cluster.connect("tenant1")
+        conn.autocommit = True
+        conn.execute("SET lock_timeout = '5s'")
+        conn.execute("SET deadlock_timeout = '10ms'")
+        return conn
+
+    def swap(transaction: int) -> None:
+        """PATCH-like: one UPDATE per transaction, flipping the category (a <-> b), and every fourth
+        time the day too."""
+        try:
+            with connect() as conn:
+                start.wait(10)
+                for n in range(rounds):
+                    conn.execute(
+                        "UPDATE transactions SET category = CASE category WHEN 'a' THEN 'b' ELSE 'a' END,"
+                        " occurred_at = CASE WHEN %s THEN occurred_at + CASE WHEN occurred_at = %s"
+                        " THEN interval '1 day' ELSE interval '-1 day' END ELSE occurred_at END"
+                        " WHERE id = %s",
+                        (n % 4 == 3, days[0], transaction),
+                    )
+        except psycopg.Error as error:  # a deadlock or a lock timeout
+            failures.append(f"{type(error).__name__}: {error}")
+
+    def import_batches() -> None:
+        """Import-like: multi-row INSERTs of the same days and categories, each its own transaction."""
+        try:
+            with connect() as conn:
+                start.wait(10)
+                for _ in range(imports):
+                    conn.execute(insert_batch, [value for row in batch for value in row])
+        except psycopg.Error as error:
+            failures.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=swap, args=(first,)), threading.Thread(target=swap, args=(second,)),
+               threading.Thread(target=import_batches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    categories = dict(_rows(db.execute("SELECT id, category FROM transactions WHERE id = ANY(%s)", ([first, second],))))
+    assert categories == {first: "a", second: "b"}  # an even number of flips each
+    assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 2 + imports * len(batch)
+    assert_balances_exact(db)
+    check_totals(db)
