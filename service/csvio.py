@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from marshmallow import ValidationError
 
 from .records import TRANSACTION
-from .schemas import TransactionCreate, storable_text
+from .schemas import MAX_ACCOUNT_NAME_CHARS, TransactionCreate, storable_text
 
 EXPORT_COLUMNS = TRANSACTION.csv_columns
 IMPORT_COLUMNS = TRANSACTION.import_columns
@@ -18,8 +18,6 @@ IMPORT_COLUMNS = TRANSACTION.import_columns
 # import finds the user's account of that name in any letter case; a row without it goes to the
 # user's default account.
 ACCOUNT_COLUMN = "account"
-# The longest name an account may have (schemas.AccountCreate); a longer one names no account.
-MAX_ACCOUNT_NAME_CHARS = 64
 # The columns without which no row can be valid.
 REQUIRED_COLUMNS = tuple(name for name, field in TransactionCreate().fields.items() if field.required)
 # Text a client wrote, defused on export (below).

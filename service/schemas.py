@@ -18,6 +18,8 @@ CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")
 TRANSACTION_TYPES = ("income", "expense")
 SORTS = TRANSACTION.sorts
+# The longest account name (the accounts table's CHECK says the same).
+MAX_ACCOUNT_NAME_CHARS = 64
 ACCOUNT_KINDS = ("checking", "savings", "cash", "credit_card", "investment", "other")
 PERIODS = ("current_month", "last_month", "current_year", "last_year")
 GROUP_BYS = ("category", "month", "day")
@@ -453,7 +455,9 @@ class AnalyticsSummary(Totals):
 
 def _account_name(**kwargs) -> fields.String:
     """An account's name: 1 to 64 characters, unique per user in any letter case."""
-    return fields.String(validate=[Length(min=1, max=64), storable_text], metadata={"example": "Savings"}, **kwargs)
+    return fields.String(
+        validate=[Length(min=1, max=MAX_ACCOUNT_NAME_CHARS), storable_text], metadata={"example": "Savings"}, **kwargs
+    )
 
 
 class AccountCreate(Schema):

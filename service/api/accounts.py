@@ -15,7 +15,6 @@ ns = Namespace("accounts", path="/", description="The logged-in user's money acc
 error = error_model(ns)
 
 
-
 @user_route(ns, "/accounts")
 class AccountCollection(UserResource):
     @accepts_query(ns, AccountListQuery, invalid="Invalid include_archived")

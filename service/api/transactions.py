@@ -39,7 +39,6 @@ ns = Namespace("transactions", path="/", description="Income and expense records
 error = error_model(ns)
 
 
-
 def create_transaction(data: dict) -> tuple[dict, dict]:
     """Create a transaction; with an Idempotency-Key, a retry replays the first response."""
     return create_idempotently(transactions.create, "/transactions", data)

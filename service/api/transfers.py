@@ -33,7 +33,6 @@ ns = Namespace("transfers", path="/", description="Money moved between the logge
 error = error_model(ns)
 
 
-
 @user_route(ns, "/transfers")
 class TransferCollection(UserResource):
     @accepts_query(ns, TransferListQuery, invalid="Invalid filter, limit or cursor")

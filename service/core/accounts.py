@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from ..db import Connection
+from ..periods import instant_bounds
 from ..store import accounts
 from .errors import Conflict, Invalid, found
 
@@ -33,6 +35,16 @@ def check_owned(conn: Connection, *, user_id: int, account_id: int, field: str) 
     if account is None:
         raise unknown_account(field)
     return account
+
+
+def list_filters(conn: Connection, *, user_id: int, filters: dict, timezone: ZoneInfo) -> dict:
+    """Validated filters of a list of the user's records, for the store: an account_id checked as
+    one of the user's (a 400 otherwise), from/to dates or date-times as instant bounds."""
+    filters = dict(filters)
+    if filters.get("account_id") is not None:
+        check_owned(conn, user_id=user_id, account_id=filters["account_id"], field="account_id")
+    start, end = instant_bounds(filters.pop("from_", None), filters.pop("to", None), timezone)
+    return {**filters, "start": start, "end": end}
 
 
 def check_usable(conn: Connection, *, user_id: int, account_id: int, field: str) -> None:

@@ -10,7 +10,6 @@ from psycopg.errors import ForeignKeyViolation
 
 from .. import csvio, db
 from ..db import Connection
-from ..periods import instant_bounds
 from ..records import TRANSACTION, Position
 from ..store import accounts as accounts_store
 from ..store import transactions
@@ -18,17 +17,6 @@ from . import accounts, idempotency
 from .errors import Invalid, Unprocessable, found
 
 EXPORT_LIMITS = f"{csvio.MAX_EXPORT_ROWS} rows or {csvio.MAX_EXPORT_BYTES // 2**20} MiB"
-
-
-
-def store_filters(conn: Connection, user_id: int, filters: dict, timezone: ZoneInfo) -> dict:
-    """Validated filters with their from/to dates or date-times turned into instant bounds (an
-    account_id that is not the user's is a 400)."""
-    filters = dict(filters)
-    if filters.get("account_id") is not None:
-        accounts.check_owned(conn, user_id=user_id, account_id=filters["account_id"], field="account_id")
-    start, end = instant_bounds(filters.pop("from_", None), filters.pop("to", None), timezone)
-    return {**filters, "start": start, "end": end}
 
 
 def create(conn: Connection, *, user_id: int, data: dict, idempotency_key: str | None = None) -> tuple[dict, bool]:
@@ -77,10 +65,8 @@ def list_page(
 ) -> tuple[list[dict], Position | None]:
     """One page of the user's transactions in `sort` order after `after`, and where it ended
     (None on the last page)."""
-    return transactions.list_transactions(
-        conn, user_id=user_id, filters=store_filters(conn, user_id, filters, timezone), sort=sort, limit=limit,
-        after=after,
-    )
+    filters = accounts.list_filters(conn, user_id=user_id, filters=filters, timezone=timezone)
+    return transactions.list_transactions(conn, user_id=user_id, filters=filters, sort=sort, limit=limit, after=after)
 
 
 @contextmanager
@@ -91,7 +77,7 @@ def export(conn: Connection, *, user_id: int, filters: dict, timezone: ZoneInfo)
     take the export past its limits; raises Invalid before any row when the export would be too
     large. Leaving the block ends the snapshot at once (a client that went away).
     """
-    filters = store_filters(conn, user_id, filters, timezone)
+    filters = accounts.list_filters(conn, user_id=user_id, filters=filters, timezone=timezone)
     with db.snapshot(conn):
         size = transactions.export_size(conn, user_id=user_id, filters=filters, at_most=csvio.MAX_EXPORT_ROWS + 1)
         if not csvio.export_within_limits(**size):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from ..db import Connection
-from ..periods import instant_bounds
 from ..records import TRANSFER, Position
 from ..store import transfers
 from . import accounts, idempotency
@@ -43,10 +42,5 @@ def list_page(
     conn: Connection, *, user_id: int, filters: dict, limit: int, after: Position | None, timezone: ZoneInfo
 ) -> tuple[list[dict], Position | None]:
     """One page of the user's transfers, newest first, and where it ended (None on the last page)."""
-    filters = dict(filters)
-    start, end = instant_bounds(filters.pop("from_", None), filters.pop("to", None), timezone)
-    if filters.get("account_id") is not None:
-        accounts.check_owned(conn, user_id=user_id, account_id=filters["account_id"], field="account_id")
-    return transfers.list_transfers(
-        conn, user_id=user_id, filters={**filters, "start": start, "end": end}, limit=limit, after=after
-    )
+    filters = accounts.list_filters(conn, user_id=user_id, filters=filters, timezone=timezone)
+    return transfers.list_transfers(conn, user_id=user_id, filters=filters, limit=limit, after=after)

@@ -13,7 +13,7 @@ from . import assignments, names, placeholders
 COLUMNS = TRANSACTION.select_list
 WRITABLE = TRANSACTION.writable
 # The columns an import copies, in the order of import_transactions' rows.
-_IMPORTED = ("user_id", "account_id", *(name for name in TRANSACTION.import_columns if name != "account_id"))
+_IMPORTED = ("user_id", "account_id", *TRANSACTION.import_columns)
 
 
 def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict | None:
