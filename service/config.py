@@ -428,8 +428,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class MigrationSettings:
-    """What `python -m service migrate` reads, by the rules of Settings. No signing key: the
-    migrate init container and Job get none; TENANT_ID, optional, only labels the log lines."""
+    """What `python -m service migrate` and `run-scheduled` read, by the rules of Settings. No
+    signing key: the migrate init container and Job and the scheduler get none; TENANT_ID, optional,
+    only labels the log lines."""
 
     database_url: Secret
     timezone: ZoneInfo

@@ -8,7 +8,7 @@ here (plus its migration, and its rules in the record's marshmallow schemas).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -77,8 +77,16 @@ def _optional(convert):
     return lambda value: None if value is None else convert(value)
 
 
-_JSON_ENCODERS = {Decimal: _optional(lambda value: f"{value:.2f}"), datetime: _optional(datetime.isoformat)}
-_JSON_DECODERS = {Decimal: _optional(Decimal), datetime: _optional(datetime.fromisoformat)}
+_JSON_ENCODERS = {
+    Decimal: _optional(lambda value: f"{value:.2f}"),
+    datetime: _optional(datetime.isoformat),
+    date: _optional(date.isoformat),
+}
+_JSON_DECODERS = {
+    Decimal: _optional(Decimal),
+    datetime: _optional(datetime.fromisoformat),
+    date: _optional(date.fromisoformat),
+}
 # The column types a record may have: JSON's own, and those with an encoder and a decoder above.
 _JSON_TYPES = (int, str, bool, *_JSON_ENCODERS)
 
@@ -93,6 +101,8 @@ TRANSACTION = Record(
         "description": str,
         "category": str,
         "occurred_at": datetime,
+        # The recurring rule it was made by (null for others); set by the service only.
+        "recurring_id": int,
         "created_at": datetime,
         "updated_at": datetime,
     },
@@ -133,5 +143,38 @@ TRANSFER = Record(
     },
     writable=("from_account_id", "to_account_id", "amount", "description", "occurred_at"),
     sort_keys=("occurred_at",),
+    csv_columns=(),
+)
+
+BUDGET = Record(
+    table="budgets",
+    columns={"id": int, "category": str, "amount": Decimal, "created_at": datetime, "updated_at": datetime},
+    writable=("category", "amount"),
+    sort_keys=(),
+    csv_columns=(),
+)
+
+RECURRING = Record(
+    table="recurring_transactions",
+    columns={
+        "id": int,
+        "account_id": int,
+        "type": str,
+        "amount": Decimal,
+        "description": str,
+        "category": str,
+        "frequency": str,
+        "interval": int,
+        "start_date": date,
+        "end_date": date,
+        "last_occurrence": date,
+        "next_occurrence": date,
+        "created_at": datetime,
+        "updated_at": datetime,
+    },
+    writable=(
+        "account_id", "type", "amount", "description", "category", "frequency", "interval", "start_date", "end_date"
+    ),
+    sort_keys=(),
     csv_columns=(),
 )

@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Equal, Length, OneOf, Range
 
 from .records import TRANSACTION, Position
+from .recurrence import FREQUENCIES
 
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")
@@ -120,7 +121,8 @@ class Category(fields.String):
     """A category name: surrounding spaces trimmed, blank meaning none."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(allow_none=True, validate=[Length(max=64), storable_text], **kwargs)
+        kwargs.setdefault("allow_none", True)
+        super().__init__(validate=[Length(max=64), storable_text], **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs) -> str | None:  # type: ignore[override]
         text = super()._deserialize(value, attr, data, **kwargs).strip()
@@ -130,6 +132,38 @@ class Category(fields.String):
         # A blank category has become None: nothing left for Length to measure.
         if value is not None:
             super()._validate(value)
+
+
+class NamedCategory(Category):
+    """A category that must be named: blank is refused."""
+
+    default_error_messages = {"blank": "Must not be blank."}
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_none=False, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text is None:
+            raise self.make_error("blank")
+        return text
+
+
+class Month(fields.Field):
+    """A calendar month, YYYY-MM, as its first day."""
+
+    default_error_messages = {"invalid": "Must be a month, YYYY-MM (1900-01 to 2999-12)."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> date:
+        if not isinstance(value, str) or not _MONTH.match(value):
+            raise self.make_error("invalid")
+        return date(int(value[:4]), int(value[5:]), 1)
+
+    def _serialize(self, value, attr, obj, **kwargs) -> str | None:
+        return None if value is None else value.strftime("%Y-%m")
+
+
+_MONTH = re.compile(r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])$")
 
 
 class DateOrDateTime(fields.Field):
@@ -340,12 +374,16 @@ class TransactionPublic(Schema):
     description = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
     occurred_at = fields.AwareDateTime(format="iso", required=True)
+    recurring_id = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "The recurring rule that made it, or null."}
+    )
     created_at = fields.AwareDateTime(format="iso", required=True)
     updated_at = fields.AwareDateTime(format="iso", required=True)
 
 
 class TransactionFilters(Schema):
     account_id = _account_id("Only this account's transactions.")
+    recurring_id = Id(validate=Range(min=1, max=MAX_ID), metadata={"description": "Only those this rule made."})
     type = fields.String(validate=OneOf(TRANSACTION_TYPES))
     category = Category()
     from_ = DateOrDateTime(
@@ -552,3 +590,106 @@ class TransferListQuery(Schema):
 class TransferPage(Schema):
     items = fields.List(fields.Nested(TransferPublic), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
+
+
+class BudgetCreate(Schema):
+    category = NamedCategory(
+        required=True, metadata={"description": "Matched as the category filter of GET /transactions matches."}
+    )
+    amount = Money(required=True, metadata={"description": "The monthly limit; it applies to every month."})
+
+
+class BudgetUpdate(BudgetCreate, Changes):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(partial=True, **kwargs)
+
+
+class BudgetPublic(Schema):
+    id = fields.Integer(required=True)
+    category = fields.String(required=True)
+    amount = Money(required=True)
+    currency = fields.String(required=True, metadata={"example": "USD"})
+    created_at = fields.AwareDateTime(format="iso", required=True)
+    updated_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class BudgetMonthQuery(Schema):
+    month = Month(metadata={"description": "YYYY-MM; the current month in the tenant's time zone by default."})
+
+
+class BudgetFigures(BudgetPublic):
+    spent = Money(required=True, metadata={"description": "The category's expenses in the month, over all accounts."})
+    remaining = Money(required=True, metadata={"description": "amount - spent; negative when over."})
+    percent_used = fields.String(
+        required=True, metadata={"description": "spent / amount x 100, rounded half up.", "example": "45.3"}
+    )
+
+
+class BudgetStatus(BudgetFigures):
+    month = Month(required=True)
+
+
+class BudgetList(Schema):
+    month = Month(required=True)
+    currency = fields.String(required=True, metadata={"example": "USD"})
+    items = fields.List(fields.Nested(BudgetFigures), required=True)
+    total_budgeted = Money(required=True)
+    total_spent = Money(required=True)
+
+
+class RecurringCreate(Schema):
+    account_id = _account_id("One of the user's accounts; the default account when absent.")
+    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
+    amount = Money(required=True)
+    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
+    category = Category()
+    frequency = fields.String(required=True, validate=OneOf(FREQUENCIES))
+    interval = Id(
+        validate=Range(min=1, max=366),
+        metadata={"description": "Every this many days, weeks, months or years; 1 by default."},
+    )
+    start_date = fields.Date(
+        required=True, validate=supported_day,
+        metadata={"description": "The first occurrence, in the tenant's time zone; at most 366 days ago."},
+    )
+    end_date = fields.Date(
+        allow_none=True, validate=supported_day, metadata={"description": "The last day an occurrence may fall on."}
+    )
+
+    @validates_schema
+    def ends_after_start(self, data, **kwargs) -> None:
+        if data.get("end_date") is not None and data.get("start_date") and data["end_date"] < data["start_date"]:
+            raise ValidationError("Must not be before start_date.", "end_date")
+
+
+class RecurringUpdate(RecurringCreate, Changes):
+    """The same fields as a create, every one optional; a change applies to occurrences not yet made."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(partial=True, **kwargs)
+
+
+class RecurringPublic(Schema):
+    id = fields.Integer(required=True)
+    account_id = fields.Integer(required=True)
+    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
+    amount = Money(required=True)
+    currency = fields.String(required=True, metadata={"example": "USD"})
+    description = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    frequency = fields.String(required=True, validate=OneOf(FREQUENCIES))
+    interval = fields.Integer(required=True)
+    start_date = fields.Date(required=True)
+    end_date = fields.Date(allow_none=True, required=True)
+    last_occurrence = fields.Date(
+        allow_none=True, required=True, metadata={"description": "The last occurrence made; null before the first."}
+    )
+    next_occurrence = fields.Date(
+        allow_none=True, required=True, metadata={"description": "The next occurrence; null when none is left."}
+    )
+    created_at = fields.AwareDateTime(format="iso", required=True)
+    updated_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class RecurringList(Schema):
+    items = fields.List(fields.Nested(RecurringPublic), required=True)

@@ -49,7 +49,7 @@ class AccountItem(UserResource):
         return with_currency(changed)
 
     @ns.response(204, "Deleted")
-    @ns.response(409, "The default account, or one with transactions or transfers (account_in_use)", error)
+    @ns.response(409, "The default account, or one that records or recurring rules use (account_in_use)", error)
     def delete(self, account_id: int):
         """Delete an account that nothing refers to (archive it otherwise)."""
         accounts.delete(db.connection(), user_id=g.user_id, account_id=account_id)

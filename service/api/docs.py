@@ -23,8 +23,10 @@ from ..schemas import (
     DateOrDateTime,
     Id,
     Money,
+    Month,
     PageCursor,
     PasswordChange,
+    RecurringCreate,
     TransactionListQuery,
     TransferCreate,
     Username,
@@ -45,6 +47,8 @@ DATE_OR_DATE_TIME_PATTERN = (
     r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$"
 )
+# A calendar month, 1900-01 to 2999-12.
+MONTH_PATTERN = r"^(19[0-9]{2}|2[0-9]{3})-(0[1-9]|1[0-2])$"
 # Text PostgreSQL can store (schemas.storable_text): no NUL character.
 STORABLE_TEXT_PATTERN = r"^[^\u0000]*$"
 # Whitespace by the rules of both Python (str.strip, which the server uses) and ECMAScript (which
@@ -84,6 +88,7 @@ _FIELDS: dict[type, _Keywords] = {
     Username: _always(type="string", pattern=USERNAME_PATTERN),
     Category: _always(type="string"),
     Id: _always(type="integer"),
+    Month: _always(type="string", pattern=MONTH_PATTERN),
 }
 # The validators whose rule a field class's own pattern already holds: Swagger 2 has one pattern.
 _PATTERN_HOLDS: dict[type, tuple] = {Username: (storable_text,)}
@@ -138,6 +143,7 @@ _SCHEMA_RULES: dict[Callable, dict] = {
     TransactionListQuery.cursor_matches_sort: {},
     AnalyticsQuery.one_range: {},
     TransferCreate.two_accounts: {},
+    RecurringCreate.ends_after_start: {},
 }
 
 

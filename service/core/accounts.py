@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 
 from ..db import Connection
 from ..periods import instant_bounds
-from ..store import accounts
+from ..records import ACCOUNT
+from ..store import accounts, owned
+from . import quotas
 from .errors import Conflict, Invalid, found
 
 # The most accounts one user may have: GET /accounts lists them all in one answer (at most about
@@ -56,11 +58,9 @@ def check_usable(conn: Connection, *, user_id: int, account_id: int, field: str)
 def create(conn: Connection, *, user_id: int, data: dict) -> dict:
     """Open an account; a user has at most MAX_ACCOUNTS, so that listing them is bounded work."""
     with conn.transaction():
-        accounts.lock_user_accounts(conn, user_id=user_id)
-        if accounts.count_accounts(conn, user_id=user_id) >= MAX_ACCOUNTS:
-            raise Conflict(
-                "too_many_accounts", f"A user has at most {MAX_ACCOUNTS} accounts; delete one you no longer use."
-            )
+        quotas.make_room(
+            conn, ACCOUNT, user_id=user_id, cap=MAX_ACCOUNTS, code="too_many_accounts", what="accounts"
+        )
         try:
             return accounts.create_account(conn, user_id=user_id, data=data)
         except accounts.NameTaken as exc:
@@ -81,7 +81,7 @@ def update(conn: Connection, *, user_id: int, account_id: int, changes: dict) ->
     """Change an account; the default cannot be archived, and an archived account cannot become the
     default unless the same change unarchives it."""
     with conn.transaction():
-        accounts.lock_user_accounts(conn, user_id=user_id)
+        owned.lock_user(conn, user_id=user_id)
         current = get(conn, user_id=user_id, account_id=account_id)
         stays_default = changes.get("is_default", current["is_default"])
         stays_archived = changes.get("archived", current["archived"])
@@ -97,10 +97,11 @@ def update(conn: Connection, *, user_id: int, account_id: int, changes: dict) ->
 def delete(conn: Connection, *, user_id: int, account_id: int) -> None:
     """Delete an account nothing refers to; the default one, or one with records, is archived instead."""
     in_use = Conflict(
-        "account_in_use", "The account is the default or holds transactions or transfers; archive it instead."
+        "account_in_use",
+        "The account is the default, or transactions, transfers or recurring transactions use it; archive it instead.",
     )
     with conn.transaction():
-        accounts.lock_user_accounts(conn, user_id=user_id)
+        owned.lock_user(conn, user_id=user_id)
         if get(conn, user_id=user_id, account_id=account_id)["is_default"]:
             raise in_use
         try:

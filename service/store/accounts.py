@@ -34,18 +34,6 @@ def create_account(conn: Connection, *, user_id: int, data: dict) -> dict:
         _name_taken_or_raise(exc, data)
 
 
-def lock_user_accounts(conn: Connection, *, user_id: int) -> None:
-    """Hold the user's accounts still until the caller's transaction ends: creates, changes and
-    deletes of one user's accounts then run one after another, each statement after this one seeing
-    what the previous committed. (The user's row, FOR NO KEY UPDATE: writes that only check their
-    foreign key to the user are not held up.)"""
-    conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
-
-
-def count_accounts(conn: Connection, *, user_id: int) -> int:
-    return fetch_one(conn.execute("SELECT count(*) AS n FROM accounts WHERE user_id = %s", (user_id,)))["n"]
-
-
 def get_account(conn: Connection, *, user_id: int, account_id: int) -> dict | None:
     query = sql.SQL("SELECT {columns} FROM accounts WHERE id = %s AND user_id = %s").format(columns=COLUMNS)
     return conn.execute(query, (account_id, user_id)).fetchone()

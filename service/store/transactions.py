@@ -69,6 +69,7 @@ def _filter_conditions(user_id: int, filters: dict) -> tuple[list[sql.Composable
     params: list = [user_id]
     simple = {
         "account_id": "account_id = %s",
+        "recurring_id": "recurring_id = %s",
         "type": "type = %s",
         "category": "category = %s",
         "start": "occurred_at >= %s",

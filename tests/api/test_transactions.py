@@ -14,8 +14,8 @@ from tests.utils import assert_error, count_transactions, create, user_with_head
 
 EPOCH = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 PUBLIC_FIELDS = {
-    "id", "account_id", "type", "amount", "currency", "description", "category", "occurred_at", "created_at",
-    "updated_at",
+    "id", "account_id", "type", "amount", "currency", "description", "category", "occurred_at", "recurring_id",
+    "created_at", "updated_at",
 }
 
 

@@ -1,0 +1,48 @@
+"""The recurring_transactions table's own statements: the due rules, their occurrences made into
+transactions, and how far each rule has got. (Create, read, change, delete: store.owned.)"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from psycopg import sql
+
+from ..db import Connection, fetch_one
+from ..records import RECURRING
+
+COLUMNS = RECURRING.select_list
+
+
+def lock_next_due(conn: Connection, *, today: date, skip: list[int]) -> dict | None:
+    """One rule (of any user) with an occurrence due by `today`, not among `skip`, locked until the
+    caller's transaction ends; a rule another run holds is passed over, not waited for."""
+    query = sql.SQL(
+        "SELECT user_id, {columns} FROM recurring_transactions"
+        " WHERE next_occurrence <= %s AND id <> ALL (%s)"
+        " ORDER BY next_occurrence, id LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
+    ).format(columns=COLUMNS)
+    return conn.execute(query, (today, skip)).fetchone()
+
+
+def insert_occurrences(conn: Connection, *, rule: dict, user_id: int, instants: list[datetime]) -> int:
+    """Insert one transaction of the rule at each instant, into the rule's account unless it is
+    archived (then none: its occurrences are skipped); returns how many were inserted."""
+    return conn.execute(
+        "INSERT INTO transactions (user_id, account_id, type, amount, description, category, occurred_at, recurring_id)"
+        " SELECT a.user_id, a.id, %s, %s, %s, %s, o.at, %s"
+        " FROM accounts a CROSS JOIN unnest(%s::timestamptz[]) AS o (at)"
+        " WHERE a.id = %s AND a.user_id = %s AND NOT a.archived"
+        # Locked as the balance trigger would: an archive committing meanwhile is seen, not missed.
+        " FOR NO KEY UPDATE OF a",
+        (
+            rule["type"], rule["amount"], rule["description"], rule["category"], rule["id"],
+            instants, rule["account_id"], user_id,
+        ),
+    ).rowcount
+
+
+def advance(conn: Connection, *, rule_id: int, last_occurrence: date, next_occurrence: date | None) -> dict:
+    query = sql.SQL(
+        "UPDATE recurring_transactions SET last_occurrence = %s, next_occurrence = %s WHERE id = %s RETURNING {columns}"
+    ).format(columns=COLUMNS)
+    return fetch_one(conn.execute(query, (last_occurrence, next_occurrence, rule_id)))
