@@ -1,6 +1,7 @@
 """Every request's work is bounded, whatever the data behind it (docs/security.md, "Per-request
 bounds"): the groups of an analytics answer, the categories of a page, the rows of an export, the
-rows of an import, the transfers of a page, and the keys a forged cursor may carry. Each case
+rows of an import, the transfers of a page, the keys a forged cursor may carry, the budgets and
+recurring transactions a user may have and the transactions one rule makes at once. Each case
 reproduces a finding of the outside review, scaled down so the suite stays fast."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import csv
 import io
 import json
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -318,3 +320,49 @@ def test_cursors_the_server_issues_at_the_edges_of_the_span_are_accepted_back(cl
             break
         params["cursor"] = page.json()["next_cursor"]
     assert len(seen) == len(edges)
+
+
+# --- budgets and recurring transactions --------------------------------------------------------
+
+
+def test_a_user_has_at_most_1000_budgets_and_the_list_answers_them_all(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO budgets (user_id, category, amount) SELECT %s, 'c' || n, 10 FROM generate_series(1, 1000) n",
+        (user_id,),
+    )
+    assert_error(client.post("/budgets", json={"category": "more", "amount": "1"}, headers=headers),
+                 409, "too_many_budgets")
+    listed = client.get("/budgets", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == 1000
+    assert listed.json()["total_budgeted"] == "10000.00"
+
+
+def test_a_user_has_at_most_1000_recurring_transactions(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO recurring_transactions (user_id, account_id, type, amount, frequency, start_date)"
+        " SELECT %s, a.id, 'expense', 1, 'daily', '2999-01-01' FROM accounts a, generate_series(1, 1000)"
+        " WHERE a.user_id = %s",
+        (user_id, user_id),
+    )
+    rule = {"type": "expense", "amount": "1.00", "frequency": "daily", "start_date": "2999-01-01"}
+    assert_error(client.post("/recurring-transactions", json=rule, headers=headers), 409, "too_many_recurring")
+    listed = client.get("/recurring-transactions", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == 1000
+
+
+def test_the_largest_catch_up_a_create_makes_is_367_transactions(client, db, servers):
+    """A daily rule from 366 days back, the oldest start allowed: its every occurrence in one request."""
+    _, headers = user_with_headers(client)
+    today = datetime.now(ZoneInfo(servers["tenant1"].env["TENANT_TIMEZONE"])).date()
+    rule = {"type": "expense", "amount": "1.00", "frequency": "daily",
+            "start_date": (today - timedelta(days=366)).isoformat()}
+    created = client.post("/recurring-transactions", json=rule, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["last_occurrence"] == today.isoformat()
+    made = db.execute("SELECT count(*) AS n FROM transactions WHERE recurring_id = %s", (created.json()["id"],))
+    assert made.fetchone()["n"] == 367
+    older = {**rule, "start_date": (today - timedelta(days=367)).isoformat()}
+    error = assert_error(client.post("/recurring-transactions", json=older, headers=headers), 400, "validation_error")
+    assert "start_date" in error["fields"]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -695,11 +696,19 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     moved = client.post("/transfers", json={"from_account_id": savings.json()["id"], "to_account_id": main_id,
                                             "amount": "12.00"}, headers=bearer(token))
     assert moved.status_code == 201, moved.text
+    # A budget, and a monthly rule that has made its first transaction (a day and a month of totals more).
+    budget = client.post("/budgets", json={"category": "food", "amount": "300.00"}, headers=bearer(token))
+    assert budget.status_code == 201, budget.text
+    start = (datetime.now(UTC) - timedelta(days=20)).date().isoformat()
+    rule = client.post("/recurring-transactions", headers=bearer(token), json={
+        "type": "expense", "amount": "9.00", "category": "rent", "frequency": "monthly", "start_date": start
+    })
+    assert rule.status_code == 201, rule.text
     create(client, keep_headers, amount="7.00", category="food")
     kept_accounts = client.get("/accounts", headers=keep_headers).json()
     kept_analytics = client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json()
-    assert _totals(db, "daily_totals")[user["id"]][0] == 4
-    assert _totals(db, "monthly_totals")[user["id"]][0] == 4
+    assert _totals(db, "daily_totals")[user["id"]][0] == 5
+    assert _totals(db, "monthly_totals")[user["id"]][0] == 5
     _assert_everywhere(replica.url, token, 200, times=4)
     stored_user = db.execute("SELECT * FROM users WHERE id = %s", (user["id"],)).fetchone()
     before = _rows_of(db, stored_user)
