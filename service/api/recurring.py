@@ -38,7 +38,7 @@ class RecurringCollection(UserResource):
     @accepts_json(ns, RecurringCreate, invalid="Invalid rule, or an account that is not the user's")
     @responds(ns, 201, "Created, with its occurrences due by today made; Location names it", RecurringPublic)
     @idempotent(ns)
-    @ns.response(409, "An archived account (account_archived), or 1,000 rules (too_many_recurring)", error)
+    @ns.response(409, "An archived account (account_archived), or 200 rules (too_many_recurring)", error)
     def post(self, data: dict):
         """Create a rule; its occurrences from start_date to today become transactions at once."""
 

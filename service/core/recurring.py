@@ -27,8 +27,9 @@ from .errors import Invalid, found
 
 log = logging.getLogger(__name__)
 
-# The most rules one user may have (GET /recurring-transactions lists them all).
-MAX_RULES = 1000
+# The most rules one user may have: GET /recurring-transactions lists them all, at most about 1.2 MB
+# (every text at its longest in four-byte characters), as a page of transactions.
+MAX_RULES = 200
 # start_date at most this many days before today: a new rule makes at most 367 occurrences at once.
 MAX_DAYS_BACK = 366
 # The most occurrences of one rule made in one transaction; a rule with more due (after a long
