@@ -3,7 +3,7 @@
 cli (the command line), run (one run, from a fresh cluster to the results), seed (the tenant's
 data), scenarios (the requests measured), load (wrk), procfs (processes, memory and CPU as /proc
 tells them), machine (what the run ran on), api (requests outside wrk), profiling (--profile),
-archive (--archive), targets (those of issues 5 and 13), report (the table and `compare`).
+archive (--archive), targets (those of issues 5, 13 and 14), report (the table and `compare`).
 """
 
 import sys

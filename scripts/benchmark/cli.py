@@ -5,10 +5,11 @@
     scripts/bench compare OLD.json NEW.json
 
 A run starts a private PostgreSQL cluster under .local/bench/, creates the tenant `bench` (UTC,
-USD), seeds it with COPY (1,000 users, 1,000,000 transactions, one heavy user holding 100,000),
-starts gunicorn with service/gunicorn.conf.py and drives every scenario with wrk, one after the
-other, on 127.0.0.1. It prints a Markdown table with the targets of issues 5 and 13 and writes
-every figure to .local/bench/results-<UTC time>.json; `compare` sets two such files side by side.
+USD), seeds it with COPY (1,000 users, 1,000,000 transactions, one heavy user holding 100,000;
+each user with 20 budgets and 7 recurring rules), starts gunicorn with service/gunicorn.conf.py
+and drives every scenario with wrk, one after the other, on 127.0.0.1. It prints a Markdown
+table with the targets of issues 5, 13 and 14 and writes every figure to
+.local/bench/results-<UTC time>.json; `compare` sets two such files side by side.
 It exits 0 whether or not a target is met, and non-zero only when the harness itself fails.
 Everything it started is stopped at the end, also on Ctrl-C or an error.
 With --archive the cluster archives its WAL with pgBackRest as a tenant's does (docs/operations.md):
@@ -40,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds of each measured wrk run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of the warm-up before each run (default 2)")
     parser.add_argument("--scale-duration", type=int, default=5,
-                        help="seconds of each run (analytics, accounts) of the 10,000 vs 1,000,000 rows comparison"
+                        help="seconds of each run (analytics, accounts, budgets) of the 10,000 vs 1,000,000 rows"
+                        " comparison"
                         " (default 5)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")

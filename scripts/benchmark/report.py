@@ -10,10 +10,10 @@ from benchmark.procfs import BUSY_SHARE, DISTURBANCES
 # Table order (the issue's numbering); the run order differs, see scenarios.in_run_order.
 TABLE_ORDER = (
     "health", "create", "analytics_month", "analytics_year", "list_first", "list_deep", "categories", "accounts",
-    "transfer", "login",
+    "transfer", "budgets", "recurring", "login",
 )
 # The data-size comparison's scenarios, as its lines name them.
-SIZE_LABELS = {"analytics_month": "analytics current month", "accounts": "GET /accounts"}
+SIZE_LABELS = {"analytics_month": "analytics current month", "accounts": "GET /accounts", "budgets": "GET /budgets"}
 
 
 def spread_text(spread: dict[str, int] | None) -> str:
@@ -60,8 +60,10 @@ def format_table(results: dict) -> str:
         f" after the run {memory['after']['total_mib']:.1f} MiB",
         *(size_line(scale, key, label, spread) for key, label in SIZE_LABELS.items()),
         f"- the heavy user's current month holds {scale['heavy_current_month_rows']:,} rows in both sizes",
+        budgets_line(results["budgets_and_rules"]),
         f"- seeding: {results['seed']['seconds_total']:.0f} s"
-        f" (users {results['seed']['seconds_users']:.1f} s, phase A {results['seed']['seconds_phase_a']:.1f} s,"
+        f" (users with their budgets and rules {results['seed']['seconds_users']:.1f} s,"
+        f" phase A {results['seed']['seconds_phase_a']:.1f} s,"
         f" phase B {results['seed']['seconds_phase_b']:.1f} s, rollup trigger"
         f" {'present' if results['seed']['rollup_trigger'] else 'absent'})",
         "",
@@ -71,6 +73,15 @@ def format_table(results: dict) -> str:
     for target in results["targets"]:
         lines.append(f"| {target['target']} | {target['shown']} | {'PASS' if target['passed'] else 'FAIL'} |")
     return "\n".join(lines)
+
+
+def budgets_line(checked: dict) -> str:
+    """What GET /budgets and GET /recurring-transactions answered the heavy user (checked after the seed)."""
+    return (
+        f"- the heavy user's {checked['heavy_budgets']} budgets, {checked['heavy_budgets_with_spending']} with"
+        f" spending in {checked['month']} (equal to its rows' in every category), and its"
+        f" {checked['heavy_recurring_rules']} recurring rules"
+    )
 
 
 def size_line(scale: dict, key: str, label: str, spread: bool) -> str:

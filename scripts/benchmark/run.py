@@ -1,7 +1,7 @@
 """One run: a fresh cluster and tenant, seeded in two phases, gunicorn, every scenario measured.
 
 Phase A (10,000 rows) and phase B (the rest, up to 1,000,000) measure the current month's
-analytics and the list of accounts at both sizes; every scenario then runs on the whole data.
+analytics, the list of accounts and the budgets at both sizes; every scenario then runs on the whole data.
 `run` returns the results (the JSON the command writes); `stop` stops what it started, whatever
 happened.
 """
@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import chain, islice
 from typing import NamedTuple
@@ -44,6 +44,8 @@ class PhaseA:
     now: datetime
     plan: seed.SeedPlan
     users: seed.SeededUsers
+    budgets: int  # every user's, in the tenant
+    rules: int  # every user's recurring rules, in the tenant
     rows: int
     seconds_users: float
     seconds: float
@@ -115,10 +117,14 @@ class Bench:
             "heavy_current_month_rows": len(phase_a.plan.heavy_current_month),
             **{key: size_comparison(small[key], large[key]) for key in small},
         }
-        # The current month is the same rows in both phases; the accounts the same three (their
-        # balances grow with phase B's rows).
-        if not results["scale"]["analytics_month"]["same_answer"]:
-            print("  warning: the current month's analytics differ between the two phases", file=sys.stderr)
+        # The current month is the same rows in both phases, so its analytics and budgets are the same;
+        # the accounts are the same three (their balances grow with phase B's rows).
+        for key, what in (("analytics_month", "analytics"), ("budgets", "budgets")):
+            if not results["scale"][key]["same_answer"]:
+                print(f"  warning: the current month's {what} differ between the two phases", file=sys.stderr)
+        counted = [len(size["budgets"].answer["items"]) for size in (small, large)]
+        if counted != [len(seed.BUDGETS)] * 2:
+            raise RuntimeError(f"GET /budgets lists {counted[0]} and {counted[1]} budgets, not {len(seed.BUDGETS)}")
         listed = [sorted(item["id"] for item in size["accounts"].answer["items"]) for size in (small, large)]
         if not listed[0] == listed[1] == sorted(phase_a.users.heavy_accounts):
             raise RuntimeError(f"GET /accounts lists {listed[0]} and {listed[1]}, not {phase_a.users.heavy_accounts}")
@@ -169,6 +175,7 @@ class Bench:
             results["machine"] = machine_info(conn)
             clock = time.monotonic()
             users = seed.seed_users(conn)
+            budgets, rules = seed.seed_budgets_and_rules(conn, now.date())
             seconds_users = time.monotonic() - clock
             plan = seed.plan_seed(now, users, rng)
             clock = time.monotonic()
@@ -176,9 +183,9 @@ class Bench:
             rows = seed.copy_transactions(conn, phase_a_rows)
             seconds = time.monotonic() - clock
             rollup = seed.rollup_present(conn)
-        print(f"bench: seeded {seed.USERS:,} users and {rows:,} transactions (phase A) in"
-              f" {seconds_users + seconds:.1f} s", flush=True)
-        return PhaseA(now, plan, users, rows, seconds_users, seconds, rollup)
+        print(f"bench: seeded {seed.USERS:,} users ({budgets:,} budgets, {rules:,} recurring rules) and {rows:,}"
+              f" transactions (phase A) in {seconds_users + seconds:.1f} s", flush=True)
+        return PhaseA(now, plan, users, budgets, rules, rows, seconds_users, seconds, rollup)
 
     def start_server(self, results: dict, env: dict[str, str]) -> dict:
         """gunicorn with every worker started; its PSS while idle."""
@@ -196,7 +203,7 @@ class Bench:
 
     def measure_size(self, rows: int, token: str) -> dict[str, SizeRuns]:
         """Each scenario of the data-size comparison with 1 and with 8 connections, and its answer."""
-        print(f"bench: analytics and accounts at {rows:,} tenant rows", flush=True)
+        print(f"bench: {', '.join(s.label for s in scenarios.AT_BOTH_SIZES)} at {rows:,} tenant rows", flush=True)
         measured = {}
         for scenario in scenarios.AT_BOTH_SIZES:
             one = self.measure(scenario, token, self.args.scale_duration, connections=1)
@@ -207,8 +214,8 @@ class Bench:
 
     def seed_phase_b(self, results: dict, phase_a: PhaseA, token: str) -> tuple[str, int]:
         """The rest of the transactions, then the checks that phase A's month is unchanged, that the
-        heavy user's balances are its rows' and that the deep page starts where it should; the deep
-        page's cursor and the tenant's rows."""
+        heavy user's balances and budgets' spending are its rows', that it lists its recurring rules and
+        that the deep page starts where it should; the deep page's cursor and the tenant's rows."""
         cluster, plan, heavy_id = self.stack.cluster, phase_a.plan, phase_a.users.heavy_id
         clock = time.monotonic()
         with cluster.connect(TENANT.name) as conn:
@@ -218,10 +225,13 @@ class Bench:
             deep_first_id = scenarios.row_id_at(conn, heavy_id, scenarios.DEEP_PAGE_AFTER + 1)
             month_rows = seed.heavy_month_rows(conn, heavy_id, phase_a.now)
             balances = seed.account_balances(conn, heavy_id)
+            month = phase_a.now.date().replace(day=1)
+            spending = seed.budget_spending(conn, heavy_id, month)
         total_rows = phase_a.rows + phase_b
         seconds_total = phase_a.seconds_users + phase_a.seconds + seconds_b
         results["seed"] = {
             "users": seed.USERS, "transactions": total_rows, "heavy_user_transactions": seed.HEAVY_ROWS,
+            "budgets": phase_a.budgets, "recurring_rules": phase_a.rules,
             "heavy_current_month_rows": len(plan.heavy_current_month), "rollup_trigger": phase_a.rollup,
             "seconds_users": round(phase_a.seconds_users, 1), "seconds_phase_a": round(phase_a.seconds, 1),
             "seconds_phase_b": round(seconds_b, 1), "seconds_total": round(seconds_total, 1),
@@ -235,12 +245,35 @@ class Bench:
         listed = {item["id"]: Decimal(item["balance"]) for item in json.loads(body)["items"]} if status == 200 else {}
         if listed != balances:
             raise RuntimeError(f"GET /accounts does not give the rows' balances {balances}: {status} {body[:300]!r}")
+        results["budgets_and_rules"] = self.check_budgets(token, month, spending)
+
+        status, body = http("GET", self.server.url + scenarios.RECURRING.path, token=token)
+        rules = len(json.loads(body)["items"]) if status == 200 else None
+        if rules != len(seed.RULES):
+            expected = f"the heavy user's {len(seed.RULES)} rules"
+            raise RuntimeError(f"GET /recurring-transactions does not list {expected}: {status} {body[:300]!r}")
+        results["budgets_and_rules"]["heavy_recurring_rules"] = rules
 
         status, body = http("GET", self.server.url + scenarios.deep_page_path(deep_cursor), token=token)
         if status != 200 or json.loads(body)["items"][0]["id"] != deep_first_id:
             first = scenarios.DEEP_PAGE_AFTER + 1
             raise RuntimeError(f"the deep page does not start at row {first:,}: {status} {body[:200]!r}")
         return deep_cursor, total_rows
+
+    def check_budgets(self, token: str, month: date, spending: dict[str, Decimal]) -> dict:
+        """GET /budgets gives each of the heavy user's budgets of the month its rows' expenses in its category."""
+        status, body = http("GET", self.server.url + scenarios.BUDGETS.path, token=token)
+        answer = json.loads(body) if status == 200 else {}
+        if answer.get("month") != month.strftime("%Y-%m"):
+            raise RuntimeError(f"GET /budgets does not answer for {month:%Y-%m}: {status} {body[:300]!r}")
+        given = {item["category"]: Decimal(item["spent"]) for item in answer["items"]}
+        expected = {category: spending.get(category, Decimal("0.00")) for category, _ in seed.BUDGETS}
+        if given != expected:
+            raise RuntimeError(f"GET /budgets does not give the rows' spending {expected}: {body[:300]!r}")
+        return {
+            "month": answer["month"], "heavy_budgets": len(given),
+            "heavy_budgets_with_spending": sum(1 for spent in given.values() if spent),
+        }
 
     def measure_scenarios(
         self, results: dict, token: str, deep_path: str, transfer_accounts: tuple[int, int]

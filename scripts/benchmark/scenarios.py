@@ -31,8 +31,13 @@ ANALYTICS_MONTH = Scenario(
 )
 # The heavy user's three accounts with their balances: kept by triggers, so one row per account is read.
 ACCOUNTS = Scenario("accounts", "GET /accounts", "GET", "/accounts")
+# The heavy user's 20 budgets (seed.BUDGETS) with the current month's spending, read from the monthly
+# totals (a lookup per budget), never from its rows.
+BUDGETS = Scenario("budgets", "GET /budgets", "GET", "/budgets")
+# The heavy user's recurring rules (seed.RULES), listed whole.
+RECURRING = Scenario("recurring", "GET /recurring-transactions", "GET", "/recurring-transactions")
 # Measured with 10,000 and with 1,000,000 rows in the tenant (the data-size comparison).
-AT_BOTH_SIZES = (ANALYTICS_MONTH, ACCOUNTS)
+AT_BOTH_SIZES = (ANALYTICS_MONTH, ACCOUNTS, BUDGETS)
 TRANSFER_AMOUNT = "25.00"
 
 
@@ -64,6 +69,8 @@ def in_run_order(deep_path: str, transfer_accounts: tuple[int, int]) -> tuple[Sc
         # Read from the monthly totals (a row per month, type and category), not the 100,000 rows.
         Scenario("categories", "GET /categories", "GET", "/categories"),
         ACCOUNTS,
+        BUDGETS,
+        RECURRING,
         Scenario("create", "POST /transactions", "POST", "/transactions", bodies=(expense,)),
         # Every transfer locks the same two account rows (their balances): the writes queue there.
         Scenario("transfer", "POST /transfers", "POST", "/transfers", bodies=transfer_bodies(*transfer_accounts)),

@@ -2,7 +2,9 @@
 
 The transactions carry every column a client writes (records.TRANSACTION); transaction_line gives each a value.
 Every user has its default account (made by the users trigger of migration 0010); the heavy user opens two
-more, and its rows go to the three in turn; everyone else's go to their default account.
+more, and its rows go to the three in turn; everyone else's go to their default account. Every user also has
+BUDGETS (one per category, nine of them on the expense categories the rows use) and RULES (recurring
+transactions in its default account, as if made up to today), inserted with the users, before any row.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 
 import tenancy
 from psycopg import sql
 
-from service.records import TRANSACTION
+from service.records import BUDGET, RECURRING, TRANSACTION
+from service.recurrence import dates_after, next_after
 from service.security import hash_password
 
 TENANT = tenancy.Tenant("bench", {"TENANT_TIMEZONE": "UTC", "TENANT_CURRENCY": "USD"})
@@ -79,6 +82,45 @@ CATEGORIES = (
 )
 _CATEGORY_TABLE = tuple(category for category in CATEGORIES for _ in range(category.weight))
 UNCATEGORISED_SHARE = 0.05  # rows written by the original clients carry neither category nor description
+
+# Every user's budgets (issue 14 measures GET /budgets with 20): one per expense category the rows use,
+# so their `spent` is read from monthly totals that exist, then categories no seeded row uses (spent 0).
+# Only nine expense categories are seeded, and adding more would change every other scenario's data.
+UNUSED_BUDGET_CATEGORIES = (
+    "childcare", "education", "gifts", "insurance", "pets", "personal care", "subscriptions", "taxes",
+    "charity", "home repair", "hobbies",
+)
+BUDGET_CATEGORIES = (
+    *(category.name for category in CATEGORIES if category.type == "expense"), *UNUSED_BUDGET_CATEGORIES
+)
+# A monthly limit per budget, in turn: 100.00, 150.00, ... (what it is does not change the cost).
+BUDGETS = tuple((category, f"{100 + 50 * n}.00") for n, category in enumerate(BUDGET_CATEGORIES))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A recurring transaction every user has, in its default account; start_date is days before today."""
+
+    type: str
+    amount: str
+    category: str
+    description: str
+    frequency: str
+    interval: int
+    days_ago: int
+    ends_days_ago: int | None = None  # an end_date this many days before today (a rule that has ended)
+
+
+RULES = (
+    Rule("income", "3200.00", "salary", "Monthly salary", "monthly", 1, 300),
+    Rule("expense", "1450.00", "rent", "Monthly rent", "monthly", 1, 330),
+    Rule("expense", "12.99", "entertainment", "Streaming subscription", "monthly", 1, 200),
+    Rule("expense", "45.00", "health", "Gym membership", "weekly", 2, 150),
+    Rule("expense", "60.00", "utilities", "Internet", "monthly", 1, 90),
+    Rule("expense", "640.00", "transport", "Car insurance", "yearly", 1, 120),
+    Rule("expense", "4.50", "dining", "Coffee", "daily", 1, 60, ends_days_ago=10),
+)
+RULE_COLUMNS = (*RECURRING.writable, "last_occurrence", "next_occurrence")
 
 
 def transaction_line(rng: random.Random, user_id: int, account_id: int, occurred: float) -> str:
@@ -210,6 +252,73 @@ def seed_users(conn) -> SeededUsers:
         for account in HEAVY_EXTRA_ACCOUNTS
     )
     return SeededUsers(heavy_id, (heavy_default, *extra), sorted(ids[name] for name in usernames[1:]))
+
+
+def rule_row(rule: Rule, today: date) -> dict:
+    """The rule's columns (RULE_COLUMNS but account_id) as the service leaves them once it has made
+    every occurrence up to today: last_occurrence the last made, next_occurrence the next due (None when
+    the rule has ended)."""
+    row = {
+        "type": rule.type, "amount": rule.amount, "description": rule.description, "category": rule.category,
+        "frequency": rule.frequency, "interval": rule.interval, "start_date": today - timedelta(days=rule.days_ago),
+        "end_date": None if rule.ends_days_ago is None else today - timedelta(days=rule.ends_days_ago),
+    }
+    made = dates_after(row, None, until=today, limit=rule.days_ago + 1)
+    last = made[-1] if made else None
+    return {**row, "last_occurrence": last, "next_occurrence": next_after(row, last)}
+
+
+def seed_budgets_and_rules(conn, today: date) -> tuple[int, int]:
+    """Every user's BUDGETS and RULES (the latter in its default account), each table in one INSERT ... SELECT;
+    the rules have made no transaction (their occurrences are not part of the seeded rows). The counts."""
+    categories, amounts = (list(column) for column in zip(*BUDGETS, strict=True))
+    budgets = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} (user_id, category, amount)"
+            " SELECT u.id, b.category, b.amount FROM users u"
+            " CROSS JOIN unnest(%s::text[], %s::numeric[]) WITH ORDINALITY AS b (category, amount, n)"
+            " ORDER BY u.id, b.n"
+        ).format(sql.Identifier(BUDGET.table)),
+        (categories, amounts),
+    ).rowcount
+    rows = [rule_row(rule, today) for rule in RULES]
+    # Each column of RULES as an array, unnested side by side; account_id is the user's default account.
+    columns = [column for column in RULE_COLUMNS if column != "account_id"]
+    types = {"amount": "numeric", "interval": "integer", "start_date": "date", "end_date": "date",
+             "last_occurrence": "date", "next_occurrence": "date"}
+    rules = conn.execute(
+        sql.SQL(
+            "INSERT INTO {table} (user_id, {columns})"
+            " SELECT a.user_id, {values} FROM accounts a"
+            " CROSS JOIN unnest({arrays}) WITH ORDINALITY AS r ({names}, n)"
+            " WHERE a.is_default ORDER BY a.user_id, r.n"
+        ).format(
+            table=sql.Identifier(RECURRING.table),
+            columns=sql.SQL(", ").join(map(sql.Identifier, RULE_COLUMNS)),
+            values=sql.SQL(", ").join(
+                sql.Identifier("a", "id") if column == "account_id" else sql.Identifier("r", column)
+                for column in RULE_COLUMNS
+            ),
+            arrays=sql.SQL(", ").join(
+                sql.SQL("%s::{}[]").format(sql.SQL(types.get(column, "text"))) for column in columns
+            ),
+            names=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        ),
+        [[row[column] for row in rows] for column in columns],
+    ).rowcount
+    return budgets, rules
+
+
+def budget_spending(conn, user_id: int, month: date) -> dict[str, Decimal]:
+    """The user's expenses by category in the month starting on `month` (UTC, the bench tenant's time
+    zone), summed from its rows: what GET /budgets must read from the monthly totals."""
+    following = (month + timedelta(days=32)).replace(day=1)
+    rows = conn.execute(
+        "SELECT category, sum(amount) FROM transactions WHERE user_id = %s AND type = 'expense'"
+        " AND category IS NOT NULL AND occurred_at >= %s AND occurred_at < %s GROUP BY category",
+        (user_id, *(datetime(day.year, day.month, 1, tzinfo=UTC) for day in (month, following))),
+    ).fetchall()
+    return dict(rows)
 
 
 def account_balances(conn, user_id: int) -> dict[int, Decimal]:
