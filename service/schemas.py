@@ -336,12 +336,17 @@ def _account_id(description: str, **kwargs) -> Id:
     return Id(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
 
 
-class TransactionCreate(Schema):
+class EntryCreate(Schema):
+    """What an income or expense is, as a transaction and a recurring rule take it."""
+
     account_id = _account_id("One of the user's accounts; the default account when absent.")
     type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
     amount = Money(required=True)
     description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
     category = Category()
+
+
+class TransactionCreate(EntryCreate):
     occurred_at = fields.AwareDateTime(
         format="iso",
         validate=supported_day,
@@ -350,7 +355,11 @@ class TransactionCreate(Schema):
 
 
 class Changes(Schema):
-    """A PATCH body: at least one field."""
+    """A PATCH body: at least one field, every one optional (a subclass of a create schema takes its
+    fields, none required)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(partial=True, **kwargs)
 
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
@@ -361,11 +370,8 @@ class Changes(Schema):
 class TransactionUpdate(TransactionCreate, Changes):
     """The same fields as a create, every one optional."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(partial=True, **kwargs)
 
-
-class TransactionPublic(Schema):
+class EntryPublic(Schema):
     id = fields.Integer(required=True)
     account_id = fields.Integer(required=True)
     type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
@@ -373,6 +379,9 @@ class TransactionPublic(Schema):
     currency = fields.String(required=True, metadata={"example": "USD"})
     description = fields.String(allow_none=True)
     category = fields.String(allow_none=True)
+
+
+class TransactionPublic(EntryPublic):
     occurred_at = fields.AwareDateTime(format="iso", required=True)
     recurring_id = fields.Integer(
         allow_none=True, required=True, metadata={"description": "The recurring rule that made it, or null."}
@@ -600,8 +609,7 @@ class BudgetCreate(Schema):
 
 
 class BudgetUpdate(BudgetCreate, Changes):
-    def __init__(self, **kwargs) -> None:
-        super().__init__(partial=True, **kwargs)
+    pass
 
 
 class BudgetPublic(Schema):
@@ -637,12 +645,7 @@ class BudgetList(Schema):
     total_spent = Money(required=True)
 
 
-class RecurringCreate(Schema):
-    account_id = _account_id("One of the user's accounts; the default account when absent.")
-    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
-    amount = Money(required=True)
-    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
-    category = Category()
+class RecurringCreate(EntryCreate):
     frequency = fields.String(required=True, validate=OneOf(FREQUENCIES))
     interval = Id(
         validate=Range(min=1, max=366),
@@ -665,18 +668,8 @@ class RecurringCreate(Schema):
 class RecurringUpdate(RecurringCreate, Changes):
     """The same fields as a create, every one optional; a change applies to occurrences not yet made."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(partial=True, **kwargs)
 
-
-class RecurringPublic(Schema):
-    id = fields.Integer(required=True)
-    account_id = fields.Integer(required=True)
-    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
-    amount = Money(required=True)
-    currency = fields.String(required=True, metadata={"example": "USD"})
-    description = fields.String(allow_none=True)
-    category = fields.String(allow_none=True)
+class RecurringPublic(EntryPublic):
     frequency = fields.String(required=True, validate=OneOf(FREQUENCIES))
     interval = fields.Integer(required=True)
     start_date = fields.Date(required=True)
