@@ -8,12 +8,14 @@ status code, a body matching the documented schema, the documented content type 
 invalid requests are refused and valid ones accepted, that a missing or broken token is refused
 (each authenticated request is replayed without it and with a bad one in either header), and that
 an undocumented method is refused with 405 and an Allow header. Seeded and derandomized: every run
-sends the same requests.
+sends the same requests. Requests built by hand add what random ones almost never reach: budgets
+with spending, recurring rules with occurrences, and the transactions those rules make.
 """
 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -35,6 +37,10 @@ SEED = 20_260_101
 DAYS = {"from", "to"}
 # An account_id (in a body or a query) must be one of the user's accounts, which Swagger cannot say.
 ACCOUNT = {"account_id"}
+# A recurring transaction's start_date is at most 366 days before the tenant's today, and its
+# end_date not before its start_date (on a PATCH, the rule's own when the body has none); both are
+# days as above.
+RULE_DAYS = {"start_date", "end_date"}
 # An Idempotency-Key used before with another body is 422: it depends on earlier requests.
 CREATE = {(400, "validation_error"): {"occurred_at", *ACCOUNT}, (422, "idempotency_key_reused"): set()}
 UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
@@ -55,6 +61,17 @@ UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
         (422, "idempotency_key_reused"): set(),
     },
     "PATCH /transfers/{transfer_id}": {(400, "validation_error"): {"occurred_at"}},
+    # A budget's category must not be blank once trimmed. (A category another budget has, 409
+    # budget_exists, depends on earlier requests, and is accepted as every 409 is.)
+    "POST /budgets": {(400, "validation_error"): {"category"}},
+    "PATCH /budgets/{budget_id}": {(400, "validation_error"): {"category"}},
+    # A rule's days as above, and its account one of the user's. (An archived one, 409
+    # account_archived, is accepted as every 409 is.)
+    "POST /recurring-transactions": {
+        (400, "validation_error"): RULE_DAYS | ACCOUNT,
+        (422, "idempotency_key_reused"): set(),
+    },
+    "PATCH /recurring-transactions/{recurring_id}": {(400, "validation_error"): RULE_DAYS | ACCOUNT},
     # The new password must differ from the current one.
     "POST /password": {(400, "validation_error"): {"new_password"}},
     # A file is all Swagger 2 can say: whether its bytes are a CSV with the right header and
@@ -139,6 +156,63 @@ def test_every_operation_conforms_to_the_swagger_document(case):
             assert fields is not None and set(error.get("fields") or {}) <= fields, (
                 f"a request the document allows was refused: {status} {response.text}"
             )
+
+
+def test_real_budgets_and_rules_conform_to_the_swagger_document(request, servers, client):
+    """Generated requests almost never name a record that exists, nor a start_date among the last
+    366 days (their dates span 1900 to 2999): alone, they would check budgets without spending and
+    rules without occurrences. Here real ones, the transactions the rules make and the refusals
+    that depend on earlier requests get every check the generated requests get."""
+    token = _token(client)
+    schema = _schema(request, servers["tenant1"].url, token)
+
+    def call(method: str, path: str, status: int, **parts) -> schemathesis.Response:
+        # The configured auth is applied to generated cases only: a case built by hand sends its own.
+        case = schema[path][method].Case(headers={"Authorization": f"Bearer {token}"}, **parts)
+        response = case.call_and_validate()
+        assert response.status_code == status, (method, path, parts, response.text)
+        return response
+
+    today = datetime.now(UTC).date()  # the tenant's today is at most a day away
+    groceries = call("POST", "/budgets", 201, body={"category": " groceries ", "amount": "300"}).json()
+    budget = {"budget_id": groceries["id"]}
+    call("POST", "/budgets", 409, body={"category": "groceries", "amount": "1.00"})  # budget_exists
+    call("POST", "/transactions", 201, body={"type": "expense", "amount": "135.90", "category": "groceries"})
+    assert call("GET", "/budgets", 200).json()["total_spent"] == "135.90"
+    call("GET", "/budgets", 200, query={"month": f"{today - timedelta(days=40):%Y-%m}"})
+    call("GET", "/budgets/{budget_id}", 200, path_parameters=budget)
+    call("PATCH", "/budgets/{budget_id}", 200, path_parameters=budget, body={"amount": "241.60"})
+
+    rules = [
+        {"frequency": "daily", "start_date": today - timedelta(days=10), "end_date": today - timedelta(days=5)},
+        {"frequency": "weekly", "interval": 2, "start_date": today - timedelta(days=60), "category": "rent"},
+        {"frequency": "monthly", "start_date": today - timedelta(days=365), "description": "Streaming"},
+        {"frequency": "yearly", "start_date": today - timedelta(days=365), "end_date": today + timedelta(days=400)},
+    ]
+    for fields in rules:
+        body = {"type": "expense", "amount": "15.99", **{name: str(value) for name, value in fields.items()}}
+        rule = call("POST", "/recurring-transactions", 201, body=body).json()
+        assert rule["last_occurrence"] is not None, rule  # its past occurrences were made
+        item = {"recurring_id": rule["id"]}
+        call("GET", "/recurring-transactions/{recurring_id}", 200, path_parameters=item)
+        call("PATCH", "/recurring-transactions/{recurring_id}", 200, path_parameters=item, body={"amount": "17.49"})
+        call("PATCH", "/recurring-transactions/{recurring_id}", 200, path_parameters=item, body={"end_date": None})
+        page = call("GET", "/transactions", 200, query={"recurring_id": rule["id"]}).json()
+        assert page["items"] and {t["recurring_id"] for t in page["items"]} == {rule["id"]}, page
+        call("GET", "/transactions/export", 200, query={"recurring_id": rule["id"]})
+    too_old = {"start_date": str(today - timedelta(days=400))}
+    call("PATCH", "/recurring-transactions/{recurring_id}", 400, path_parameters=item, body=too_old)
+    account = {"account_id": call("POST", "/accounts", 201, body={"name": "Jar", "kind": "cash"}).json()["id"]}
+    call("PATCH", "/accounts/{account_id}", 200, path_parameters=account, body={"archived": True})
+    archived = {"type": "income", "amount": "1.00", "frequency": "daily", "start_date": str(today), **account}
+    call("POST", "/recurring-transactions", 409, body=archived)  # account_archived
+    call("PATCH", "/recurring-transactions/{recurring_id}", 409, path_parameters=item, body=account)
+    call("GET", "/analytics", 200, query={"period": "current_year", "group_by": "month"})
+
+    for rule in call("GET", "/recurring-transactions", 200).json()["items"]:
+        call("DELETE", "/recurring-transactions/{recurring_id}", 204, path_parameters={"recurring_id": rule["id"]})
+    call("DELETE", "/budgets/{budget_id}", 204, path_parameters=budget)
+    call("GET", "/budgets/{budget_id}", 404, path_parameters=budget)
 
 
 @logout_only.parametrize()
