@@ -15,9 +15,11 @@ import shutil
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import kubernetes_validate
 import localstack
@@ -112,6 +114,9 @@ ALLOWED_TRAFFIC = {
     ("ingress", "finance-api", "monitoring/*", "TCP", DEFAULT_METRICS_PORT),
     ("egress", "finance-api", "postgres", "TCP", 5432),
     ("ingress", "postgres", "finance-api", "TCP", 5432),
+    # The recurring transactions' CronJob, as the app's role.
+    ("egress", "finance-scheduler", "postgres", "TCP", 5432),
+    ("ingress", "postgres", "finance-scheduler", "TCP", 5432),
     ("ingress", "postgres", "postgres-backup", "TCP", 5432),
     ("egress", "postgres-backup", "postgres", "TCP", 5432),
     # pgBackRest's TLS server, for the backup jobs.
@@ -512,6 +517,82 @@ def test_settings_carry_the_tenant_id_and_its_tenant_env(tenant):
     assert {"TENANT_CURRENCY", "TENANT_TIMEZONE", "LOG_LEVEL"} <= set(settings["data"])
 
 
+# --- the recurring transactions' scheduler ----------------------------------------------------------
+
+SCHEDULER = "finance-scheduler"
+SCHEDULER_INTERVAL = timedelta(minutes=15)
+
+
+def test_scheduler_runs_a_pass_every_15_minutes_one_at_a_time_on_every_tenants_midnight(tenant):
+    cronjob = tenant.one("CronJob", SCHEDULER)
+    spec, job = cronjob["spec"], cronjob["spec"]["jobTemplate"]["spec"]
+    assert spec["schedule"] == "*/15 * * * *" and spec["timeZone"] == "Etc/UTC"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    # A missed run is skipped, not started late into the next one's slot; a stuck pass ends before
+    # the next run is due (Forbid would skip it otherwise); a failed pass is retried (it is safe to repeat).
+    assert 0 < spec["startingDeadlineSeconds"] < SCHEDULER_INTERVAL.total_seconds()
+    assert 0 < job["activeDeadlineSeconds"] < SCHEDULER_INTERVAL.total_seconds()
+    assert job["backoffLimit"] >= 1
+    assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+    # Runs at :00, :15, :30 and :45 UTC fall on the tenant's midnight as long as its offset from UTC
+    # is a multiple of 15 minutes, on every day of a year (summer time included).
+    zone = ZoneInfo(tenant.generated("finance-settings")["data"]["TENANT_TIMEZONE"])
+    for day in range(366):
+        midnight = datetime.combine(date(2026, 1, 1) + timedelta(days=day), time(), zone)
+        assert midnight.utcoffset() % SCHEDULER_INTERVAL == timedelta(0), f"{zone} at {midnight}"
+
+
+def test_scheduler_is_the_apps_image_with_the_apps_settings_database_and_security_but_no_signing_key(tenant):
+    cronjob = tenant.one("CronJob", SCHEDULER)
+    template = pod_template(cronjob)
+    pod = template["spec"]
+    api_pod = tenant.pod_spec("Deployment", "finance-api")
+    (api,) = api_pod["containers"]
+    (scheduler,) = pod["containers"]
+    assert not pod.get("initContainers")
+    assert cronjob["metadata"]["labels"]["app.kubernetes.io/name"] == SCHEDULER
+    assert template["metadata"]["labels"]["app.kubernetes.io/name"] == SCHEDULER
+    assert pod["restartPolicy"] == "Never"
+    # The tenant's app image (the overlay's images entry applies), running one pass.
+    assert scheduler["image"] == api["image"] and image_ref(scheduler["image"])[0] == APP_IMAGE
+    assert scheduler["command"] == ["python", "-m", "service", "run-scheduled"] and "args" not in scheduler
+    # The API's settings and DATABASE_URL, as the app's role; of the Secret only the database password.
+    settings = tenant.generated("finance-settings")["metadata"]["name"]
+    assert scheduler["envFrom"] == api["envFrom"] == [{"configMapRef": {"name": settings}}]
+    env = [variable["name"] for variable in scheduler["env"]]
+    assert env == ["POSTGRES_PASSWORD", "DATABASE_URL"]
+    assert env_value(scheduler, "DATABASE_URL") == env_value(api, "DATABASE_URL")
+    assert env_map(scheduler)["POSTGRES_PASSWORD"] == env_map(api)["POSTGRES_PASSWORD"]
+    assert connecting_users(scheduler) == {APP_ROLE}
+    assert "JWT_SECRET" in env_map(api) and not [name for name in env if name.startswith("JWT_")]
+    # The API's restricted security context, pod and container; no token, no Service variables.
+    assert pod["securityContext"] == api_pod["securityContext"]
+    assert scheduler["securityContext"] == api["securityContext"]
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    # Writable: only its own /tmp.
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert [(m["mountPath"], set(volumes[m["name"]]) - {"name"}) for m in scheduler["volumeMounts"]] == [
+        ("/tmp", {"emptyDir"})  # noqa: S108 - an emptyDir mount
+    ]
+
+
+def test_scheduler_reaches_postgresql_only_and_nothing_reaches_it(tenant):
+    allowed = traffic_allowed(tenant.of_kind("NetworkPolicy"))
+    own = {rule for rule in allowed if SCHEDULER in rule[1:3]}
+    assert own == {
+        ("egress", SCHEDULER, "postgres", "TCP", 5432),
+        ("ingress", "postgres", SCHEDULER, "TCP", 5432),
+    }
+    # Beside DNS (every pod's), that is all: its own policy selects exactly its pods.
+    policy = tenant.one("NetworkPolicy", SCHEDULER)["spec"]
+    labels = pod_template(tenant.one("CronJob", SCHEDULER))["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy
+    assert {rule for rule in allowed if rule[1] == "*"} == {
+        ("egress", "*", "kube-system/kube-dns", "UDP", 53), ("egress", "*", "kube-system/kube-dns", "TCP", 53),
+    }
+
+
 def test_postgres_keeps_its_data_on_a_claimed_volume(tenant):
     statefulset = tenant.one("StatefulSet", "postgres")
     service = tenant.one("Service", "postgres")
@@ -645,7 +726,7 @@ def test_api_scaling_floor_follows_the_overlay_and_the_quota_fits_the_ceiling(te
     assert budget["spec"]["minAvailable"] < replicas
 
     # Everything at once: the autoscaler's ceiling plus a rolling update's surge pod, PostgreSQL
-    # with its pgBackRest server, a dump, a pgBackRest backup and a restore drill.
+    # with its pgBackRest server, a dump, a pgBackRest backup, a restore drill and a scheduler pass.
     (quota,) = tenant.of_kind("ResourceQuota")
     hard = quota["spec"]["hard"]
     surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
@@ -654,6 +735,7 @@ def test_api_scaling_floor_follows_the_overlay_and_the_quota_fits_the_ceiling(te
     pods["postgres-backup"] = 1
     pods["postgres-backup-full"] = 1  # the differential one is the same pod, on other days
     pods["restore-drill"] = 1
+    pods["finance-scheduler"] = 1
     specs = {workload["metadata"]["name"]: pod for workload, pod in workloads(tenant.objects)}
     for kind, resource in itertools.product(("requests", "limits"), ("cpu", "memory")):
         needed = sum(count * pod_resources(specs[name], kind, resource) for name, count in pods.items())
