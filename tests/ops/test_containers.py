@@ -24,7 +24,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_ENV_SCRIPT = ROOT / "scripts" / "compose-env"
 DEMO_TENANTS = ("tenant1", "tenant2")
-ROLES = ("db", "migrate", "app", "proxy")
+ROLES = ("db", "migrate", "app", "proxy", "scheduler")
 APP_PORT = 8000
 # The nginx in front of each app: the one template both render, and the port it listens on.
 PROXY_TEMPLATE = ROOT / "proxy" / "finance-proxy.conf.template"
@@ -242,7 +242,7 @@ def _service(compose: dict, tenant: str, role: str) -> dict:
     return compose["services"][f"{tenant}-{role}"]
 
 
-def test_compose_runs_a_database_a_migration_an_app_and_its_proxy_per_demo_tenant(compose):
+def test_compose_runs_a_database_a_migration_an_app_its_proxy_and_a_scheduler_per_demo_tenant(compose):
     assert set(compose["services"]) == {f"{tenant}-{role}" for tenant in DEMO_TENANTS for role in ROLES}
 
 
@@ -259,7 +259,21 @@ def test_app_starts_after_its_own_healthy_database_and_finished_migration(compos
 
 
 @pytest.mark.parametrize("tenant", DEMO_TENANTS)
-@pytest.mark.parametrize("role", ["migrate", "app"])
+def test_scheduler_repeats_its_pass_after_the_migration_with_the_migrations_environment(compose, tenant):
+    scheduler = _service(compose, tenant, "scheduler")
+    assert scheduler["command"] == ["python", "-m", "service", "run-scheduled", "--every", "60"]
+    assert scheduler["depends_on"] == _service(compose, tenant, "app")["depends_on"]
+    assert scheduler["restart"] == "unless-stopped"
+    # TENANT_ID, DATABASE_URL and the tenant's settings; no signing key, nothing of the proxy's.
+    assert scheduler["environment"] == _service(compose, tenant, "migrate")["environment"]
+    assert "JWT_SECRET" not in scheduler["environment"]
+    # It serves no port, so the image's health check (GET /health on the API's port) is off.
+    assert scheduler["healthcheck"] == {"test": ["NONE"]}
+    assert not scheduler.get("expose")
+
+
+@pytest.mark.parametrize("tenant", DEMO_TENANTS)
+@pytest.mark.parametrize("role", ["migrate", "app", "scheduler"])
 def test_app_and_migration_connect_only_to_their_own_database(compose, compose_env, tenant, role):
     db = _service(compose, tenant, "db")["environment"]
     url = urlsplit(_service(compose, tenant, role)["environment"]["DATABASE_URL"])
@@ -279,7 +293,7 @@ def test_databases_superuser_is_postgres_and_no_container_connects_as_it(compose
     assert env["POSTGRES_PASSWORD"] == compose_env[f"{tenant.upper()}_DB_SUPERUSER_PASSWORD"]
     assert env["POSTGRES_PASSWORD"] != env["APP_PASSWORD"]
     assert env["APP_USER"] != "postgres"
-    for role in ("migrate", "app"):
+    for role in ("migrate", "app", "scheduler"):
         assert urlsplit(_service(compose, tenant, role)["environment"]["DATABASE_URL"]).username == env["APP_USER"]
     # The same init script as in Kubernetes, where the image runs it on first start (executable,
     # so it runs in a shell of its own).
@@ -309,7 +323,7 @@ def test_databases_keep_their_data_in_distinct_named_volumes(compose):
         assert source in compose["volumes"], f"{tenant}'s data is in a named volume"
         assert target == "/var/lib/postgresql/data"
         sources.append(source)
-        for role in ("migrate", "app"):
+        for role in ("migrate", "app", "scheduler"):
             assert not _service(compose, tenant, role).get("volumes")
     assert len(set(sources)) == len(DEMO_TENANTS)
 
@@ -317,7 +331,7 @@ def test_databases_keep_their_data_in_distinct_named_volumes(compose):
 def test_only_the_proxies_publish_ports_their_local_run_ports(compose):
     published = {}
     for tenant in DEMO_TENANTS:
-        for role in ("db", "migrate", "app"):
+        for role in ("db", "migrate", "app", "scheduler"):
             assert not _service(compose, tenant, role).get("ports"), f"{tenant}-{role} publishes no port"
         # gunicorn is reached only through its proxy: slow clients must never meet a sync worker.
         assert _service(compose, tenant, "app")["expose"] == [str(APP_PORT)]
@@ -407,7 +421,7 @@ def test_tenants_have_different_secrets(compose):
         assert len({_service(compose, tenant, "app")["environment"][key] for tenant in DEMO_TENANTS}) == 2
 
 
-@pytest.mark.parametrize("role", ["migrate", "app"])
+@pytest.mark.parametrize("role", ["migrate", "app", "scheduler"])
 def test_service_containers_run_read_only_without_privileges(compose, role):
     for tenant in DEMO_TENANTS:
         service = _service(compose, tenant, role)
