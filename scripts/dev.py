@@ -1,6 +1,7 @@
 """Run every tenant of tenants/ locally: for each, a PostgreSQL cluster of its own, archived with
 pgBackRest into .local/dev/<tenant>/pgbackrest (as each tenant's database is in Kubernetes, so that
-scripts/restore-tenant --local can restore it to a point in time), and a gunicorn.
+scripts/restore-tenant --local can restore it to a point in time), a gunicorn, and the recurring
+transactions' scheduler (`python -m service run-scheduled --every 60`, a CronJob in Kubernetes).
 
     scripts/dev run      start everything, print `<tenant> <base-url>` lines, stop on Ctrl-C
     scripts/dev up       the same, left running in the background
@@ -12,6 +13,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,8 @@ STATE = tenancy.ROOT / ".local" / "dev"
 # The first tenant's PostgreSQL port; each tenant's is this plus its app port's offset from the first's.
 PG_PORT = int(os.environ.get("DEV_PG_PORT", "55432"))
 FIRST_APP_PORT = tenancy.FIRST_LOCAL_PORT
+# Seconds between two passes of a tenant's scheduler.
+SCHEDULER_EVERY = 60
 
 
 def stack(tenant: str, app_port: int) -> localstack.Stack:
@@ -40,6 +44,10 @@ def _pid_file(tenant: str) -> Path:
     return STATE / "run" / f"{tenant}.pid"
 
 
+def _scheduler_pid_file(tenant: str) -> Path:
+    return STATE / "run" / "scheduler" / f"{tenant}.pid"
+
+
 def restoring_marker(tenant: str) -> Path:
     """Present while scripts/restore-tenant --local restores the tenant: `run` leaves it alone."""
     return STATE / "run" / f"{tenant}.restoring"
@@ -53,6 +61,16 @@ def running(tenant: str) -> tuple[int, str] | None:
     except (OSError, ValueError):
         return None
     return int(pid_text), url
+
+
+def scheduler_running(tenant: str) -> int | None:
+    """The pid of a tenant's scheduler started by `up`, if it is still alive."""
+    try:
+        pid = int(_scheduler_pid_file(tenant).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 def up() -> list[localstack.Server]:
@@ -88,7 +106,8 @@ def up() -> list[localstack.Server]:
 
 def serve(tenant_stack: localstack.Stack, tenant: tenancy.Tenant, port: int) -> localstack.Server | None:
     """Start the tenant's cluster (its archive made, and backed up when it has no backup of the
-    last day), migrate it and start its gunicorn in the background, unless it already runs."""
+    last day), migrate it and start its gunicorn and then its scheduler in the background, unless
+    they already run. A gunicorn that does not start leaves no scheduler behind."""
     tenant_stack.cluster.start()
     assert tenant_stack.cluster.archive is not None
     try:
@@ -98,10 +117,26 @@ def serve(tenant_stack: localstack.Stack, tenant: tenancy.Tenant, port: int) -> 
         raise
     if running(tenant.name):
         return None
-    server = tenant_stack.start_server(tenant.name, tenant_stack.prepare(tenant), port, detach=True)
+    env = tenant_stack.prepare(tenant)
+    server = tenant_stack.start_server(tenant.name, env, port, detach=True)
     _pid_file(tenant.name).parent.mkdir(parents=True, exist_ok=True)
     _pid_file(tenant.name).write_text(f"{server.process.pid} {server.url}\n")
+    start_scheduler(tenant_stack, tenant.name, env)
     return server
+
+
+def start_scheduler(tenant_stack: localstack.Stack, tenant: str, env: dict[str, str]) -> None:
+    """Start the tenant's scheduler with its gunicorn's environment (the same DATABASE_URL and
+    TENANT_TIMEZONE) but no signing key, which it does not need; it logs beside gunicorn."""
+    env = {key: value for key, value in env.items() if key != "JWT_SECRET"}
+    log_file = tenant_stack.directory / "logs" / f"{tenant}-scheduler.log"
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [str(localstack.VENV_PYTHON), "-m", "service", "run-scheduled", "--every", str(SCHEDULER_EVERY)],
+            cwd=tenancy.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    _scheduler_pid_file(tenant).parent.mkdir(parents=True, exist_ok=True)
+    _scheduler_pid_file(tenant).write_text(f"{process.pid}\n")
 
 
 def status() -> int:
@@ -115,16 +150,25 @@ def status() -> int:
 
 
 def stop_server(tenant: str) -> bool:
-    """Stop the tenant's gunicorn (it finishes its requests first); whether one was running."""
+    """Stop the tenant's scheduler and its gunicorn (which finishes its requests first); whether
+    the gunicorn was running."""
+    _stop(scheduler_running(tenant))
+    _scheduler_pid_file(tenant).unlink(missing_ok=True)
     alive = running(tenant)
-    if alive:
-        os.kill(alive[0], signal.SIGTERM)
-        for _ in range(300):
-            if _exited(alive[0]):
-                break
-            time.sleep(0.1)
+    _stop(alive[0] if alive else None)
     _pid_file(tenant).unlink(missing_ok=True)
     return alive is not None
+
+
+def _stop(pid: int | None) -> None:
+    """SIGTERM, then wait up to 30 s for the process to exit."""
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(300):
+        if _exited(pid):
+            break
+        time.sleep(0.1)
 
 
 def _exited(pid: int) -> bool:
@@ -143,8 +187,9 @@ def _exited(pid: int) -> bool:
 
 
 def down() -> None:
-    for pid_file in sorted((STATE / "run").glob("*.pid")):
-        stop_server(pid_file.stem)
+    pid_files = [*(STATE / "run").glob("*.pid"), *(STATE / "run" / "scheduler").glob("*.pid")]
+    for tenant in sorted({pid_file.stem for pid_file in pid_files}):
+        stop_server(tenant)
     # Every tenant's cluster that ran here, also one whose tenants/ folder has gone since.
     for tenant_dir in sorted(path.parent for path in STATE.glob("*/secrets")):
         stack(tenant_dir.name, FIRST_APP_PORT).cluster.stop()

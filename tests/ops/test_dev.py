@@ -1,16 +1,25 @@
-"""The local run (`make run`, scripts/dev): a taken port is one clear line, not a traceback."""
+"""The local run (`make run`, scripts/dev): a taken port is one clear line, not a traceback; each tenant's
+scheduler runs beside its gunicorn, with its environment, and stops with it."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import localstack
 import pytest
 
 from tests.conftest import ROOT
+
+# What the scheduler's log says after each pass (`python -m service run-scheduled`).
+SCHEDULER_PASS_DONE = "scheduled run done"
 
 
 @pytest.fixture
@@ -64,3 +73,152 @@ def test_an_env_value_kustomize_would_read_otherwise_is_refused(tmp_path, line):
         tenancy.read_env_file(env_file)
     env_file.write_text("# the tenant's settings\nTENANT_CURRENCY=EUR\nTENANT_TIMEZONE=Europe/Berlin\n")
     assert tenancy.read_env_file(env_file) == {"TENANT_CURRENCY": "EUR", "TENANT_TIMEZONE": "Europe/Berlin"}
+
+
+# --- the scheduler of each tenant -------------------------------------------------------------------
+
+
+def _two_free_ports() -> int:
+    """A port p such that p and p + 1 are free (two tenants' consecutive ports)."""
+    while localstack.port_taken((port := localstack.free_port()) + 1):
+        pass
+    return port
+
+
+@pytest.fixture
+def private_dev(tmp_path) -> Iterator[Callable[[dict[str, str]], None]]:
+    """scripts/dev.py on private tenants (a tenants/ folder and a state folder of their own, free
+    ports), given as {name: tenant.env text}; everything it started is stopped at the end."""
+    import dev
+    import tenancy
+
+    names: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        def make(tenants: dict[str, str]) -> None:
+            app_port, pg_port = _two_free_ports(), _two_free_ports()
+            for offset, (name, tenant_env) in enumerate(sorted(tenants.items())):
+                (tmp_path / "tenants" / name).mkdir(parents=True)
+                (tmp_path / "tenants" / name / "tenant.env").write_text(tenant_env)
+                (tmp_path / "tenants" / name / "local.env").write_text(f"LOCAL_PORT={app_port + offset}\n")
+                names.append(name)
+            patch.setattr(tenancy, "TENANTS_DIR", tmp_path / "tenants")
+            patch.setattr(dev, "STATE", tmp_path / "state")
+            patch.setattr(dev, "PG_PORT", pg_port - (app_port - dev.FIRST_APP_PORT))
+
+        try:
+            yield make
+        finally:
+            dev.down()
+            for name in names:
+                stack = dev.stack(name, dev.FIRST_APP_PORT)
+                shutil.rmtree(stack.cluster.directory, ignore_errors=True)
+                shutil.rmtree(stack.cluster.archive.directory, ignore_errors=True)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
+def _schedulers(tenant: str) -> list[int]:
+    """Every process running `service run-scheduled` with the tenant's TENANT_ID."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            scheduler = b"run-scheduled" in (proc / "cmdline").read_bytes()
+            if scheduler and _environ(int(proc.name)).get("TENANT_ID") == tenant:
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue  # not a process, or gone meanwhile
+    return found
+
+
+def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_stops_it(private_dev):
+    import dev
+
+    zones = {"sched-kathmandu": "Asia/Kathmandu", "sched-st-johns": "America/St_Johns"}
+    private_dev({name: f"TENANT_CURRENCY=USD\nTENANT_TIMEZONE={zone}\n" for name, zone in zones.items()})
+    dev.up()
+    schedulers = {}
+    for tenant, zone in zones.items():
+        pid = dev.scheduler_running(tenant)
+        assert pid and _schedulers(tenant) == [pid], f"{tenant}: one scheduler, the one up started"
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        assert cmdline == [str(localstack.VENV_PYTHON), "-m", "service", "run-scheduled", "--every", "60"]
+        # Its gunicorn's database and calendar, without the signing key it does not need.
+        env, gunicorn_env = _environ(pid), _environ(dev.running(tenant)[0])
+        for key in ("TENANT_ID", "DATABASE_URL", "TENANT_TIMEZONE", "LOG_LEVEL"):
+            assert env.get(key) == gunicorn_env.get(key), key
+        assert env["TENANT_ID"] == tenant and env["TENANT_TIMEZONE"] == zone
+        assert "JWT_SECRET" in gunicorn_env and "JWT_SECRET" not in env
+        schedulers[tenant] = pid
+    assert len(set(_environ(pid)["DATABASE_URL"] for pid in schedulers.values())) == 2
+
+    # Its log, beside gunicorn's, shows a finished pass and no secret.
+    for tenant in schedulers:
+        log = dev.STATE / tenant / "logs" / f"{tenant}-scheduler.log"
+        deadline = time.monotonic() + 30
+        while SCHEDULER_PASS_DONE not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = log.read_text()
+        assert SCHEDULER_PASS_DONE in text, text[-2000:]
+        for secret in localstack.read_env_file(dev.STATE / tenant / "secrets" / f"{tenant}.env").values():
+            assert secret not in text
+
+    started = time.monotonic()
+    dev.down()
+    assert time.monotonic() - started < 15, "down waited for a scheduler that ignored SIGTERM"
+    for tenant, pid in schedulers.items():
+        # Gone and reaped: a zombie of this process would still answer signal 0.
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert not _schedulers(tenant) and dev.scheduler_running(tenant) is None
+
+
+def test_a_tenant_whose_server_does_not_start_leaves_no_scheduler_behind(private_dev):
+    import dev
+
+    # The migration takes this setting; the server refuses it (JWT_TTL_SECONDS is at least 60).
+    private_dev({"sched-broken": "TENANT_CURRENCY=USD\nTENANT_TIMEZONE=UTC\nJWT_TTL_SECONDS=1\n"})
+    with pytest.raises(SystemExit, match="JWT_TTL_SECONDS"):
+        dev.up()
+    assert dev.running("sched-broken") is None
+    assert dev.scheduler_running("sched-broken") is None and not _schedulers("sched-broken")
+
+
+def test_ctrl_c_of_run_stops_the_scheduler_with_the_server_at_once(private_dev):
+    import dev
+    import tenancy
+
+    private_dev({"sched-ctrl-c": "TENANT_CURRENCY=USD\nTENANT_TIMEZONE=UTC\n"})
+    # `scripts/dev run` on the private tenants, with SIGINT raising KeyboardInterrupt as in a terminal.
+    code = (
+        "import signal, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import dev, tenancy;"
+        " signal.signal(signal.SIGINT, signal.default_int_handler);"
+        " tenancy.TENANTS_DIR, dev.STATE, dev.PG_PORT = Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]);"
+        " dev.run()"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", code, str(ROOT / "scripts"), str(tenancy.TENANTS_DIR), str(dev.STATE), str(dev.PG_PORT)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        output = ""
+        for line in run.stdout:
+            output += line
+            if line.startswith("Serving"):
+                break
+        server, scheduler = dev.running("sched-ctrl-c"), dev.scheduler_running("sched-ctrl-c")
+        assert server and scheduler, output
+        started = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15, "run waited for a scheduler that ignored SIGTERM"
+    finally:
+        run.kill()
+        run.wait()
+    # Stopped and reaped by `run` itself before it exited.
+    for pid in (server[0], scheduler):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not _schedulers("sched-ctrl-c")
