@@ -47,9 +47,9 @@ def run_scheduled(every: float | None = None) -> None:
                 made = recurring.run_due(conn, timezone=settings.timezone)
             log.info("scheduled run done", extra={"transactions_made": made})
         except psycopg.OperationalError:
+            log.exception("scheduled run failed: the database is unreachable")
             if every is None:
-                raise
-            log.exception("scheduled run failed; retrying in %s s", every)
+                sys.exit(1)
         if every is None or stopping.wait(every):
             return
 
