@@ -39,10 +39,11 @@ DURABILITY_ALERTS = {
     "FinanceRestoreDrillFailed", "FinanceRestoreDrillOverdue", "FinancePostgresMetricsMissing",
     "FinanceBackupSchedulesMissing",
 }
-ALERTS = API_ALERTS | DURABILITY_ALERTS
+SCHEDULER_ALERTS = {"FinanceSchedulerStalled"}
+ALERTS = API_ALERTS | DURABILITY_ALERTS | SCHEDULER_ALERTS
 RECORDS = {"namespace:pg_stat_database_tup_written:increase2m"}
-# The CronJobs the durability alerts watch (kubernetes/base/postgres-pgbackrest.yaml).
-CRONJOBS = {"postgres-backup-full", "postgres-backup-diff", "restore-drill"}
+# The CronJobs the durability alerts watch (kubernetes/base/postgres-pgbackrest.yaml) and the scheduler's.
+CRONJOBS = {"postgres-backup-full", "postgres-backup-diff", "restore-drill", "finance-scheduler"}
 # Methods Flask answers on every route by itself.
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
 
@@ -192,7 +193,10 @@ def test_the_durability_alerts_read_the_cronjobs_and_the_exporter_the_manifests_
     # kube-state-metrics to report (FinanceRestoreDrillFailed reads the failed drill's Job).
     cronjobs = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "CronJob"}
     named = set(re.findall(r"cronjob=~?'([^']*)'", exprs)) | set(re.findall(r"owner_name='([^']*)'", exprs))
-    assert named == {"postgres-backup-(full|diff)", "postgres-backup-full", "postgres-backup-diff", "restore-drill"}
+    assert named == {
+        "postgres-backup-(full|diff)", "postgres-backup-full", "postgres-backup-diff", "restore-drill",
+        "finance-scheduler",
+    }
     assert set(cronjobs) >= CRONJOBS, f"missing CronJobs: {sorted(CRONJOBS - set(cronjobs))}"
     for name in CRONJOBS:
         assert cronjobs[name]["spec"].get("failedJobsHistoryLimit", 1) >= 1, name
