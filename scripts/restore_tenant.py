@@ -11,33 +11,38 @@ current kubectl context or (--local) a tenant of `make run`; or from one of its 
     scripts/restore-tenant NAME [BACKUP_FILE]     restore one (default: the newest)
 
 A point-in-time restore must reach an instant of the window from the end of the oldest backup to
-now; a time outside it is refused before anything changes. The tenant's API stops, everything
-written until then is archived, the database's data directory is replaced by a pgBackRest restore
-to the instant asked for (the newest backup that ended by it, then the archived WAL), the restored
-server is promoted and checkpointed, and the API serves again. All or nothing: on any failure
-before the restored server is promoted, the data directory it replaced is put back and started,
-so the database is as it was. It prints the backup used, the time reached and the rows per table.
+now; a time outside it is refused before anything changes. The tenant's scheduler (its CronJob
+suspended, a running pass waited for) and API stop, everything written until then is archived,
+the database's data directory is replaced by a pgBackRest restore to the instant asked for (the
+newest backup that ended by it, then the archived WAL), the restored server is promoted and
+checkpointed, the API serves again and the scheduler resumes (unless it was suspended before;
+nothing is lost meanwhile: its next pass makes every recurring transaction missed). All or
+nothing: on any failure before the restored server is promoted, the data directory it replaced is
+put back and started, so the database is as it was. It prints the backup used, the time reached
+and the rows per table.
 
 In Kubernetes (namespace finance-NAME) PostgreSQL's StatefulSet is scaled to 0, a Job with the
 postgres container's image, pgBackRest settings and data volume runs scripts/restore_pgdata.sh
 (restore into a sibling directory of PGDATA, then swap the two with mv), and the StatefulSet is
 scaled back; a failure runs the same script's rollback in a second Job (once the restore Job is
-deleted), and if that fails too, PostgreSQL and the API stay at 0 replicas and the message says what
-is on the volume and what to do. A full backup starts once the restored server is promoted. When the
-running database is not the archive's (a lost volume re-initialised, a new cluster), there is
-nothing of it to archive: the restore warns and replaces it. A drill (--drill) starts a
-Job from the tenant's restore-drill CronJob, waits for it and prints its log: the newest backup and
-the archive restored into the Job's scratch directory and checked (migrations current, the totals
-equal a recomputation); exit status 1 when it fails. The tenant's own database is not touched.
-Locally (scripts/local_restore.py) the same steps run against the tenant's cluster of `make run`.
+deleted), and if that fails too, PostgreSQL and the API stay at 0 replicas and the scheduler
+suspended, and the message says what is on the volume and what to do. A full backup starts once
+the restored server is promoted. When the running database is not the archive's (a lost volume
+re-initialised, a new cluster), there is nothing of it to archive: the restore warns and replaces
+it. A drill (--drill) starts a Job from the tenant's restore-drill CronJob, waits for it and
+prints its log: the newest backup and the archive restored into the Job's scratch directory and
+checked (migrations current, the totals equal a recomputation); exit status 1 when it fails. The
+tenant's own database is not touched. Locally (scripts/local_restore.py) the same steps run
+against the tenant's cluster of `make run`.
 
 A pg_dump BACKUP_FILE is a dump name as listed (finance-20260101T021700Z.dump) or the path of a
 local file made by `pg_dump --format=custom` (a copy kept off the cluster, say). The restore
-copies the dump into the postgres-0 pod, stops the tenant's API (scales finance-api to 0),
-replays the dump with `pg_restore --clean --if-exists` into psql, as the app's own database role,
-in one transaction that first drops the public schema (all or nothing: the database ends exactly
-as in the backup, or unchanged), then scales the API back; its migrate init container brings an
-older schema up to date.
+copies the dump into the postgres-0 pod, stops the tenant's scheduler and API (suspends the
+CronJob finance-scheduler, waits for a running pass, scales finance-api to 0), replays the dump
+with `pg_restore --clean --if-exists` into psql, as the app's own database role, in one
+transaction that first drops the public schema (all or nothing: the database ends exactly as in
+the backup, or unchanged), then scales the API back and resumes the scheduler (unless it was
+suspended before); the API's migrate init container brings an older schema up to date.
 
 Everything written after the instant or backup restored is lost, so a restore asks for the
 tenant's name unless --yes.
@@ -354,18 +359,20 @@ def _upload_file(namespace: str, path: Path) -> None:
 
 
 def with_api_stopped(namespace: str, copy_dump) -> None:
-    """Copy the dump in, stop the API, restore, and bring the API back even if the restore failed."""
+    """Copy the dump in, stop the scheduler and the API, restore, and bring both back even if the
+    restore failed."""
     copy_dump()
     replicas = kubectl_output(
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
-    # At 0 replicas the autoscaler leaves the Deployment alone until it is scaled back.
-    kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
+    resume = stop_scheduler(namespace)
     try:
+        # At 0 replicas the autoscaler leaves the Deployment alone until it is scaled back.
+        kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
         wait_until_api_stopped(namespace)
         restore(namespace)
     finally:
-        kubectl_output("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+        serve_again(namespace, replicas, resume)
     kubectl_output("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
 
 
@@ -377,6 +384,84 @@ def wait_until_api_stopped(namespace: str, timeout: float = 300) -> None:
         if time.monotonic() > deadline:
             raise StepError(f"finance-api pods still running after {timeout:.0f} s")
         time.sleep(2)
+
+
+# The recurring transactions' scheduler (kubernetes/base/scheduler.yaml) writes into the database as
+# the API does: a restore suspends its CronJob with the API's scale to 0 and resumes it when the API
+# is scaled back. Nothing is lost meanwhile: its next pass makes every occurrence missed.
+SCHEDULER = "finance-scheduler"
+SCHEDULER_LABEL = f"app.kubernetes.io/name={SCHEDULER}"  # its Jobs' and their pods'
+# A pass's Job ends within its activeDeadlineSeconds (600), its pods within their grace period after.
+SCHEDULER_WAIT_SECONDS = 660
+
+
+def suspend_scheduler_patch(suspend: bool) -> str:
+    return json.dumps({"spec": {"suspend": suspend}}, separators=(",", ":"))
+
+
+def resume_scheduler_command(namespace: str) -> str:
+    return f"kubectl -n {namespace} patch cronjob {SCHEDULER} --type=merge -p '{suspend_scheduler_patch(False)}'"
+
+
+def set_scheduler_suspended(namespace: str, suspend: bool) -> None:
+    kubectl_output(
+        "-n", namespace, "patch", "cronjob", SCHEDULER, "--type=merge", "-p", suspend_scheduler_patch(suspend)
+    )
+
+
+def scheduler_running(namespace: str) -> list[str]:
+    """The scheduler's Jobs not finished and pods not finished. Both: a Job between two attempts
+    has no pod for its backoff's seconds, and a pod may still be terminating once its Job failed."""
+    listed = kubectl_output("-n", namespace, "get", "jobs,pods", "-l", SCHEDULER_LABEL, "-o", "json")
+    running = []
+    for item in json.loads(listed or "{}").get("items", []):
+        status = item.get("status") or {}
+        if item["kind"] == "Pod":
+            finished = status.get("phase") in ("Succeeded", "Failed")
+        else:
+            finished = any(
+                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            )
+        if not finished:
+            running.append(f"{item['kind'].lower()}/{item['metadata']['name']}")
+    return running
+
+
+def stop_scheduler(namespace: str) -> bool:
+    """Suspend the scheduler's CronJob and wait until no pass of it runs. True when this suspended
+    it, to be resumed by serve_again; False when it was suspended already (it stays so) or there is
+    none. When a pass does not end in time, the CronJob is left as it was and StepError says so."""
+    cronjob = kubectl_output("-n", namespace, "get", "cronjob", SCHEDULER, "--ignore-not-found", "-o", "json")
+    if not cronjob.strip():
+        return False  # a tenant deployed before the scheduler
+    suspended = json.loads(cronjob).get("spec", {}).get("suspend") is True
+    if not suspended:
+        set_scheduler_suspended(namespace, True)
+    deadline = time.monotonic() + SCHEDULER_WAIT_SECONDS
+    try:
+        while running := scheduler_running(namespace):
+            if time.monotonic() > deadline:
+                raise StepError(
+                    f"a pass of the scheduler still runs after {SCHEDULER_WAIT_SECONDS} s ({', '.join(running)});"
+                    f" its CronJob {SCHEDULER} is as it was, and the restore did not start"
+                )
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        if not suspended:
+            set_scheduler_suspended(namespace, False)
+        raise
+    return not suspended
+
+
+def serve_again(namespace: str, replicas: str, resume_scheduler: bool) -> None:
+    """Scale the API back to its replicas, then resume the scheduler if the restore suspended it
+    (even when the scaling failed: the database is whole either way)."""
+    try:
+        kubectl_output("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+    finally:
+        if resume_scheduler:
+            set_scheduler_suspended(namespace, False)
 
 
 # --- point-in-time restores in Kubernetes, from the tenant's pgBackRest repository ------------------
@@ -615,7 +700,8 @@ class Stranded(StepError):
 
 def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
     """--to-time / --latest in Kubernetes: refuse a time outside the window before anything
-    changes, then stop the API, restore all or nothing, serve again, and start a full backup."""
+    changes, then stop the scheduler and the API, restore all or nothing, serve again (the
+    scheduler stays suspended if it was before), and start a full backup."""
     try:
         info = repository_info(namespace)
         backup = choose_backup(pitr_backups(namespace, info), args.to_time, datetime.now(UTC))
@@ -645,9 +731,10 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
     replicas = kubectl_output(
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
-    kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
+    resume = stop_scheduler(namespace)
     stranded = False
     try:
+        kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
         wait_until_api_stopped(namespace)
         if archived:
             try:
@@ -660,9 +747,14 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
         # Nothing may start on the volume as it is: the API would take writes on whatever
         # PostgreSQL makes of it.
         stranded = True
+        scheduler = (
+            f"  5. {resume_scheduler_command(namespace)} (the scheduler, suspended with the API: its next pass"
+            " makes every recurring transaction missed meanwhile)"
+            if resume else f"  (no step 5: the CronJob {SCHEDULER} was suspended before the restore, or there is none)"
+        )
         print(
             f"restore-tenant: {exc}\n"
-            f"  4. kubectl -n {namespace} scale deployment finance-api --replicas={replicas}",
+            f"  4. kubectl -n {namespace} scale deployment finance-api --replicas={replicas}\n{scheduler}",
             file=sys.stderr,
         )
         return 1
@@ -671,7 +763,7 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
         return 1
     finally:
         if not stranded:
-            kubectl_output("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
+            serve_again(namespace, replicas, resume)
     report += "\n" + start_full_backup(namespace)
     kubectl_output("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
     print(report)
@@ -754,8 +846,9 @@ def stranded_message(namespace: str, statefulset: dict, failed: StepError, rollb
     volume = f"{DATA_VOLUME}-{POSTGRES_POD}"
     return "\n".join([
         f"restore failed: {failed}; putting the old data directory back failed too: {rollback_failed}",
-        f"The StatefulSet postgres and the Deployment finance-api are left at 0 replicas: nothing may start"
-        f" on the volume {volume} as it is. On it:",
+        f"The StatefulSet postgres and the Deployment finance-api are left at 0 replicas, and the scheduler"
+        f" (CronJob {SCHEDULER}) suspended: nothing may start on the volume {volume} as it is, nor write"
+        " into what PostgreSQL makes of it. On it:",
         f"  {pgdata}: the restored data, never promoted (missing if the rollback removed it): do not start"
         " PostgreSQL on it",
         f"  {pgdata}.replaced: the data directory as it was before the restore, to put back (holding only"

@@ -229,6 +229,10 @@ elif argv[:2] == ["get", "statefulset"]:
     print(json.dumps(scenario["statefulset"]))
 elif argv[:2] == ["get", "deployment"]:
     print(scenario.get("api_replicas", "3"))
+elif argv[:2] == ["get", "cronjob"]:  # --ignore-not-found: nothing when there is none
+    print(json.dumps(scenario["scheduler"]) if scenario["scheduler"] is not None else "")
+elif argv[:2] == ["get", "jobs,pods"]:
+    print(json.dumps({"apiVersion": "v1", "kind": "List", "items": scenario["scheduler_objects"]}))
 elif argv[:2] == ["get", "pods"]:
     print("")
 elif argv[:2] == ["get", "pod"]:
@@ -248,6 +252,8 @@ elif argv[0] == "exec":
             fail("ERROR: [082]: WAL segment was not archived before the 60000ms timeout")
         if scenario.get("system_id", SYSTEM_ID) != SYSTEM_ID:
             fail("ERROR: [028]: backup and archive info files exist but do not match the database")
+    elif command[:1] == ["sh"] and command[3:4] == ["restore"] and scenario.get("dump_restore_fails"):
+        fail("restore failed; the database is unchanged")
     elif command[0] == "psql":
         sql = next(arg for arg in command if arg.startswith("--command="))[len("--command="):]
         if "pg_is_in_recovery" in sql:
@@ -266,7 +272,7 @@ elif argv[0] == "exec":
             fail(f"unexpected SQL {sql}")
 elif argv[0] == "create" and scenario.get("create_fails"):
     fail("error: failed to create job: jobs.batch is forbidden")
-elif argv[0] in ("scale", "wait", "rollout", "create", "delete"):
+elif argv[0] in ("scale", "wait", "rollout", "create", "delete", "patch"):
     pass
 else:
     fail(f"fake kubectl: unexpected {line}")
@@ -289,6 +295,24 @@ INFO = [{
 }]
 
 
+def scheduler_object(kind: str, name: str, status: dict) -> dict:
+    return {"kind": kind, "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "finance-scheduler"}},
+            "status": status}
+
+
+# What the scheduler's history keeps (successfulJobsHistoryLimit, failedJobsHistoryLimit): nothing running.
+SCHEDULER_HISTORY = [
+    scheduler_object("Job", "finance-scheduler-29400000", {"conditions": [{"type": "Complete", "status": "True"}]}),
+    scheduler_object("Pod", "finance-scheduler-29400000-abcde", {"phase": "Succeeded"}),
+    scheduler_object("Job", "finance-scheduler-29400015", {"conditions": [
+        {"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]}),
+    scheduler_object("Pod", "finance-scheduler-29400015-fghij", {"phase": "Failed"}),
+]
+SUSPEND = 'patch cronjob finance-scheduler --type=merge -p {"spec":{"suspend":true}}'
+RESUME = 'patch cronjob finance-scheduler --type=merge -p {"spec":{"suspend":false}}'
+SCHEDULER_WAIT = "get jobs,pods -l app.kubernetes.io/name=finance-scheduler -o json"
+
+
 @pytest.fixture(scope="module")
 def rendered() -> dict[tuple[str, str], dict]:
     """tenant1's manifests, rendered by the real kubectl."""
@@ -308,10 +332,16 @@ class FakeCluster:
         kubectl.write_text(f"#!{sys.executable}\n{FAKE_KUBECTL}")
         kubectl.chmod(0o755)
         self.path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
-        self.scenario = {"statefulset": statefulset, "info": INFO}
+        self.scenario = {
+            "statefulset": statefulset, "info": INFO, "scheduler": {"spec": {"suspend": False}},
+            "scheduler_objects": SCHEDULER_HISTORY,
+        }
+
+    def set_scenario(self, **scenario) -> None:
+        (self.directory / "scenario.json").write_text(json.dumps({**self.scenario, **scenario}))
 
     def run(self, *args: str, **scenario) -> subprocess.CompletedProcess:
-        (self.directory / "scenario.json").write_text(json.dumps({**self.scenario, **scenario}))
+        self.set_scenario(**scenario)
         return restore_tenant(*args, path=self.path)
 
     @property
@@ -340,7 +370,7 @@ def cluster(tmp_path, rendered) -> FakeCluster:
 
 
 def changed_anything(cluster: FakeCluster) -> bool:
-    return any(cluster.has(word) for word in (" scale ", "apply ", " check", "create job"))
+    return any(cluster.has(word) for word in (" scale ", "apply ", " check", "create job", " patch "))
 
 
 def test_list_prints_the_backups_newest_first_and_the_window(cluster):
@@ -368,10 +398,13 @@ def test_a_restore_without_a_backup_is_refused(cluster):
     assert not changed_anything(cluster)
 
 
-def test_a_restore_stops_the_api_then_postgres_swaps_and_serves_again(cluster):
+def test_a_restore_stops_the_scheduler_and_the_api_then_postgres_swaps_and_serves_again(cluster):
     result = cluster.run("acme", "--to-time", "2026-11-30T10:15:00Z", "--yes")
     assert result.returncode == 0, result.stderr
     steps = [
+        "get cronjob finance-scheduler --ignore-not-found -o json",  # suspended by the operator?
+        SUSPEND,
+        SCHEDULER_WAIT,  # until no pass of it runs
         "scale deployment finance-api --replicas=0",
         "get pods -l app.kubernetes.io/name=finance-api",  # waits until no API pod is left
         "--command=SELECT txid_current()",  # a commit after the target, then everything archived
@@ -384,6 +417,7 @@ def test_a_restore_stops_the_api_then_postgres_swaps_and_serves_again(cluster):
         "--command=CHECKPOINT",
         "restore_pgdata.sh commit",
         "scale deployment finance-api --replicas=3",
+        RESUME,
         "--from=cronjob/postgres-backup-full",
         "rollout status deployment/finance-api",
     ]
@@ -428,7 +462,8 @@ def assert_rolled_back(cluster: FakeCluster, result: subprocess.CompletedProcess
     rollback_applied = [i for i, call in enumerate(calls) if call.endswith("apply -f -")][1]
     started = max(i for i, call in enumerate(calls) if "scale statefulset postgres --replicas=1" in call)
     api_back = cluster.index("scale deployment finance-api --replicas=3")
-    assert last_stop < rollback_applied < started < api_back, calls
+    assert last_stop < rollback_applied < started < api_back < cluster.index(RESUME), calls
+    assert cluster.index(SUSPEND) < cluster.index("scale deployment finance-api --replicas=0")
     assert cluster.has("rollout status statefulset/postgres")
     assert not cluster.has("--command=CHECKPOINT") and not cluster.has("restore_pgdata.sh commit")
     assert not cluster.has("cronjob/postgres-backup-full")
@@ -468,6 +503,9 @@ def test_a_failed_rollback_leaves_postgres_and_the_api_stopped_and_says_what_is_
     # Job, and no API takes writes.
     assert not any("scale statefulset postgres --replicas=1" in call for call in calls[rollback_applied:]), calls
     assert not cluster.has("scale deployment finance-api --replicas=3"), calls
+    # Nor does the scheduler: it was suspended with the API, and stays so with it.
+    assert cluster.index(SUSPEND) < cluster.index("scale deployment finance-api --replicas=0")
+    assert not cluster.has(RESUME), calls
     assert not cluster.has("cronjob/postgres-backup-full")
     stderr = result.stderr
     assert "putting the old data directory back failed too" in stderr
@@ -478,6 +516,9 @@ def test_a_failed_rollback_leaves_postgres_and_the_api_stopped_and_says_what_is_
     assert f"mv {pgdata}.replaced {pgdata}" in stderr
     assert "kubectl -n finance-acme scale statefulset postgres --replicas=1" in stderr
     assert "kubectl -n finance-acme scale deployment finance-api --replicas=3" in stderr
+    assert "and the scheduler (CronJob finance-scheduler) suspended" in stderr
+    resume = "  5. kubectl -n finance-acme " + RESUME.replace("-p ", "-p '") + "'"
+    assert resume in stderr and stderr.index("  4. kubectl") < stderr.index(resume), stderr
 
 
 def test_a_restore_starts_a_full_backup_on_the_new_timeline_without_waiting_for_it(cluster):
@@ -534,6 +575,102 @@ def test_without_a_terminal_a_point_in_time_restore_wants_yes(cluster):
     assert not cluster.calls
 
 
+# --- the scheduler: stopped and started with the API, by both Kubernetes restores ----------------
+
+
+@pytest.fixture
+def dump_file(tmp_path) -> Path:
+    dump = tmp_path / "saved.dump"
+    dump.write_bytes(b"PGDMP")
+    return dump
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_dump_restore_stops_the_scheduler_with_the_api_and_starts_it_again(cluster, dump_file, fails):
+    result = cluster.run("acme", str(dump_file), "--yes", dump_restore_fails=fails)
+    assert result.returncode == (1 if fails else 0), result.stderr
+    steps = [
+        "exec -i postgres-0 -c postgres",  # the dump copied in
+        "get cronjob finance-scheduler --ignore-not-found -o json",
+        SUSPEND,
+        SCHEDULER_WAIT,
+        "scale deployment finance-api --replicas=0",
+        "get pods -l app.kubernetes.io/name=finance-api",
+        "restore /tmp/restore.dump",
+        "scale deployment finance-api --replicas=3",
+        RESUME,
+    ]
+    positions = [cluster.index(step) for step in steps]
+    assert positions == sorted(positions), cluster.calls
+    assert [call for call in cluster.calls if " patch " in f" {call}"] == [f"-n finance-acme {SUSPEND}",
+                                                                          f"-n finance-acme {RESUME}"]
+
+
+def dump_or_point_in_time(target: str, dump: Path) -> list[str]:
+    return [str(dump)] if target == "dump" else [target]
+
+
+@pytest.mark.parametrize("target", ["--latest", "dump"])
+@pytest.mark.parametrize("scheduler", [{"spec": {"suspend": True}}, None], ids=["suspended", "absent"])
+def test_a_scheduler_suspended_before_the_restore_or_absent_is_left_so(cluster, dump_file, target, scheduler):
+    result = cluster.run("acme", *dump_or_point_in_time(target, dump_file), "--yes", scheduler=scheduler)
+    assert result.returncode == 0, result.stderr
+    assert not cluster.has(" patch "), cluster.calls
+    assert cluster.has("scale deployment finance-api --replicas=3")
+    if scheduler is not None:  # an operator's suspend stops no pass already started: it is waited for
+        assert cluster.index(SCHEDULER_WAIT) < cluster.index("scale deployment finance-api --replicas=0")
+
+
+def test_a_stranded_restore_of_an_already_suspended_scheduler_prints_no_step_to_resume_it(cluster):
+    result = cluster.run("acme", "--latest", "--yes", restore_job="Failed", rollback_job="Failed",
+                         scheduler={"spec": {"suspend": True}})
+    assert result.returncode == 1
+    assert not cluster.has(" patch ")
+    assert '"suspend":false' not in result.stderr
+    assert "no step 5: the CronJob finance-scheduler was suspended before the restore" in result.stderr
+
+
+# A pass still running, as the scheduler's Jobs and pods show it, and what the error names.
+RUNNING = {
+    "between-attempts": (  # a failed attempt's pod, and the Job's next one not made yet (backoff)
+        [scheduler_object("Job", "finance-scheduler-29400030", {"active": 0, "failed": 1}),
+         scheduler_object("Pod", "finance-scheduler-29400030-klmno", {"phase": "Failed"})],
+        "job/finance-scheduler-29400030",
+    ),
+    "terminating-pod": (  # past its deadline: the Job has failed, its pod still runs its grace period
+        [scheduler_object("Job", "finance-scheduler-29400030", {"conditions": [{"type": "Failed", "status": "True"}]}),
+         scheduler_object("Pod", "finance-scheduler-29400030-klmno", {"phase": "Running"})],
+        "pod/finance-scheduler-29400030-klmno",
+    ),
+}
+
+
+@pytest.mark.parametrize("running", RUNNING)
+@pytest.mark.parametrize("target", ["--latest", "dump"])
+@pytest.mark.parametrize("suspended", [False, True])
+def test_a_scheduler_pass_that_does_not_end_in_time_stops_the_restore_before_anything_changes(
+    cluster, dump_file, monkeypatch, capsys, running, target, suspended
+):
+    objects, shown = RUNNING[running]
+    cluster.set_scenario(scheduler={"spec": {"suspend": suspended}}, scheduler_objects=SCHEDULER_HISTORY + objects)
+    monkeypatch.setenv("PATH", cluster.path)
+    script = load_script()
+    monkeypatch.setattr(script, "SCHEDULER_WAIT_SECONDS", 0)
+    assert script.main(["acme", *dump_or_point_in_time(target, dump_file), "--yes"]) == 1
+    stderr = capsys.readouterr().err
+    assert f"a pass of the scheduler still runs after 0 s ({shown});" in stderr
+    assert "the restore did not start" in stderr
+    # The CronJob as it was: resumed if the restore suspended it, untouched if it was suspended.
+    patches = [call.removeprefix("-n finance-acme ") for call in cluster.calls if " patch " in f" {call}"]
+    assert patches == ([] if suspended else [SUSPEND, RESUME]), cluster.calls
+    assert not changed_anything_but_the_scheduler(cluster), cluster.calls
+    assert not cluster.has("restore /tmp/restore.dump")
+
+
+def changed_anything_but_the_scheduler(cluster: FakeCluster) -> bool:
+    return any(cluster.has(word) for word in (" scale ", "apply ", " check", "create job", "txid_current"))
+
+
 @pytest.mark.parametrize(("outcome", "code"), [("Complete", 0), ("Failed", 1)])
 def test_drill_runs_a_job_of_the_cronjob_and_reports_its_log_and_verdict(cluster, outcome, code):
     result = cluster.run("acme", "--drill", drill_job=outcome)
@@ -542,7 +679,7 @@ def test_drill_runs_a_job_of_the_cronjob_and_reports_its_log_and_verdict(cluster
     assert create.endswith("--from=cronjob/restore-drill")
     assert "log of job/restore-drill-manual-" in result.stdout
     assert ("drill passed" in result.stdout) if code == 0 else ("drill failed" in result.stderr)
-    assert not cluster.has(" scale ")
+    assert not cluster.has(" scale ") and not cluster.has(" patch ")
 
 
 def test_the_restore_job_meets_the_schemas_and_the_restricted_profile(rendered):
