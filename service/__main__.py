@@ -17,6 +17,10 @@ from .core import recurring
 from .migrate import migrate
 
 log = logging.getLogger("service.scheduler")
+# A scheduler's statement waits at most this long for a lock, and runs at most this long: a rule
+# whose writes meet either is left for the next run (core.recurring.run_due), so that one long lock
+# elsewhere never stalls the scheduler.
+SCHEDULER_LIMITS = "-c lock_timeout=5s -c statement_timeout=60s"
 
 
 def check_config() -> None:
@@ -43,7 +47,9 @@ def run_scheduled(every: float | None = None) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     while not stopping.is_set():
         try:
-            with psycopg.connect(settings.database_url.reveal(), autocommit=True, row_factory=dict_row) as conn:
+            with psycopg.connect(
+                settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=SCHEDULER_LIMITS
+            ) as conn:
                 made = recurring.run_due(conn, timezone=settings.timezone)
             log.info("scheduled run done", extra={"transactions_made": made})
         except psycopg.OperationalError:

@@ -22,6 +22,10 @@ from psycopg_pool import ConnectionPool
 
 from .config import Settings
 
+# Errors of contention with other requests (a lock waited for too long, a deadlock, a
+# serialization failure): worth a retry, unlike an outage or a request that asks too much.
+CONTENTION = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
 # Every pooled connection returns rows as dicts.
 Connection: TypeAlias = psycopg.Connection[dict[str, Any]]
 

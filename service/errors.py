@@ -19,6 +19,7 @@ from .core.errors import (
     Unauthenticated,
     Unprocessable,
 )
+from .db import CONTENTION
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Unprocessable: 422,
     Throttled: 429,
 }
-
-# Errors of contention with other requests (a lock waited for too long, a deadlock, a
-# serialization failure): worth a retry, unlike an outage or a request that asks too much.
-CONTENTION = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
 class ApiError(DomainError):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+
+def today(tz: ZoneInfo, now: datetime | None = None) -> date:
+    """The calendar day in the time zone at `now` (the clock's now by default)."""
+    return (now or datetime.now(UTC)).astimezone(tz).date()
 
 
 def resolve_period(period: str, today: date) -> tuple[date, date]:

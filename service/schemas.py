@@ -321,9 +321,9 @@ class TokenPublic(Schema):
     expires_in = fields.Integer(required=True, metadata={"description": "Seconds until expiry."})
 
 
-class Id(fields.Integer):
-    """A record's id: a whole number (a JSON number with a fraction is refused, never truncated),
-    or its digits in a query string."""
+class WholeNumber(fields.Integer):
+    """A whole number, such as a record's id (a JSON number with a fraction is refused, never
+    truncated), or its digits in a query string."""
 
     def _validated(self, value):
         if isinstance(value, Decimal | float) and value != int(value):
@@ -331,9 +331,9 @@ class Id(fields.Integer):
         return super()._validated(value)
 
 
-def _account_id(description: str, **kwargs) -> Id:
+def _account_id(description: str, **kwargs) -> WholeNumber:
     """An id of one of the user's accounts (another user's is refused like one that does not exist)."""
-    return Id(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
+    return WholeNumber(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
 
 
 class EntryCreate(Schema):
@@ -392,7 +392,9 @@ class TransactionPublic(EntryPublic):
 
 class TransactionFilters(Schema):
     account_id = _account_id("Only this account's transactions.")
-    recurring_id = Id(validate=Range(min=1, max=MAX_ID), metadata={"description": "Only those this rule made."})
+    recurring_id = WholeNumber(
+        validate=Range(min=1, max=MAX_ID), metadata={"description": "Only those this recurring rule made."}
+    )
     type = fields.String(validate=OneOf(TRANSACTION_TYPES))
     category = Category()
     from_ = DateOrDateTime(
@@ -647,7 +649,7 @@ class BudgetList(Schema):
 
 class RecurringCreate(EntryCreate):
     frequency = fields.String(required=True, validate=OneOf(FREQUENCIES))
-    interval = Id(
+    interval = WholeNumber(
         validate=Range(min=1, max=366),
         metadata={"description": "Every this many days, weeks, months or years; 1 by default."},
     )
@@ -675,7 +677,8 @@ class RecurringPublic(EntryPublic):
     start_date = fields.Date(required=True)
     end_date = fields.Date(allow_none=True, required=True)
     last_occurrence = fields.Date(
-        allow_none=True, required=True, metadata={"description": "The last occurrence made; null before the first."}
+        allow_none=True, required=True,
+        metadata={"description": "The last occurrence passed (made, or skipped while its account was archived)."},
     )
     next_occurrence = fields.Date(
         allow_none=True, required=True, metadata={"description": "The next occurrence; null when none is left."}

@@ -21,7 +21,6 @@ from ..schemas import (
     Category,
     Changes,
     DateOrDateTime,
-    Id,
     Money,
     Month,
     PageCursor,
@@ -30,6 +29,7 @@ from ..schemas import (
     TransactionListQuery,
     TransferCreate,
     Username,
+    WholeNumber,
     storable_text,
     supported_day,
 )
@@ -87,7 +87,7 @@ _FIELDS: dict[type, _Keywords] = {
     PageCursor: _always(type="string"),
     Username: _always(type="string", pattern=USERNAME_PATTERN),
     Category: _always(type="string"),
-    Id: _always(type="integer"),
+    WholeNumber: _always(type="integer"),
     Month: _always(type="string", pattern=MONTH_PATTERN),
 }
 # The validators whose rule a field class's own pattern already holds: Swagger 2 has one pattern.

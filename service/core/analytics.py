@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from ..db import Connection
-from ..periods import resolve_period
+from ..periods import resolve_period, today
 from ..schemas import MAX_GROUPS
 from ..store import totals
 from . import accounts
@@ -33,7 +33,7 @@ def summary(
         period = "custom"
     else:
         period = period or "current_month"
-        first, last = resolve_period(period, datetime.now(timezone).date())
+        first, last = resolve_period(period, today(timezone))
     result = totals.summarize(
         conn, user_id=user_id, first=first, last=last, group_by=group_by, max_groups=MAX_GROUPS, account_id=account_id
     )

@@ -7,11 +7,12 @@ month of budgets costs one index lookup per budget however many transactions the
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from ..db import Connection
+from ..periods import today
 from ..records import BUDGET
 from ..store import budgets, owned
 from . import quotas
@@ -27,7 +28,7 @@ def _exists() -> Conflict:
 
 
 def _month(month: date | None, timezone: ZoneInfo) -> date:
-    return month or datetime.now(timezone).date().replace(day=1)
+    return month or today(timezone).replace(day=1)
 
 
 def _with_figures(row: dict) -> dict:

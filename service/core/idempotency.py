@@ -29,10 +29,11 @@ def once(
     request: dict,
     record: Record,
     perform: Callable[[], dict | None],
-    refused: Callable[[], None],
+    refused: Callable[[], None] | None = None,
 ) -> tuple[dict, bool]:
     """Run `perform` (which creates one `record` row and returns it, or None when it wrote nothing)
-    at most once per key; when it wrote nothing, `refused` raises the domain error that says why.
+    at most once per key; when it wrote nothing, `refused` raises the domain error that says why
+    (a `perform` that always writes or raises needs none).
 
     Returns the row and whether it is a replay: a retry with the same key, operation and request
     gets the first row as it was then. The claim of the key, the row and the kept result commit
@@ -60,9 +61,10 @@ def once(
     return row, False
 
 
-def _created(perform: Callable[[], dict | None], refused: Callable[[], None]) -> dict:
+def _created(perform: Callable[[], dict | None], refused: Callable[[], None] | None) -> dict:
     row = perform()
     if row is None:
-        refused()
+        if refused is not None:
+            refused()
         raise AssertionError("a create wrote nothing, and nothing refused it")
     return row

@@ -12,13 +12,14 @@ transactions as they are. Occurrences falling while the rule's account is archiv
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from psycopg import errors
 
 from .. import recurrence
-from ..db import Connection
+from ..db import CONTENTION, Connection
+from ..periods import start_of_day, today
 from ..records import RECURRING
 from ..store import accounts as accounts_store
 from ..store import owned, recurring
@@ -39,14 +40,11 @@ MAX_OCCURRENCES_PER_STEP = MAX_DAYS_BACK + 1
 SCHEDULE = ("frequency", "interval", "start_date", "end_date")
 
 
-def _today(timezone: ZoneInfo, now: datetime | None) -> date:
-    """The tenant's calendar day at `now` (the clock's now by default)."""
-    return (now or datetime.now(UTC)).astimezone(timezone).date()
-
-
-def _check_dates(rule: dict, changes: dict, today: date) -> None:
+def _check_dates(rule: dict, *, new_start: bool, today: date) -> None:
+    """Refuse a rule (as it would be saved) whose new start_date is more than MAX_DAYS_BACK days
+    before today, or whose end_date is before its start_date."""
     problems = {}
-    if "start_date" in changes and rule["start_date"] < today - timedelta(days=MAX_DAYS_BACK):
+    if new_start and rule["start_date"] < today - timedelta(days=MAX_DAYS_BACK):
         problems["start_date"] = [f"Must be at most {MAX_DAYS_BACK} days before today ({today.isoformat()})."]
     if rule["end_date"] is not None and rule["end_date"] < rule["start_date"]:
         problems["end_date"] = ["Must not be before start_date."]
@@ -62,10 +60,11 @@ def _catch_up(conn: Connection, rule: dict, *, user_id: int, today: date, timezo
     if not due:
         return rule, 0
     # The start of each day in the tenant's time zone (where midnight is skipped, the first instant after).
-    instants = [datetime.combine(day, time(), timezone) for day in due]
+    instants = [start_of_day(day, timezone) for day in due]
     made = recurring.insert_occurrences(conn, rule=rule, user_id=user_id, instants=instants)
     rule = recurring.advance(
-        conn, rule_id=rule["id"], last_occurrence=due[-1], next_occurrence=recurrence.next_after(rule, due[-1])
+        conn, user_id=user_id, rule_id=rule["id"], last_occurrence=due[-1],
+        next_occurrence=recurrence.next_after(rule, due[-1]),
     )
     return rule, made
 
@@ -80,13 +79,14 @@ def create(
     now: datetime | None = None,
 ) -> tuple[dict, bool]:
     """Save a rule and make its occurrences due by today; returns the rule and whether it replays an
-    earlier create with the same idempotency key."""
-    today = _today(timezone, now)
+    earlier create with the same idempotency key (a replay on a later day too)."""
+    day = today(timezone, now)
     rule = {"interval": 1, "end_date": None, **data}
-    _check_dates(rule, rule, today)
 
     def perform() -> dict:
+        _check_dates(rule, new_start=True, today=day)
         with conn.transaction():
+            # The user's row first (as the user's deletion takes it), then the rule, then its account.
             quotas.make_room(
                 conn, RECURRING, user_id=user_id, cap=MAX_RULES, code="too_many_recurring",
                 what="recurring transactions",
@@ -98,11 +98,11 @@ def create(
             saved = owned.insert(
                 conn, RECURRING, user_id=user_id, data={**rule, "next_occurrence": recurrence.next_after(rule, None)}
             )
-            return _catch_up(conn, saved, user_id=user_id, today=today, timezone=timezone)[0]
+            return _catch_up(conn, saved, user_id=user_id, today=day, timezone=timezone)[0]
 
     return idempotency.once(
         conn, user_id=user_id, key=idempotency_key, operation="create_recurring", request=data, record=RECURRING,
-        perform=perform, refused=lambda: None,
+        perform=perform,
     )
 
 
@@ -119,11 +119,13 @@ def update(
 ) -> dict:
     """Change a rule: the change applies to the occurrences after the last one made, which are made
     at once when due."""
-    today = _today(timezone, now)
+    day = today(timezone, now)
     with conn.transaction():
+        # The user's row first, as the user's deletion takes it, then the rule: no deadlock with it.
+        owned.lock_user(conn, user_id=user_id, share=True)
         current = found(owned.get(conn, RECURRING, user_id=user_id, id=rule_id, lock=True), "recurring transaction")
         rule = {**current, **changes}
-        _check_dates(rule, changes, today)
+        _check_dates(rule, new_start=rule["start_date"] != current["start_date"], today=day)
         if "account_id" in changes:
             accounts.check_usable(conn, user_id=user_id, account_id=changes["account_id"], field="account_id")
         if any(name in changes for name in SCHEDULE):
@@ -132,8 +134,8 @@ def update(
             changed = owned.update(conn, RECURRING, user_id=user_id, id=rule_id, changes=changes)
         except errors.ForeignKeyViolation as exc:  # the account was deleted since it was checked
             raise accounts.unknown_account("account_id") from exc
-        changed = found(changed, "recurring transaction")
-        return _catch_up(conn, changed, user_id=user_id, today=today, timezone=timezone)[0]
+        changed = found(changed, "recurring transaction")  # it was locked above: always there
+        return _catch_up(conn, changed, user_id=user_id, today=day, timezone=timezone)[0]
 
 
 def delete(conn: Connection, *, user_id: int, rule_id: int) -> None:
@@ -144,16 +146,19 @@ def delete(conn: Connection, *, user_id: int, rule_id: int) -> None:
 def run_due(conn: Connection, *, timezone: ZoneInfo, now: datetime | None = None) -> int:
     """Make every due occurrence of every user's rules into transactions, one rule per transaction;
     returns how many were made. Safe to run concurrently: a rule another run holds is left to it."""
-    today = _today(timezone, now)
+    day = today(timezone, now)
     made, failed = 0, list[int]()
     while True:
         with conn.transaction():
-            rule = recurring.lock_next_due(conn, today=today, skip=failed)
+            rule = recurring.lock_next_due(conn, today=day, skip=failed)
             if rule is None:
                 return made
             try:
                 with conn.transaction():  # a savepoint: a rule that cannot be made is left as it was
-                    made += _catch_up(conn, rule, user_id=rule.pop("user_id"), today=today, timezone=timezone)[1]
-            except (errors.DataError, errors.IntegrityError):
-                log.exception("recurring transaction %s could not be made; the next run retries it", rule["id"])
+                    made += _catch_up(conn, rule, user_id=rule.pop("user_id"), today=day, timezone=timezone)[1]
+            # A row the rule's writes refuse, a lock held too long or a deadlock, a statement past its
+            # timeout: the rule is left as it was, for the next run.
+            except (errors.DataError, errors.IntegrityError, errors.QueryCanceled, *CONTENTION) as exc:
+                reason = type(exc).__name__
+                log.warning("recurring transaction %s was not made (%s); the next run retries it", rule["id"], reason)
                 failed.append(rule["id"])

@@ -6,7 +6,8 @@
 --   recurring_transactions   rules whose occurrences the service turns into ordinary transactions
 --                            (core.recurring): at once when a rule is created or changed, and for
 --                            later days by `python -m service run-scheduled`. last_occurrence is the
---                            date of the last occurrence made (null before the first), next_occurrence
+--                            date of the last occurrence passed: made, or skipped while the rule's
+--                            account was archived (null before the first); next_occurrence
 --                            the next one due (null when none is left); both change only with the rule
 --                            row locked, in the transaction that inserts the occurrences, so no
 --                            occurrence is made twice and none is lost.

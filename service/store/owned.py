@@ -18,12 +18,14 @@ class Taken(Exception):
         self.constraint = constraint
 
 
-def lock_user(conn: Connection, *, user_id: int) -> None:
+def lock_user(conn: Connection, *, user_id: int, share: bool = False) -> None:
     """Hold the user's row until the caller's transaction ends: changes that check a rule over all of
     the user's records of a kind (at most so many, one default) then run one after another, each
     seeing what the previous committed. (FOR NO KEY UPDATE: writes that only check their foreign key
-    to the user are not held up.)"""
-    conn.execute("SELECT 1 FROM users WHERE id = %s FOR NO KEY UPDATE", (user_id,))
+    to the user are not held up.) With `share`, only keep the user from being deleted meanwhile (FOR
+    KEY SHARE, as a foreign key's check would), taken before the rows the deletion cascades to."""
+    strength = "KEY SHARE" if share else "NO KEY UPDATE"
+    conn.execute(sql.SQL("SELECT 1 FROM users WHERE id = %s FOR {}").format(sql.SQL(strength)), (user_id,))
 
 
 def count(conn: Connection, record: Record, *, user_id: int) -> int:
@@ -73,8 +75,9 @@ def delete(conn: Connection, record: Record, *, user_id: int, id: int) -> bool:
     return conn.execute(query, (id, user_id)).rowcount == 1
 
 
-def list_all(conn: Connection, record: Record, *, user_id: int, order_by: str = "id") -> list[dict]:
-    query = sql.SQL("SELECT {columns} FROM {table} WHERE user_id = %s ORDER BY {order}, id").format(
-        columns=record.select_list, table=sql.Identifier(record.table), order=sql.Identifier(order_by)
+def list_all(conn: Connection, record: Record, *, user_id: int) -> list[dict]:
+    """The user's records, oldest first."""
+    query = sql.SQL("SELECT {columns} FROM {table} WHERE user_id = %s ORDER BY id").format(
+        columns=record.select_list, table=sql.Identifier(record.table)
     )
     return conn.execute(query, (user_id,)).fetchall()

@@ -15,12 +15,14 @@ COLUMNS = RECURRING.select_list
 
 def lock_next_due(conn: Connection, *, today: date, skip: list[int]) -> dict | None:
     """One rule (of any user) with an occurrence due by `today`, not among `skip`, locked until the
-    caller's transaction ends; a rule another run holds is passed over, not waited for."""
+    caller's transaction ends, with its user's row (FOR KEY SHARE, taken as the user's deletion
+    takes them: the user, then the rule). A rule another run holds, or whose user is being deleted,
+    is passed over, not waited for."""
     query = sql.SQL(
-        "SELECT user_id, {columns} FROM recurring_transactions"
-        " WHERE next_occurrence <= %s AND id <> ALL (%s)"
-        " ORDER BY next_occurrence, id LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED"
-    ).format(columns=COLUMNS)
+        "SELECT r.user_id, {columns} FROM recurring_transactions r JOIN users u ON u.id = r.user_id"
+        " WHERE r.next_occurrence <= %s AND r.id <> ALL (%s)"
+        " ORDER BY r.next_occurrence, r.id LIMIT 1 FOR KEY SHARE OF u SKIP LOCKED FOR NO KEY UPDATE OF r SKIP LOCKED"
+    ).format(columns=sql.SQL(", ").join(sql.Identifier("r", name) for name in RECURRING.columns))
     return conn.execute(query, (today, skip)).fetchone()
 
 
@@ -41,8 +43,11 @@ def insert_occurrences(conn: Connection, *, rule: dict, user_id: int, instants: 
     ).rowcount
 
 
-def advance(conn: Connection, *, rule_id: int, last_occurrence: date, next_occurrence: date | None) -> dict:
+def advance(
+    conn: Connection, *, user_id: int, rule_id: int, last_occurrence: date, next_occurrence: date | None
+) -> dict:
     query = sql.SQL(
-        "UPDATE recurring_transactions SET last_occurrence = %s, next_occurrence = %s WHERE id = %s RETURNING {columns}"
+        "UPDATE recurring_transactions SET last_occurrence = %s, next_occurrence = %s"
+        " WHERE id = %s AND user_id = %s RETURNING {columns}"
     ).format(columns=COLUMNS)
-    return fetch_one(conn.execute(query, (last_occurrence, next_occurrence, rule_id)))
+    return fetch_one(conn.execute(query, (last_occurrence, next_occurrence, rule_id, user_id)))

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from service.core import recurring
 from service.core.errors import Conflict, Invalid
+from service.store import recurring as recurring_store
 from tests.utils import insert_user
 
 # tenant1's time zone, in which its daily and monthly totals are kept.
@@ -238,3 +239,70 @@ def test_psycopg_connection_of_the_scheduler_is_autocommit(stack):
         conn.row_factory = dict_row
         recurring.run_due(conn, timezone=NEW_YORK, now=NOW)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_run_and_the_users_deletion_at_once_never_deadlock(db, stack):
+    """The run takes the user's row before the rule, as the deletion's cascade does: whichever comes
+    first, the other waits or passes over it, and neither fails."""
+    user_id = insert_user(db)
+    _create(db, user_id, frequency="daily", start_date=NOW.date())
+    later = NOW + timedelta(days=3)
+    with stack.cluster.connect("tenant1") as scheduler, stack.cluster.connect("tenant1") as deleter:
+        scheduler.row_factory = dict_row
+        deleter.execute("SET lock_timeout = '10s'")
+        with scheduler.transaction():
+            rule = recurring_store.lock_next_due(scheduler, today=later.date(), skip=[])
+            assert rule is not None
+            deletion = threading.Thread(target=deleter.execute, args=("DELETE FROM users WHERE id = %s", (user_id,)))
+            deletion.start()
+            deletion.join(0.5)
+            assert deletion.is_alive()  # the deletion waits for the run's hold on the user
+            recurring_store.insert_occurrences(scheduler, rule=rule, user_id=user_id, instants=[later])
+        deletion.join(10)
+        assert not deletion.is_alive()
+    assert db.execute("SELECT count(*) AS n FROM recurring_transactions").fetchone()["n"] == 0
+
+
+def test_a_run_passes_over_the_rules_of_a_user_being_deleted(db, stack):
+    user_id = insert_user(db)
+    _create(db, user_id, frequency="daily", start_date=NOW.date())
+    with stack.cluster.connect("tenant1") as deleter, deleter.transaction():
+        deleter.execute("DELETE FROM users WHERE id = %s", (user_id,))
+        assert recurring.run_due(db, timezone=NEW_YORK, now=NOW + timedelta(days=3)) == 0
+    assert db.execute("SELECT count(*) AS n FROM transactions").fetchone()["n"] == 0
+
+
+def test_a_rule_whose_account_is_held_too_long_is_left_for_the_next_run(db, stack):
+    user_id = insert_user(db)
+    rule = _create(db, user_id, frequency="daily", start_date=NOW.date())
+    later = NOW + timedelta(days=2)
+    with stack.cluster.connect("tenant1") as scheduler, stack.cluster.connect("tenant1") as holder:
+        scheduler.row_factory = dict_row
+        scheduler.execute("SET lock_timeout = '200ms'")
+        with holder.transaction():
+            holder.execute("SELECT 1 FROM accounts WHERE user_id = %s FOR UPDATE", (user_id,))
+            assert recurring.run_due(scheduler, timezone=NEW_YORK, now=later) == 0
+        assert recurring.run_due(scheduler, timezone=NEW_YORK, now=later) == 2
+    assert len(_made(db, rule["id"])) == 3
+
+
+def test_a_retry_with_its_key_on_a_later_day_replays_even_past_the_oldest_start(db):
+    user_id = insert_user(db)
+    data = {**RENT, "frequency": "daily", "start_date": NOW.date() - timedelta(days=366)}
+    first, _ = recurring.create(db, user_id=user_id, data=data, timezone=NEW_YORK, now=NOW, idempotency_key="k1")
+    again, replayed = recurring.create(
+        db, user_id=user_id, data=data, timezone=NEW_YORK, now=NOW + timedelta(days=1), idempotency_key="k1"
+    )
+    assert replayed and again == first
+
+
+def test_a_change_that_resends_an_old_start_date_unchanged_is_accepted(db):
+    user_id = insert_user(db)
+    rule = _create(db, user_id, start_date=NOW.date() - timedelta(days=300))
+    later = NOW + timedelta(days=100)
+    changes = {"start_date": rule["start_date"], "amount": Decimal("1250.00")}
+    changed = recurring.update(db, user_id=user_id, rule_id=rule["id"], changes=changes, timezone=NEW_YORK, now=later)
+    assert changed["amount"] == Decimal("1250.00")
+    with pytest.raises(Invalid):
+        recurring.update(db, user_id=user_id, rule_id=rule["id"], timezone=NEW_YORK, now=later,
+                         changes={"start_date": rule["start_date"] + timedelta(days=1)})
