@@ -15,6 +15,7 @@ import localstack
 import psycopg
 import pytest
 from marshmallow import ValidationError
+from psycopg import sql
 
 from service.config import ConfigError, Settings
 from service.schemas import Money, parse_json_number
@@ -96,6 +97,28 @@ def test_create_refuses_server_owned_and_unknown_fields_and_creates_nothing(clie
     assert _transactions(db, victim_id) == []
 
 
+@pytest.mark.parametrize(
+    ("path", "valid", "kept"),
+    [
+        ("/budgets", {"category": "food", "amount": "10.00"}, ("budgets",)),
+        (
+            "/recurring-transactions",
+            {"type": "expense", "amount": "1.00", "frequency": "daily", "start_date": "2999-01-01"},
+            ("recurring_transactions", "transactions"),
+        ),
+    ],
+)
+def test_budgets_and_rules_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
+    """Also the fields only the service sets: what a rule has made, a transaction's rule."""
+    victim_id, _ = user_with_headers(client)
+    _, headers = user_with_headers(client)
+    service_kept = {"last_occurrence": "2999-01-01", "next_occurrence": None, "recurring_id": 1, "spent": "0"}
+    for field, value in {**HOSTILE_FIELDS, **service_kept, "user_id": victim_id}.items():
+        _refused_field(client.post(path, json={**valid, field: value}, headers=headers), field)
+    for table in kept:
+        assert db.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))).fetchone()["n"] == 0
+
+
 def test_update_refuses_server_owned_and_unknown_fields_and_changes_nothing(client, db):
     victim_id, _ = user_with_headers(client)
     user_id, headers = user_with_headers(client)
@@ -130,7 +153,13 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     body = {"from_account_id": main["id"], "to_account_id": savings["id"], "amount": "1.00"}
     transfer = client.post("/transfers", json=body, headers=headers).json()
     accounts = client.get("/accounts", headers=headers).json()
-    ids = {"{transaction_id}": transaction["id"], "{account_id}": savings["id"], "{transfer_id}": transfer["id"]}
+    budget = client.post("/budgets", json={"category": "food", "amount": "10"}, headers=headers).json()
+    rule = {"type": "expense", "amount": "1.00", "frequency": "monthly", "start_date": "2999-01-01"}
+    recurring = client.post("/recurring-transactions", json=rule, headers=headers).json()
+    ids = {
+        "{transaction_id}": transaction["id"], "{account_id}": savings["id"], "{transfer_id}": transfer["id"],
+        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"],
+    }
     checked = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -149,11 +178,15 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
             checked.append(f"{method.upper()} {path}")
     assert {"POST /register", "POST /login", "POST /transactions", "POST /transaction",
             "PATCH /transactions/{transaction_id}", "POST /accounts", "PATCH /accounts/{account_id}",
-            "POST /transfers", "PATCH /transfers/{transfer_id}"} <= set(checked)
-    # Nothing changed: the user, the token, the transaction, the accounts and the transfer are as they were.
+            "POST /transfers", "PATCH /transfers/{transfer_id}", "POST /budgets", "PATCH /budgets/{budget_id}",
+            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}"} <= set(checked)
+    # Nothing changed: the user, the token, the transaction, the accounts, the transfer, the budget and
+    # the rule are as they were.
     assert client.get(f"/transactions/{transaction['id']}", headers=headers).json() == transaction
     assert client.get("/accounts", headers=headers).json() == accounts
     assert client.get("/transfers", headers=headers).json()["items"] == [transfer]
+    assert client.get("/budgets", headers=headers).json()["items"][0]["amount"] == budget["amount"]
+    assert client.get("/recurring-transactions", headers=headers).json()["items"] == [recurring]
     assert len(_transactions(db, user_id)) == 1
 
 
