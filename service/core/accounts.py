@@ -33,7 +33,7 @@ def archived(field: str) -> Conflict:
 
 def check_owned(conn: Connection, *, user_id: int, account_id: int, field: str) -> dict:
     """The account of an id in a request (`field`), or a 400 naming the field when it is not the user's."""
-    account = accounts.get_account(conn, user_id=user_id, account_id=account_id)
+    account = owned.get(conn, ACCOUNT, user_id=user_id, id=account_id)
     if account is None:
         raise unknown_account(field)
     return account
@@ -68,7 +68,7 @@ def create(conn: Connection, *, user_id: int, data: dict) -> dict:
 
 
 def get(conn: Connection, *, user_id: int, account_id: int) -> dict:
-    return found(accounts.get_account(conn, user_id=user_id, account_id=account_id), "account")
+    return found(owned.get(conn, ACCOUNT, user_id=user_id, id=account_id), "account")
 
 
 def list_all(conn: Connection, *, user_id: int, include_archived: bool) -> tuple[list[dict], Decimal]:

@@ -12,7 +12,7 @@ from .. import csvio, db
 from ..db import Connection
 from ..records import TRANSACTION, Position
 from ..store import accounts as accounts_store
-from ..store import transactions
+from ..store import owned, transactions
 from . import accounts, idempotency
 from .errors import Invalid, Unprocessable, found
 
@@ -35,7 +35,7 @@ def create(conn: Connection, *, user_id: int, data: dict, idempotency_key: str |
 
 
 def get(conn: Connection, *, user_id: int, transaction_id: int) -> dict:
-    return found(transactions.get_transaction(conn, user_id=user_id, transaction_id=transaction_id), "transaction")
+    return found(owned.get(conn, TRANSACTION, user_id=user_id, id=transaction_id), "transaction")
 
 
 def update(conn: Connection, *, user_id: int, transaction_id: int, changes: dict) -> dict:
@@ -43,14 +43,14 @@ def update(conn: Connection, *, user_id: int, transaction_id: int, changes: dict
     if "account_id" in changes:
         accounts.check_usable(conn, user_id=user_id, account_id=changes["account_id"], field="account_id")
     try:
-        row = transactions.update_transaction(conn, user_id=user_id, transaction_id=transaction_id, changes=changes)
+        row = owned.update(conn, TRANSACTION, user_id=user_id, id=transaction_id, changes=changes)
     except ForeignKeyViolation as exc:  # the account was deleted since it was checked
         raise accounts.unknown_account("account_id") from exc
     return found(row, "transaction")
 
 
 def delete(conn: Connection, *, user_id: int, transaction_id: int) -> None:
-    found(transactions.delete_transaction(conn, user_id=user_id, transaction_id=transaction_id), "transaction")
+    found(owned.delete(conn, TRANSACTION, user_id=user_id, id=transaction_id), "transaction")
 
 
 def list_page(

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from ..db import Connection
 from ..records import TRANSFER, Position
-from ..store import transfers
+from ..store import owned, transfers
 from . import accounts, idempotency
 from .errors import found
 
@@ -26,16 +26,16 @@ def create(conn: Connection, *, user_id: int, data: dict, idempotency_key: str |
 
 
 def get(conn: Connection, *, user_id: int, transfer_id: int) -> dict:
-    return found(transfers.get_transfer(conn, user_id=user_id, transfer_id=transfer_id), "transfer")
+    return found(owned.get(conn, TRANSFER, user_id=user_id, id=transfer_id), "transfer")
 
 
 def update(conn: Connection, *, user_id: int, transfer_id: int, changes: dict) -> dict:
-    row = transfers.update_transfer(conn, user_id=user_id, transfer_id=transfer_id, changes=changes)
+    row = owned.update(conn, TRANSFER, user_id=user_id, id=transfer_id, changes=changes)
     return found(row, "transfer")
 
 
 def delete(conn: Connection, *, user_id: int, transfer_id: int) -> None:
-    found(transfers.delete_transfer(conn, user_id=user_id, transfer_id=transfer_id), "transfer")
+    found(owned.delete(conn, TRANSFER, user_id=user_id, id=transfer_id), "transfer")
 
 
 def list_page(

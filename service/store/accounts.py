@@ -34,11 +34,6 @@ def create_account(conn: Connection, *, user_id: int, data: dict) -> dict:
         _name_taken_or_raise(exc, data)
 
 
-def get_account(conn: Connection, *, user_id: int, account_id: int) -> dict | None:
-    query = sql.SQL("SELECT {columns} FROM accounts WHERE id = %s AND user_id = %s").format(columns=COLUMNS)
-    return conn.execute(query, (account_id, user_id)).fetchone()
-
-
 def default_account(conn: Connection, *, user_id: int) -> dict:
     """The user's default account (every user has exactly one)."""
     query = sql.SQL("SELECT {columns} FROM accounts WHERE user_id = %s AND is_default").format(columns=COLUMNS)

@@ -1,4 +1,5 @@
-"""The transactions table: create, read, update, delete, list by keyset, export, import; always of one user."""
+"""The transactions table's own statements: create into a usable account, list by keyset, export, import;
+always of one user. (Read, change, delete: store.owned.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from psycopg import sql
 
 from ..db import Connection, fetch_one
 from ..records import TRANSACTION, Position
-from . import assignments, names, placeholders
+from . import names, placeholders
 
 COLUMNS = TRANSACTION.select_list
 WRITABLE = TRANSACTION.writable
@@ -34,33 +35,6 @@ def create_transaction(conn: Connection, *, user_id: int, data: dict) -> dict | 
     )
     account_id = data.get("account_id")
     return conn.execute(query, [*(data[name] for name in fields), user_id, account_id, account_id]).fetchone()
-
-
-def get_transaction(conn: Connection, *, user_id: int, transaction_id: int) -> dict | None:
-    query = sql.SQL("SELECT {columns} FROM transactions WHERE id = %s AND user_id = %s")
-    return conn.execute(query.format(columns=COLUMNS), (transaction_id, user_id)).fetchone()
-
-
-def update_transaction(
-    conn: Connection, *, user_id: int, transaction_id: int, changes: dict
-) -> dict | None:
-    fields = [name for name in WRITABLE if name in changes]
-    query = sql.SQL(
-        "UPDATE transactions SET {assignments}, updated_at = now()"
-        " WHERE id = %s AND user_id = %s RETURNING {columns}"
-    ).format(
-        assignments=assignments(fields),
-        columns=COLUMNS,
-    )
-    params = [*(changes[name] for name in fields), transaction_id, user_id]
-    return conn.execute(query, params).fetchone()
-
-
-def delete_transaction(conn: Connection, *, user_id: int, transaction_id: int) -> bool:
-    cur = conn.execute(
-        "DELETE FROM transactions WHERE id = %s AND user_id = %s", (transaction_id, user_id)
-    )
-    return cur.rowcount == 1
 
 
 def _filter_conditions(user_id: int, filters: dict) -> tuple[list[sql.Composable], list]:

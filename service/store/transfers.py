@@ -6,11 +6,9 @@ from psycopg import sql
 
 from ..db import Connection
 from ..records import TRANSFER, Position
-from . import assignments, names, placeholders
+from . import names, placeholders
 
 COLUMNS = TRANSFER.select_list
-# What a transfer's PATCH may change: its accounts stay.
-CHANGEABLE = ("amount", "description", "occurred_at")
 
 
 def create_transfer(conn: Connection, *, user_id: int, data: dict) -> dict | None:
@@ -31,26 +29,6 @@ def create_transfer(conn: Connection, *, user_id: int, data: dict) -> dict | Non
     )
     params = [user_id, *(data[name] for name in fields), user_id, data["from_account_id"], data["to_account_id"]]
     return conn.execute(query, params).fetchone()
-
-
-def get_transfer(conn: Connection, *, user_id: int, transfer_id: int) -> dict | None:
-    query = sql.SQL("SELECT {columns} FROM transfers WHERE id = %s AND user_id = %s").format(columns=COLUMNS)
-    return conn.execute(query, (transfer_id, user_id)).fetchone()
-
-
-def update_transfer(conn: Connection, *, user_id: int, transfer_id: int, changes: dict) -> dict | None:
-    fields = [name for name in CHANGEABLE if name in changes]
-    query = sql.SQL(
-        "UPDATE transfers SET {assignments}, updated_at = now() WHERE id = %s AND user_id = %s RETURNING {columns}"
-    ).format(
-        assignments=assignments(fields),
-        columns=COLUMNS,
-    )
-    return conn.execute(query, [*(changes[name] for name in fields), transfer_id, user_id]).fetchone()
-
-
-def delete_transfer(conn: Connection, *, user_id: int, transfer_id: int) -> bool:
-    return conn.execute("DELETE FROM transfers WHERE id = %s AND user_id = %s", (transfer_id, user_id)).rowcount == 1
 
 
 def list_transfers(
