@@ -178,3 +178,20 @@ RECURRING = Record(
     sort_keys=(),
     csv_columns=(),
 )
+
+# A personal access token as the API shows it: never its secret, nor the secret's hash (a column
+# of the table that no read selects; store.personal_access_tokens writes it).
+PERSONAL_ACCESS_TOKEN = Record(
+    table="personal_access_tokens",
+    columns={
+        "id": int,
+        "name": str,
+        "scope": str,
+        "created_at": datetime,
+        "expires_at": datetime,
+        "last_used_at": datetime,
+    },
+    writable=("name", "scope"),
+    sort_keys=(),
+    csv_columns=(),
+)
