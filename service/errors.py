@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from .core.errors import (
     Conflict,
     DomainError,
+    Forbidden,
     Invalid,
     NotFound,
     Throttled,
@@ -45,6 +46,7 @@ HTTP_CODES = {
 DOMAIN_STATUS: dict[type[DomainError], int] = {
     Invalid: 400,
     Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     Unprocessable: 422,

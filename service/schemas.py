@@ -689,3 +689,60 @@ class RecurringPublic(EntryPublic):
 
 class RecurringList(Schema):
     items = fields.List(fields.Nested(RecurringPublic), required=True)
+
+
+# Personal access tokens (core.access_tokens): their scopes, names and lifetimes.
+TOKEN_SCOPES = ("read", "read_write")
+MAX_TOKEN_NAME_CHARS = 100
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 365
+
+
+class TokenName(fields.String):
+    """A personal access token's name: surrounding whitespace trimmed, then 1 to 100 characters."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(validate=[Length(min=1, max=MAX_TOKEN_NAME_CHARS), storable_text], **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class PersonalTokenCreate(Schema):
+    name = TokenName(
+        required=True, metadata={"description": "What the token is for; 1 to 100 characters.", "example": "Spreadsheet"}
+    )
+    scope = fields.String(
+        required=True, validate=OneOf(TOKEN_SCOPES),
+        metadata={"description": "read: GET only; read_write: everything but what needs a login token."},
+    )
+    expires_in_days = WholeNumber(
+        load_default=DEFAULT_TOKEN_DAYS, validate=Range(min=1, max=MAX_TOKEN_DAYS),
+        metadata={"description": f"Days until it expires, 1 to {MAX_TOKEN_DAYS}; {DEFAULT_TOKEN_DAYS} by default."},
+    )
+
+
+class PersonalTokenPublic(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    scope = fields.String(required=True, validate=OneOf(TOKEN_SCOPES))
+    created_at = fields.AwareDateTime(format="iso", required=True)
+    expires_at = fields.AwareDateTime(format="iso", required=True)
+    last_used_at = fields.AwareDateTime(
+        format="iso", allow_none=True, required=True,
+        metadata={"description": "When it last authenticated a request, to the minute; null before its first use."},
+    )
+
+
+class PersonalTokenIssued(PersonalTokenPublic):
+    token = fields.String(
+        required=True,
+        metadata={
+            "description": "The secret, shown only in this answer: send it as Authorization: Bearer or x-access-token.",
+            "example": "fin_pat_3q2-7wEk0r9yZ8mXb1VtQ4nH6sLp5cJdAoKgIuFeRhT",
+        },
+    )
+
+
+class PersonalTokenList(Schema):
+    items = fields.List(fields.Nested(PersonalTokenPublic), required=True)

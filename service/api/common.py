@@ -14,12 +14,18 @@ from marshmallow import Schema, ValidationError
 from .. import db
 from ..config import Settings
 from ..core import idempotency, tokens
-from ..core.errors import TokenRefused
+from ..core.errors import Forbidden, TokenRefused
 from ..errors import ApiError
 from ..schemas import MAX_ID, parse_json_number
 from .docs import authenticated, error_model, model, query_params
 
 TOKEN_HEADER = "x-access-token"  # noqa: S105 - a header name
+# The methods a personal access token of scope `read` may use.
+READ_METHODS = frozenset({"GET", "HEAD"})
+# The attribute login_token_only sets on a method (require_user reads it).
+_LOGIN_TOKEN_ONLY = "login_token_only"  # noqa: S105 - an attribute's name
+LOGIN_TOKEN_REQUIRED = "A personal access token may not do this (login_token_required): use a login token"  # noqa: S105
+INSUFFICIENT_SCOPE = "A personal access token of scope read may only read (insufficient_scope)"
 
 
 def settings() -> Settings:
@@ -154,9 +160,38 @@ def _presented_token() -> str | None:
     return None
 
 
+def login_token_only(ns: Namespace) -> Callable:
+    """Decorator: the method needs a login token; any personal access token, whatever its scope, is
+    refused with 403 `login_token_required` (by require_user, which reads the mark). For what would
+    let a stolen token outlive its revocation or take the account: making or deleting tokens,
+    webhooks, the password, deleting the user, logging out (a personal access token is revoked by
+    DELETE /tokens/{token_id})."""
+
+    def decorate(method: Callable) -> Callable:
+        setattr(method, _LOGIN_TOKEN_ONLY, True)
+        return ns.response(403, LOGIN_TOKEN_REQUIRED, error_model(ns))(method)
+
+    return decorate
+
+
+def _check_scope(method: Callable, claims: dict) -> None:
+    """The one place a token's scope is enforced: a personal access token never reaches a
+    login-only method, and one of scope read only reads."""
+    if claims["pat"] is None:
+        return
+    if getattr(method, _LOGIN_TOKEN_ONLY, False):
+        raise Forbidden(
+            "login_token_required",
+            "A personal access token may not do this; log in (POST /login) and use that token.",
+        )
+    if claims["scope"] != tokens.READ_WRITE and request.method not in READ_METHODS:
+        raise Forbidden("insufficient_scope", "This personal access token may only read (scope read).")
+
+
 def require_user(method: Callable) -> Callable:
     """Let the request through only with a valid, unrevoked token of this tenant for an existing
-    user; sets g.user_id and g.token_claims. Costs one database query (core.tokens)."""
+    user, that may do what the request asks (`_check_scope`); sets g.user_id and g.token_claims.
+    Costs one database statement (core.tokens)."""
 
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
@@ -169,15 +204,21 @@ def require_user(method: Callable) -> Callable:
         claims = tokens.authenticate(db, settings(), token)
         g.user_id = claims["sub"]
         g.token_claims = claims
+        _check_scope(method, claims)
         return method(*args, **kwargs)
 
     return wrapper
 
 
 def user_route(ns: Namespace, path: str) -> Callable:
-    """Class decorator: route `path` to a UserResource, documented as needing a token."""
+    """Class decorator: route `path` to a UserResource, documented as needing a token, and each of
+    its methods that writes as refused to a personal access token of scope read (403)."""
 
     def decorate(cls: type) -> type:
+        for name in getattr(cls, "methods", None) or ():
+            method = getattr(cls, name.lower())
+            if name not in READ_METHODS and not getattr(method, _LOGIN_TOKEN_ONLY, False):
+                ns.response(403, INSUFFICIENT_SCOPE, error_model(ns))(method)
         return ns.route(path)(authenticated(ns)(cls))
 
     return decorate

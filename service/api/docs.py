@@ -26,6 +26,7 @@ from ..schemas import (
     PageCursor,
     PasswordChange,
     RecurringCreate,
+    TokenName,
     TransactionListQuery,
     TransferCreate,
     Username,
@@ -89,6 +90,7 @@ _FIELDS: dict[type, _Keywords] = {
     Category: _always(type="string"),
     WholeNumber: _always(type="integer"),
     Month: _always(type="string", pattern=MONTH_PATTERN),
+    TokenName: _always(type="string"),
 }
 # The validators whose rule a field class's own pattern already holds: Swagger 2 has one pattern.
 _PATTERN_HOLDS: dict[type, tuple] = {Username: (storable_text,)}

@@ -9,7 +9,7 @@ from .. import db
 from ..core import tokens, users
 from ..schemas import AccountDeletion, PasswordChange, TokenPublic
 from .auth import token_body
-from .common import UserResource, accepts_json, responds, settings, user_route
+from .common import UserResource, accepts_json, login_token_only, responds, settings, user_route
 from .docs import error_model
 
 # Tagged "account" in the published Swagger document, as it always was (generated clients name
@@ -23,6 +23,8 @@ UNLOCKS_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds unti
 
 @user_route(ns, "/logout")
 class Logout(UserResource):
+    # A personal access token is revoked by DELETE /tokens/{token_id}, with a login token.
+    @login_token_only(ns)
     @ns.response(204, "Logged out: this token is refused from now on, by every worker and replica")
     def post(self):
         """Revoke the token this request carries; the user's other tokens stay valid."""
@@ -32,15 +34,17 @@ class Logout(UserResource):
 
 @user_route(ns, "/password")
 class Password(UserResource):
+    @login_token_only(ns)
     @accepts_json(
         ns, PasswordChange,
         invalid="A field missing, unknown or invalid; a new password as at registration, not the current",
     )
-    @responds(ns, 200, "Changed; every earlier token of the user is revoked: use this new one", TokenPublic)
+    @responds(ns, 200, "Changed; every earlier login token of the user is revoked: use this new one", TokenPublic)
     @ns.response(401, REFUSED_401, error)
     @ns.response(429, LOCKED, error, headers=UNLOCKS_AFTER)
     def post(self, data: dict):
-        """Change the password (the current one confirms it) and revoke every earlier token."""
+        """Change the password (the current one confirms it) and revoke every earlier login token
+        (personal access tokens stay valid: delete them with DELETE /tokens/{token_id})."""
         issued = users.change_password(
             db, settings(), user_id=g.user_id, token_version=g.token_claims["ver"],
             current=data["current_password"], new=data["new_password"],
@@ -50,8 +54,9 @@ class Password(UserResource):
 
 @user_route(ns, "/me")
 class Me(UserResource):
+    @login_token_only(ns)
     @accepts_json(ns, AccountDeletion, invalid="The password missing or invalid, or an unknown field")
-    @ns.response(204, "Deleted, with every transaction and total of the user; their tokens are refused")
+    @ns.response(204, "Deleted, with every record and total of the user; their tokens, personal ones too, are refused")
     @ns.response(401, REFUSED_401, error)
     @ns.response(429, LOCKED, error, headers=UNLOCKS_AFTER)
     def delete(self, data: dict):

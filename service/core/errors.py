@@ -52,6 +52,11 @@ def token_revoked() -> TokenRefused:
     return TokenRefused("invalid_token", "The token has been revoked; log in again.")
 
 
+class Forbidden(DomainError):
+    """The token is valid but may not do this: a read-only personal access token asked to write, or
+    any personal access token asked for what needs a login token (403)."""
+
+
 class NotFound(DomainError):
     """No such record of this user (404); another user's record is not found either."""
 
