@@ -699,13 +699,20 @@ MAX_TOKEN_DAYS = 365
 
 
 class TokenName(fields.String):
-    """A personal access token's name: surrounding whitespace trimmed, then 1 to 100 characters."""
+    """A personal access token's name: at most 100 characters as sent, surrounding whitespace
+    trimmed, not blank. (Checked before trimming too, so the Swagger document's maxLength, which
+    can only speak of the text sent, is exact.)"""
+
+    default_error_messages = {"too_long": f"Longer than maximum length {MAX_TOKEN_NAME_CHARS}."}
 
     def __init__(self, **kwargs) -> None:
         super().__init__(validate=[Length(min=1, max=MAX_TOKEN_NAME_CHARS), storable_text], **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > MAX_TOKEN_NAME_CHARS:
+            raise self.make_error("too_long")
+        return text.strip()
 
 
 class PersonalTokenCreate(Schema):

@@ -58,6 +58,8 @@ _SPACE = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u20
 # A username as the server counts it, after trimming surrounding whitespace: at least three
 # characters from the first non-space to the last, no NUL.
 USERNAME_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\u0000][^\u0000]+[^{_SPACE}\u0000][{_SPACE}]*$"
+# A personal access token's name as the server takes it: something besides whitespace, no NUL.
+TOKEN_NAME_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\u0000][^\u0000]*$"
 
 # Where a schema's values travel: a response body, a request body, or the query string.
 Place = Literal["response", "body", "query"]
@@ -90,10 +92,10 @@ _FIELDS: dict[type, _Keywords] = {
     Category: _always(type="string"),
     WholeNumber: _always(type="integer"),
     Month: _always(type="string", pattern=MONTH_PATTERN),
-    TokenName: _always(type="string"),
+    TokenName: _always(type="string", pattern=TOKEN_NAME_PATTERN),
 }
 # The validators whose rule a field class's own pattern already holds: Swagger 2 has one pattern.
-_PATTERN_HOLDS: dict[type, tuple] = {Username: (storable_text,)}
+_PATTERN_HOLDS: dict[type, tuple] = {Username: (storable_text,), TokenName: (storable_text,)}
 # Marshmallow classes apispec types from their nested schema or their enum, not from its table.
 _TYPED_BY_APISPEC = (ma.Nested, ma.Enum)
 
