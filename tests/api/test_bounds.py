@@ -1,7 +1,8 @@
 """Every request's work is bounded, whatever the data behind it (docs/security.md, "Per-request
 bounds"): the groups of an analytics answer, the categories of a page, the rows of an export, the
 rows of an import, the transfers of a page, the keys a forged cursor may carry, the budgets and
-recurring transactions a user may have and the transactions one rule makes at once. Each case
+recurring transactions a user may have and the transactions one rule makes at once, and the
+personal access tokens a user may have. Each case
 reproduces a finding of the outside review, scaled down so the suite stays fast."""
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import csv
 import io
 import json
 import time
+import uuid
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from service import csvio
+from service.core.access_tokens import MAX_TOKENS
 from service.csvio import MAX_EXPORT_BYTES, MAX_EXPORT_ROWS
 from service.schemas import MAX_CATEGORIES_PAGE, MAX_GROUPS
 from service.store import transactions
@@ -366,3 +369,35 @@ def test_the_largest_catch_up_a_create_makes_is_367_transactions(client, db, ser
     older = {**rule, "start_date": (today - timedelta(days=367)).isoformat()}
     error = assert_error(client.post("/recurring-transactions", json=older, headers=headers), 400, "validation_error")
     assert "start_date" in error["fields"]
+
+
+# --- personal access tokens ----------------------------------------------------------------------
+
+
+def test_a_user_has_at_most_50_tokens_and_the_list_answers_them_all(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO personal_access_tokens (user_id, name, scope, token_hash, expires_at)"
+        " SELECT %s, 't' || n, 'read', sha256(convert_to(%s || n, 'UTF8')), now() + interval '1 day'"
+        " FROM generate_series(1, %s) n",
+        (user_id, uuid.uuid4().hex, MAX_TOKENS),
+    )
+    body = {"name": "one more", "scope": "read"}
+    assert_error(client.post("/tokens", json=body, headers=headers), 409, "too_many_tokens")
+    listed = client.get("/tokens", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == MAX_TOKENS
+    assert len(listed.content) < 20_000  # 50 names of 100 four-byte characters would be under 100 KB
+    # Another user is not held back by this one's tokens.
+    _, other = user_with_headers(client)
+    assert client.post("/tokens", json=body, headers=other).status_code == 201
+
+    # An expired token makes room: a create removes the user's expired tokens first.
+    db.execute(
+        "UPDATE personal_access_tokens SET created_at = now() - interval '2 days', expires_at = now() - interval '1 s'"
+        " WHERE user_id = %s AND name = 't1'",
+        (user_id,),
+    )
+    assert client.post("/tokens", json=body, headers=headers).status_code == 201
+    count = db.execute("SELECT count(*) AS n FROM personal_access_tokens WHERE user_id = %s", (user_id,)).fetchone()
+    assert count["n"] == MAX_TOKENS
+    assert_error(client.post("/tokens", json=body, headers=headers), 409, "too_many_tokens")

@@ -106,13 +106,19 @@ def test_create_refuses_server_owned_and_unknown_fields_and_creates_nothing(clie
             {"type": "expense", "amount": "1.00", "frequency": "daily", "start_date": "2999-01-01"},
             ("recurring_transactions", "transactions"),
         ),
+        ("/tokens", {"name": "script", "scope": "read"}, ("personal_access_tokens",)),
     ],
 )
-def test_budgets_and_rules_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
-    """Also the fields only the service sets: what a rule has made, a transaction's rule."""
+def test_budgets_rules_and_tokens_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
+    """Also the fields only the service sets: what a rule has made, a transaction's rule, a personal
+    access token's secret, its hash, its expiry (given in days) and its last use."""
     victim_id, _ = user_with_headers(client)
     _, headers = user_with_headers(client)
-    service_kept = {"last_occurrence": "2999-01-01", "next_occurrence": None, "recurring_id": 1, "spent": "0"}
+    service_kept = {
+        "last_occurrence": "2999-01-01", "next_occurrence": None, "recurring_id": 1, "spent": "0",
+        "token": "fin_pat_" + "A" * 43, "token_hash": "00" * 32, "expires_at": "2999-01-01T00:00:00+00:00",
+        "last_used_at": None,
+    }
     for field, value in {**HOSTILE_FIELDS, **service_kept, "user_id": victim_id}.items():
         _refused_field(client.post(path, json={**valid, field: value}, headers=headers), field)
     for table in kept:
@@ -156,9 +162,11 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     budget = client.post("/budgets", json={"category": "food", "amount": "10"}, headers=headers).json()
     rule = {"type": "expense", "amount": "1.00", "frequency": "monthly", "start_date": "2999-01-01"}
     recurring = client.post("/recurring-transactions", json=rule, headers=headers).json()
+    pat = client.post("/tokens", json={"name": "script", "scope": "read"}, headers=headers).json()
+    tokens = client.get("/tokens", headers=headers).json()
     ids = {
         "{transaction_id}": transaction["id"], "{account_id}": savings["id"], "{transfer_id}": transfer["id"],
-        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"],
+        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"], "{token_id}": pat["id"],
     }
     checked = []
     for path, operations in document["paths"].items():
@@ -179,14 +187,16 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     assert {"POST /register", "POST /login", "POST /transactions", "POST /transaction",
             "PATCH /transactions/{transaction_id}", "POST /accounts", "PATCH /accounts/{account_id}",
             "POST /transfers", "PATCH /transfers/{transfer_id}", "POST /budgets", "PATCH /budgets/{budget_id}",
-            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}"} <= set(checked)
-    # Nothing changed: the user, the token, the transaction, the accounts, the transfer, the budget and
-    # the rule are as they were.
+            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}",
+            "POST /tokens"} <= set(checked)
+    # Nothing changed: the user, the token, the transaction, the accounts, the transfer, the budget,
+    # the rule and the personal access tokens are as they were.
     assert client.get(f"/transactions/{transaction['id']}", headers=headers).json() == transaction
     assert client.get("/accounts", headers=headers).json() == accounts
     assert client.get("/transfers", headers=headers).json()["items"] == [transfer]
     assert client.get("/budgets", headers=headers).json()["items"][0]["amount"] == budget["amount"]
     assert client.get("/recurring-transactions", headers=headers).json()["items"] == [recurring]
+    assert client.get("/tokens", headers=headers).json() == tokens
     assert len(_transactions(db, user_id)) == 1
 
 

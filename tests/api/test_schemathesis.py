@@ -215,6 +215,33 @@ def test_real_budgets_and_rules_conform_to_the_swagger_document(request, servers
     call("GET", "/budgets/{budget_id}", 404, path_parameters=budget)
 
 
+def test_real_personal_tokens_conform_to_the_swagger_document(request, servers, client):
+    """A token generated requests never hold: a real personal access token of each scope, its use
+    (last_used_at set), the 403s of its scope and of what needs a login token, and its deletion."""
+    token = _token(client)
+    schema = _schema(request, servers["tenant1"].url, token)
+
+    def call(method: str, path: str, status: int, credential: str = token, **parts) -> schemathesis.Response:
+        case = schema[path][method].Case(headers={"Authorization": f"Bearer {credential}"}, **parts)
+        response = case.call_and_validate()
+        assert response.status_code == status, (method, path, parts, response.text)
+        return response
+
+    read = call("POST", "/tokens", 201, body={"name": " Spreadsheet ", "scope": "read"}).json()
+    write = call("POST", "/tokens", 201, body={"name": "Sync", "scope": "read_write", "expires_in_days": 365}).json()
+    call("GET", "/transactions", 200, read["token"])
+    call("POST", "/transactions", 403, read["token"], body={"type": "expense", "amount": "1.00"})
+    call("POST", "/transactions", 201, write["token"], body={"type": "expense", "amount": "1.00"})
+    call("POST", "/tokens", 403, write["token"], body={"name": "Another", "scope": "read"})
+    call("DELETE", "/tokens/{token_id}", 403, write["token"], path_parameters={"token_id": read["id"]})
+    listed = call("GET", "/tokens", 200, read["token"]).json()["items"]
+    assert all(item["last_used_at"] for item in listed), listed
+    for item in listed:
+        call("DELETE", "/tokens/{token_id}", 204, path_parameters={"token_id": item["id"]})
+    call("DELETE", "/tokens/{token_id}", 404, path_parameters={"token_id": read["id"]})
+    call("GET", "/transactions", 401, read["token"])
+
+
 @logout_only.parametrize()
 def test_logout_conforms_to_the_swagger_document(case):
     case.call_and_validate()

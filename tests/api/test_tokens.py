@@ -385,6 +385,9 @@ def _every_endpoint(client: httpx.Client, token: str) -> list[httpx.Response]:
         client.delete("/transfers/1", headers=headers),
         client.get("/categories", headers=headers),
         client.get("/analytics", headers=headers),
+        client.get("/tokens", headers=headers),
+        client.post("/tokens", json={"name": "script", "scope": "read"}, headers=headers),
+        client.delete("/tokens/1", headers=headers),
         client.post("/logout", headers=headers),
         client.post("/password", json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}, headers=headers),
         client.request("DELETE", "/me", json={"password": PASSWORD}, headers=headers),
@@ -704,6 +707,11 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
         "type": "expense", "amount": "9.00", "category": "rent", "frequency": "monthly", "start_date": start
     })
     assert rule.status_code == 201, rule.text
+    # A personal access token, used once (so its last use is noted too).
+    pat = client.post("/tokens", json={"name": "script", "scope": "read"}, headers=bearer(token))
+    assert pat.status_code == 201, pat.text
+    pat_token = pat.json()["token"]
+    assert client.get("/transactions", headers=bearer(pat_token)).status_code == 200
     create(client, keep_headers, amount="7.00", category="food")
     kept_accounts = client.get("/accounts", headers=keep_headers).json()
     kept_analytics = client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json()
@@ -728,7 +736,7 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     assert client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json() == kept_analytics
     assert client.get("/accounts", headers=keep_headers).json() == kept_accounts
 
-    for session in (token, other_session):
+    for session in (token, other_session, pat_token):
         _assert_refused_everywhere(client, session)
         _assert_everywhere(replica.url, session, 401, times=4)
     assert_error(client.post("/login", json={"username": user["username"], "password": PASSWORD}), 401)
