@@ -2,9 +2,10 @@
 and no secret, token, password or password hash anywhere.
 
 The run goes through every kind of request a client makes (register, logins right and wrong,
-create, list, read, update, delete, import, export, categories, analytics), the errors (validation,
-malformed JSON, unknown paths, wrong methods and media types) and bad tokens, against the gunicorns
-of the session (conftest's `servers`), whose output scripts/localstack.py writes to
+create, list, read, update, delete, import, export, categories, analytics, personal access
+tokens), the errors (validation, malformed JSON, unknown paths, wrong methods and media types) and
+bad tokens, against the gunicorns of the session (conftest's `servers`), whose output
+scripts/localstack.py writes to
 `<stack dir>/logs/<tenant>-<port>.log`. Everything those files hold by then is checked, including
 what earlier tests of the same run made the servers write.
 """
@@ -94,6 +95,16 @@ def run(client, client2, servers, tenant_envs) -> Run:
     send("GET", "/analytics?period=current_year&group_by=month", "/analytics", 200, headers=bearer)
     send("DELETE", item, item_rule, 204, headers=bearer)
     send("GET", item, item_rule, 404, headers=bearer)
+    # A personal access token: made, used in either header, refused a write, deleted, then refused.
+    pat = send("POST", "/tokens", "/tokens", 201, headers=bearer, json={"name": "logs", "scope": "read"}).json()
+    run.secrets |= {pat["token"], pat["token"].removeprefix("fin_pat_")}
+    pat_rule = "/tokens/<int(max=9223372036854775807):token_id>"
+    send("GET", "/transactions", "/transactions", 200, headers={"Authorization": f"Bearer {pat['token']}"})
+    send("GET", "/tokens", "/tokens", 200, headers={"x-access-token": pat["token"]})
+    send("POST", "/transactions", "/transactions", 403, headers={"x-access-token": pat["token"]},
+         json={"type": "expense", "amount": "1.00"})
+    send("DELETE", f"/tokens/{pat['id']}", pat_rule, 204, headers=bearer)
+    send("GET", "/transactions", "/transactions", 401, headers={"x-access-token": pat["token"]})
 
     # Errors: what the client sent must not reach the logs either.
     send("POST", "/transactions", "/transactions", 400, headers=bearer, json={"type": "expense", "amount": "1.001"})
