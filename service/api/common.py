@@ -165,7 +165,8 @@ def login_token_only(ns: Namespace) -> Callable:
     refused with 403 `login_token_required` (by require_user, which reads the mark). For what would
     let a stolen token outlive its revocation or take the account: making or deleting tokens,
     webhooks, the password, deleting the user, logging out (a personal access token is revoked by
-    DELETE /tokens/{token_id})."""
+    DELETE /tokens/{token_id}). Put it above the method's other decorators: the mark is an
+    attribute of the function, which a decorator without functools.wraps above it would drop."""
 
     def decorate(method: Callable) -> Callable:
         setattr(method, _LOGIN_TOKEN_ONLY, True)
