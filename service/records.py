@@ -69,6 +69,13 @@ class Position(NamedTuple):
     id: int
 
 
+class FeedPosition(NamedTuple):
+    """Where a client's reading of the event feed stands: the last event's transaction id and id."""
+
+    txid: int
+    id: int
+
+
 def _same(value: Any) -> Any:
     return value
 

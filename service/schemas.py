@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Equal, Length, OneOf, Range
 
-from .records import TRANSACTION, Position
+from .records import TRANSACTION, FeedPosition, Position
 from .recurrence import FREQUENCIES
 
 CENT = Decimal("0.01")
@@ -689,3 +689,40 @@ class RecurringPublic(EntryPublic):
 
 class RecurringList(Schema):
     items = fields.List(fields.Nested(RecurringPublic), required=True)
+
+
+class EventCursor(PageCursor):
+    """The feed's cursor (event_cursor): the last event's transaction id and id."""
+
+    def position(self, encoded: dict) -> FeedPosition:
+        txid, event_id = encoded["t"], encoded["id"]
+        if type(txid) is not int or type(event_id) is not int or not (0 <= txid <= MAX_ID and 0 < event_id <= MAX_ID):
+            raise ValueError(encoded)
+        return FeedPosition(txid, event_id)
+
+
+def event_cursor(position: FeedPosition) -> str:
+    return encode_cursor({"t": position.txid, "id": position.id})
+
+
+class EventQuery(Schema):
+    after = EventCursor(metadata={"description": "next_cursor of the previous answer; from the first event without."})
+    limit = fields.Integer(load_default=100, validate=Range(min=1, max=500))
+
+
+class EventPublic(Schema):
+    id = fields.Integer(required=True, metadata={"description": "Also the webhook-id of its deliveries."})
+    type = fields.String(required=True, metadata={"example": "transaction.created"})
+    timestamp = fields.AwareDateTime(format="iso", required=True, metadata={"description": "When the change was made."})
+    data = fields.Dict(
+        required=True,
+        metadata={"description": "The record as the API shows it (a budget as GET /budgets/{id}?month= does)."},
+    )
+
+
+class EventFeed(Schema):
+    items = fields.List(fields.Nested(EventPublic), required=True)
+    next_cursor = fields.String(
+        allow_none=True, required=True,
+        metadata={"description": "Pass as `after` to read on; the same cursor again while nothing is new."},
+    )

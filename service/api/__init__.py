@@ -6,12 +6,12 @@ from flask import Flask
 from flask_restx import Api
 
 from ..errors import response_for
-from . import accounts, analytics, auth, budgets, categories, health, me, recurring, transactions, transfers
+from . import accounts, analytics, auth, budgets, categories, events, health, me, recurring, transactions, transfers
 from .docs import AUTHORIZATIONS
 
 NAMESPACES = (
     auth.ns, me.ns, accounts.ns, transactions.ns, transfers.ns, recurring.ns, budgets.ns, analytics.ns, categories.ns,
-    health.ns,
+    events.ns, health.ns,
 )
 
 

@@ -78,6 +78,7 @@ def test_method_not_allowed_names_the_allowed_methods(client):
         ("DELETE", "/recurring-transactions/1"),
         ("GET", "/categories"),
         ("GET", "/analytics"),
+        ("GET", "/events"),
         ("POST", "/logout"),
         ("POST", "/password"),
         ("DELETE", "/me"),

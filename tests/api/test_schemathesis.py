@@ -51,6 +51,8 @@ UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
     "GET /transactions/export": {(400, "validation_error"): DAYS | ACCOUNT},
     # Like a transaction page's, a category page's cursor is opaque.
     "GET /categories": {(400, "validation_error"): {"cursor"}},
+    # And so is the event feed's.
+    "GET /events": {(400, "validation_error"): {"after"}},
     "POST /transactions": CREATE,
     "POST /transaction": CREATE,
     "PATCH /transactions/{transaction_id}": {(400, "validation_error"): {"occurred_at", *ACCOUNT}},

@@ -1,0 +1,42 @@
+"""The events table's statements: the feed of one user's events, and the purge of old ones.
+
+Events are written by triggers only (migration 0013), in the transaction of the change they tell of.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ..db import Connection
+from ..records import FeedPosition
+
+# Shown by webhooks only (POST /webhooks/{id}/test), never in the feed.
+TEST_TYPE = "webhook.test"
+
+
+START = FeedPosition(0, 0)
+
+
+def feed(conn: Connection, *, user_id: int, after: FeedPosition, limit: int) -> list[dict]:
+    """The user's events after `after` in (txid, id) order, only those of transactions older than
+    every transaction still running: one still running may yet commit events with lower ids, and
+    will have a txid at least the snapshot's xmin, so nothing shown later sorts before a position
+    handed out. `data` is the JSON text, to be read with exact decimals."""
+    return conn.execute(
+        "SELECT id, type, created_at, data::text AS data, txid::text::bigint AS txid FROM events"
+        " WHERE user_id = %(user_id)s AND (txid, id) > (%(txid)s::text::xid8, %(id)s)"
+        "   AND txid < pg_snapshot_xmin(pg_current_snapshot()) AND type <> %(test)s"
+        " ORDER BY txid, id LIMIT %(limit)s",
+        {"user_id": user_id, "txid": str(after.txid), "id": after.id, "test": TEST_TYPE, "limit": limit},
+    ).fetchall()
+
+
+def purge(conn: Connection, *, older_than: timedelta, batch: int) -> int:
+    """Delete up to `batch` events (of every user) written more than `older_than` ago, oldest first;
+    their webhook deliveries go with them. Returns how many went."""
+    return conn.execute(
+        "DELETE FROM events WHERE id IN ("
+        " SELECT id FROM events WHERE created_at < now() - %(age)s ORDER BY created_at LIMIT %(batch)s"
+        " FOR UPDATE SKIP LOCKED)",
+        {"age": older_than, "batch": batch},
+    ).rowcount
