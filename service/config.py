@@ -419,6 +419,10 @@ class Settings:
         "METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535, error="must be a port number (0: no metrics), got {input!r}"
     )
     metrics_directory: str | None = variable("PROMETHEUS_MULTIPROC_DIR", "str", None, validate=IS_DIRECTORY)
+    # Webhooks may go to http:// and https:// URLs on this machine's loopback addresses: for a
+    # developer receiving them locally (scripts/dev, the test suite). Never set in Kubernetes: there a
+    # webhook's URL is https and its host resolves only to public addresses (service/outbound.py).
+    webhooks_allow_loopback: bool = variable("WEBHOOKS_ALLOW_LOOPBACK", "bool", False, blank_is_unset=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
