@@ -707,7 +707,7 @@ def event_cursor(position: FeedPosition) -> str:
 
 class EventQuery(Schema):
     after = EventCursor(metadata={"description": "next_cursor of the previous answer; from the first event without."})
-    limit = fields.Integer(load_default=100, validate=Range(min=1, max=500))
+    limit = fields.Integer(load_default=100, validate=Range(min=1, max=200))
 
 
 class EventPublic(Schema):

@@ -366,3 +366,26 @@ def test_the_largest_catch_up_a_create_makes_is_367_transactions(client, db, ser
     older = {**rule, "start_date": (today - timedelta(days=367)).isoformat()}
     error = assert_error(client.post("/recurring-transactions", json=older, headers=headers), 400, "validation_error")
     assert "start_date" in error["fields"]
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def test_an_event_page_holds_at_most_200_of_the_largest_events_and_continues_with_its_cursor(client, db):
+    user_id, headers = user_with_headers(client)
+    longest = "€" * 500  # every text at its longest, in multibyte characters
+    db.execute(
+        "INSERT INTO transactions (user_id, type, amount, category, description)"
+        " SELECT %s, 'expense', 999999999999.99, %s, %s FROM generate_series(1, 201)",
+        (user_id, "€" * 64, longest),
+    )
+    assert_error(client.get("/events", params={"limit": 201}, headers=headers), 400, "validation_error")
+    started = time.monotonic()
+    response = client.get("/events", params={"limit": 200}, headers=headers)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["items"]) == 200  # the default account's creation, then 199 transactions
+    assert len(response.content) < 800_000 and elapsed < 2, (len(response.content), elapsed)
+    rest = client.get("/events", params={"after": body["next_cursor"], "limit": 200}, headers=headers).json()
+    assert [item["type"] for item in rest["items"]] == ["transaction.created"] * 2
