@@ -6,7 +6,7 @@ from flask import Flask
 from flask_restx import Api
 
 from ..errors import response_for
-from . import accounts, analytics, auth, budgets, categories, health, me, recurring, transactions, transfers
+from . import accounts, analytics, auth, budgets, categories, health, me, openapi, recurring, transactions, transfers
 from .docs import AUTHORIZATIONS
 
 NAMESPACES = (
@@ -34,3 +34,4 @@ def init_app(app: Flask) -> None:
     )
     for namespace in NAMESPACES:
         api.add_namespace(namespace)
+    openapi.init_app(app, api)
