@@ -205,7 +205,7 @@ def _server(swagger: dict[str, Any]) -> dict[str, str]:
     if "host" not in swagger:
         return {"url": base}
     scheme = (swagger.get("schemes") or ["https"])[0]
-    return {"url": f"{scheme}://{swagger['host']}{base.rstrip('/') or ''}"}
+    return {"url": f"{scheme}://{swagger['host']}{base.rstrip('/')}"}
 
 
 def convert(swagger: dict[str, Any]) -> dict[str, Any]:
