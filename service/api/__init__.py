@@ -6,7 +6,20 @@ from flask import Flask
 from flask_restx import Api
 
 from ..errors import response_for
-from . import accounts, analytics, auth, budgets, categories, events, health, me, recurring, transactions, transfers
+from . import (
+    accounts,
+    analytics,
+    auth,
+    budgets,
+    categories,
+    events,
+    health,
+    me,
+    openapi,
+    recurring,
+    transactions,
+    transfers,
+)
 from .docs import AUTHORIZATIONS
 
 NAMESPACES = (
@@ -34,3 +47,4 @@ def init_app(app: Flask) -> None:
     )
     for namespace in NAMESPACES:
         api.add_namespace(namespace)
+    openapi.init_app(app, api)

@@ -108,9 +108,28 @@ def _pattern(pattern: str) -> _Keywords:
     return keywords
 
 
-def _first_choice(field: ma.Field, validator: OneOf, ret: dict) -> dict:
-    """apispec writes OneOf's enum; its first choice is the example, as flask-restx always showed."""
-    return {} if "example" in ret else {"example": ret["enum"][0]}
+def _choice_name(field: ma.Field, choice: str) -> str:
+    """A name for a choice in generated code: the choice itself, or a sort order's `-key`
+    (descending, records.Record.sorts) as `key_desc`."""
+    if choice.isidentifier():
+        return choice
+    if choice.startswith("-") and choice[1:].isidentifier():
+        return f"{choice[1:]}_desc"
+    raise TypeError(f"{_where(field)}: no name for the choice {choice!r} (teach docs._choice_name one)")
+
+
+def _choices(field: ma.Field, validator: OneOf, ret: dict) -> dict:
+    """apispec writes OneOf's enum; its first choice is the example, as flask-restx always showed.
+    Where a text choice is no identifier, generated clients get a name for each (x-enum-varnames,
+    which openapi-python-client and openapi-generator read) rather than VALUE_1."""
+    keywords = {} if "example" in ret else {"example": ret["enum"][0]}
+    choices = ret["enum"]
+    if all(isinstance(choice, str) for choice in choices) and not all(choice.isidentifier() for choice in choices):
+        names = [_choice_name(field, choice) for choice in choices]
+        if len(set(names)) != len(names):
+            raise TypeError(f"{_where(field)}: choices {choices!r} give names {names!r} twice")
+        keywords["x-enum-varnames"] = names
+    return keywords
 
 
 def _exclusive(field: ma.Field, validator: Range, ret: dict) -> dict:
@@ -125,7 +144,7 @@ def _exclusive(field: ma.Field, validator: Range, ret: dict) -> dict:
 # Each validator's Swagger keywords beyond those apispec writes (OneOf's enum, Length's
 # minLength/maxLength, Range's minimum/maximum); a validator with no row here is refused.
 _VALIDATORS: dict[object, _Keywords] = {
-    OneOf: _first_choice,
+    OneOf: _choices,
     # apispec writes an Equal as a one-value enum.
     Equal: _always(),
     Length: _always(),
