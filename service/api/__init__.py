@@ -6,12 +6,25 @@ from flask import Flask
 from flask_restx import Api
 
 from ..errors import response_for
-from . import accounts, analytics, auth, budgets, categories, events, health, me, recurring, transactions, transfers
+from . import (
+    accounts,
+    analytics,
+    auth,
+    budgets,
+    categories,
+    events,
+    health,
+    me,
+    recurring,
+    transactions,
+    transfers,
+    webhooks,
+)
 from .docs import AUTHORIZATIONS
 
 NAMESPACES = (
     auth.ns, me.ns, accounts.ns, transactions.ns, transfers.ns, recurring.ns, budgets.ns, analytics.ns, categories.ns,
-    events.ns, health.ns,
+    events.ns, webhooks.ns, health.ns,
 )
 
 

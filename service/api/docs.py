@@ -30,6 +30,8 @@ from ..schemas import (
     TransferCreate,
     Username,
     WholeNumber,
+    distinct,
+    every_alone,
     storable_text,
     supported_day,
 )
@@ -133,6 +135,9 @@ _VALIDATORS: dict[object, _Keywords] = {
     storable_text: _pattern(STORABLE_TEXT_PATTERN),
     # The day's span, in the extension apispec itself writes for a Range on dates.
     supported_day: _always(**{"x-minimum": EARLIEST_DAY.isoformat(), "x-maximum": LATEST_DAY.isoformat()}),
+    distinct: _always(uniqueItems=True),
+    # "*" or the types, not both: Swagger 2 has no words for it (its 400 names the field).
+    every_alone: _always(),
 }
 
 # Each schema-wide rule (a validates_schema method) as Swagger keywords of a request body; {} for
