@@ -507,6 +507,9 @@ class Stack:
             "DATABASE_URL": database_url,
             "JWT_SECRET": tenant_secrets["JWT_SECRET"],
             "PYTHONUNBUFFERED": "1",
+            # Webhooks may go to this machine (a developer's receiver, the test suite's): never
+            # set in Kubernetes or docker-compose (tests/ops/test_kubernetes.py).
+            "WEBHOOKS_ALLOW_LOOPBACK": "true",
         }
         subprocess.run(
             [str(VENV_PYTHON), "-m", "service", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True

@@ -6,7 +6,9 @@ address at the check and a private one at the connection, DNS rebinding, reaches
 
 - https only, no user or password in the URL, a host name or address, a port 1 to 65535;
 - every address the host resolves to is public (ipaddress's is_global: not private, loopback,
-  link-local, shared, reserved, multicast, documentation, or an IPv6 form of one of those);
+  link-local, shared, reserved, documentation; and not multicast, which Python 3.11 counts as
+  global), an IPv6 form of an IPv4 address (mapped ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4
+  2002::/16) judged as that IPv4 address;
 - with `allow_loopback` (a developer's machine, the test suite: WEBHOOKS_ALLOW_LOOPBACK) also http,
   and loopback addresses; every address must still be loopback or public.
 """
@@ -57,8 +59,10 @@ def check(url: str, *, allow_loopback: bool, resolve: Resolver = socket.getaddri
     if not 0 < port < 65536:
         raise Refused("The URL's port must be 1 to 65535.")
     addresses = _resolve(parts.hostname, port, resolve)
-    loopback = [address.is_loopback for address in addresses]
-    if not all(address.is_global or (allow_loopback and address.is_loopback) for address in addresses):
+    # Judged as the IPv4 address each stands for (the connection still goes to the one resolved).
+    judged = [_as_ipv4(address) for address in addresses]
+    loopback = [address.is_loopback for address in judged]
+    if not all(_public(address) or (allow_loopback and address.is_loopback) for address in judged):
         raise Refused("The URL's host resolves to an address that is not public.")
     if parts.scheme == "http" and not (allow_loopback and all(loopback)):
         raise Refused("The URL must use https.")
@@ -83,3 +87,20 @@ def _resolve(host: str, port: int, resolve: Resolver) -> list[ipaddress.IPv4Addr
     if not addresses:
         raise Refused("The URL's host does not resolve.")
     return addresses
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _as_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one stands for, if it does: 64:ff9b::10.0.0.1 (through a NAT64
+    gateway) and 2002:0a00:0001:: (6to4) reach 10.0.0.1. (_resolve has unwrapped ::ffff:0:0/96.)"""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour or address
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_global and not address.is_multicast

@@ -19,12 +19,13 @@ from . import (
     recurring,
     transactions,
     transfers,
+    webhooks,
 )
 from .docs import AUTHORIZATIONS
 
 NAMESPACES = (
     auth.ns, me.ns, accounts.ns, transactions.ns, transfers.ns, recurring.ns, budgets.ns, analytics.ns, categories.ns,
-    events.ns, health.ns,
+    events.ns, webhooks.ns, health.ns,
 )
 
 

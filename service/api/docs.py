@@ -30,6 +30,8 @@ from ..schemas import (
     TransferCreate,
     Username,
     WholeNumber,
+    distinct,
+    every_alone,
     storable_text,
     supported_day,
 )
@@ -109,12 +111,17 @@ def _pattern(pattern: str) -> _Keywords:
 
 
 def _choice_name(field: ma.Field, choice: str) -> str:
-    """A name for a choice in generated code: the choice itself, or a sort order's `-key`
-    (descending, records.Record.sorts) as `key_desc`."""
+    """A name for a choice in generated code: the choice itself, a sort order's `-key`
+    (descending, records.Record.sorts) as `key_desc`, an event type's `record.change` as
+    `record_change`, and a webhook's `*` (every event type) as `all`."""
     if choice.isidentifier():
         return choice
     if choice.startswith("-") and choice[1:].isidentifier():
         return f"{choice[1:]}_desc"
+    if choice.replace(".", "_").isidentifier():
+        return choice.replace(".", "_")
+    if choice == "*":
+        return "all"
     raise TypeError(f"{_where(field)}: no name for the choice {choice!r} (teach docs._choice_name one)")
 
 
@@ -152,6 +159,9 @@ _VALIDATORS: dict[object, _Keywords] = {
     storable_text: _pattern(STORABLE_TEXT_PATTERN),
     # The day's span, in the extension apispec itself writes for a Range on dates.
     supported_day: _always(**{"x-minimum": EARLIEST_DAY.isoformat(), "x-maximum": LATEST_DAY.isoformat()}),
+    distinct: _always(uniqueItems=True),
+    # "*" or the types, not both: Swagger 2 has no words for it (its 400 names the field).
+    every_alone: _always(),
 }
 
 # Each schema-wide rule (a validates_schema method) as Swagger keywords of a request body; {} for

@@ -17,7 +17,7 @@ from .. import schemas
 from ..db import Connection
 from ..records import ACCOUNT, BUDGET, TRANSACTION, TRANSFER, FeedPosition, Record
 from ..store import events
-from ..store.events import START, TEST_TYPE
+from ..store.events import START, TEST_TYPE, TYPES
 from .budgets import with_figures
 
 __all__ = ["START", "TEST_TYPE", "TYPES", "FeedPosition", "page", "present"]
@@ -29,12 +29,6 @@ _SHOWN: dict[str, tuple[Record, Schema]] = {
     "account": (ACCOUNT, schemas.AccountPublic()),
 }
 _BUDGET_STATUS = schemas.BudgetStatus()
-
-# Every type a client may see in the feed or subscribe a webhook to.
-TYPES = (
-    *(f"{record}.{change}" for record in _SHOWN for change in ("created", "updated", "deleted")),
-    "budget.exceeded",
-)
 
 
 def page(

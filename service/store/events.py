@@ -13,6 +13,17 @@ from ..records import FeedPosition
 # Shown by webhooks only (POST /webhooks/{id}/test), never in the feed: the feed's query and index
 # (migration 0013) name it as a constant, so that the partial index serves the query.
 TEST_TYPE = "webhook.test"
+# Every type a client may see in the feed or subscribe a webhook to: what the triggers of migration
+# 0013 write. (Here rather than in core.events, which shows them: the schemas refuse any other type
+# in a webhook's events, and core.events imports the schemas.)
+TYPES = (
+    *(
+        f"{record}.{change}"
+        for record in ("transaction", "transfer", "account")
+        for change in ("created", "updated", "deleted")
+    ),
+    "budget.exceeded",
+)
 
 
 START = FeedPosition(0, 0)

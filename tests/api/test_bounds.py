@@ -1,7 +1,8 @@
 """Every request's work is bounded, whatever the data behind it (docs/security.md, "Per-request
 bounds"): the groups of an analytics answer, the categories of a page, the rows of an export, the
-rows of an import, the transfers of a page, the keys a forged cursor may carry, the budgets and
-recurring transactions a user may have and the transactions one rule makes at once. Each case
+rows of an import, the transfers of a page, the keys a forged cursor may carry, the budgets,
+recurring transactions and webhooks a user may have, the transactions one rule makes at once and
+the deliveries of a page. Each case
 reproduces a finding of the outside review, scaled down so the suite stays fast."""
 
 from __future__ import annotations
@@ -389,3 +390,36 @@ def test_an_event_page_holds_at_most_200_of_the_largest_events_and_continues_wit
     assert len(response.content) < 800_000 and elapsed < 2, (len(response.content), elapsed)
     rest = client.get("/events", params={"after": body["next_cursor"], "limit": 200}, headers=headers).json()
     assert [item["type"] for item in rest["items"]] == ["transaction.created"] * 2
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+def test_a_user_has_at_most_10_webhooks_and_the_list_answers_them_all(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO webhooks (user_id, url, events, secret)"
+        " SELECT %s, 'http://127.0.0.1:9/' || n, '{*}', 'whsec_x' FROM generate_series(1, 10) n",
+        (user_id,),
+    )
+    body = {"url": "http://127.0.0.1:9/more", "events": ["*"]}
+    assert_error(client.post("/webhooks", json=body, headers=headers), 409, "too_many_webhooks")
+    listed = client.get("/webhooks", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == 10
+
+
+def test_a_deliveries_page_holds_at_most_200_and_continues_with_its_cursor(client, db):
+    user_id, headers = user_with_headers(client)
+    webhook = client.post("/webhooks", json={"url": "http://127.0.0.1:9/", "events": ["*"]}, headers=headers).json()
+    db.execute(
+        "WITH e AS (INSERT INTO events (user_id, type, data) SELECT %(user)s, 'webhook.test', '{}'"
+        "  FROM generate_series(1, 201) RETURNING id)"
+        " INSERT INTO webhook_deliveries (webhook_id, event_id) SELECT %(webhook)s, id FROM e",
+        {"user": user_id, "webhook": webhook["id"]},
+    )
+    path = f"/webhooks/{webhook['id']}/deliveries"
+    error = assert_error(client.get(path, params={"limit": 201}, headers=headers), 400, "validation_error")
+    assert set(error["fields"]) == {"limit"}
+    first = client.get(path, params={"limit": 200}, headers=headers).json()
+    assert len(first["items"]) == 200 and first["next_cursor"]
+    rest = client.get(path, params={"limit": 200, "cursor": first["next_cursor"]}, headers=headers).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None

@@ -169,17 +169,24 @@ def test_a_generated_client_drives_a_user_through_the_api(generated, client):
     missing = call("transactions", "get_transaction_item", 404, client=authed, transaction_id=999_999_999)
     assert isinstance(missing, m.Error) and missing.error.code == "not_found"
 
+    # A webhook for new transactions (its secret shown once), then one more expense: one delivery.
+    hook = call("webhooks", "post_webhook_collection", 201, client=authed, body=m.WebhookCreate(
+        url="http://127.0.0.1:9/finance", events=[m.WebhookCreateEventsItem.TRANSACTION_CREATED],
+    ))  # fmt: skip
+    assert hook.secret.startswith("whsec_") and hook.active
+    coffee = call("transactions", "post_transaction_collection", 201, client=authed, body=m.TransactionCreate(
+        type_=m.TransactionCreateType.EXPENSE, amount="3.20", account_id=account.id,
+    ))  # fmt: skip
+    deliveries = call("webhooks", "get_webhook_deliveries", 200, client=authed, webhook_id=hook.id)
+    assert [delivery.event_type for delivery in deliveries.items] == ["transaction.created"]
+
     # The event feed: each change once, in order, with the record as the API answered it; a
     # replayed create made none.
     feed = call("events", "get_event_collection", 200, client=authed, limit=50)
     seen = [(event.type_, event.data.to_dict().get("id")) for event in feed.items]
     assert seen == [
         ("account.created", seen[0][1]), ("account.created", account.id),
-        ("transaction.created", salary.id), ("transaction.created", lunch.id),
+        ("transaction.created", salary.id), ("transaction.created", lunch.id), ("transaction.created", coffee.id),
     ]
     assert feed.items[3].data.to_dict()["amount"] == "12.50"
     assert call("events", "get_event_collection", 200, client=authed, after=feed.next_cursor).items == []
-
-    # Next, when /webhooks exists (issue 15): add the step here:
-    #   hook = call("webhooks", "post_webhook_collection", 201, client=authed, body=m.WebhookCreate(url=...))
-    # and assert the transactions above appear at the hook's receiver.

@@ -106,13 +106,16 @@ def test_create_refuses_server_owned_and_unknown_fields_and_creates_nothing(clie
             {"type": "expense", "amount": "1.00", "frequency": "daily", "start_date": "2999-01-01"},
             ("recurring_transactions", "transactions"),
         ),
+        ("/webhooks", {"url": "http://127.0.0.1:9/hooks", "events": ["*"]}, ("webhooks",)),
     ],
 )
-def test_budgets_and_rules_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
-    """Also the fields only the service sets: what a rule has made, a transaction's rule."""
+def test_budgets_rules_and_webhooks_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
+    """Also the fields only the service sets: what a rule has made, a transaction's rule, a
+    webhook's secret and whether it is active (a new one is)."""
     victim_id, _ = user_with_headers(client)
     _, headers = user_with_headers(client)
-    service_kept = {"last_occurrence": "2999-01-01", "next_occurrence": None, "recurring_id": 1, "spent": "0"}
+    service_kept = {"last_occurrence": "2999-01-01", "next_occurrence": None, "recurring_id": 1, "spent": "0",
+                    "secret": "whsec_AAAA", "active": False}
     for field, value in {**HOSTILE_FIELDS, **service_kept, "user_id": victim_id}.items():
         _refused_field(client.post(path, json={**valid, field: value}, headers=headers), field)
     for table in kept:
@@ -156,9 +159,11 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     budget = client.post("/budgets", json={"category": "food", "amount": "10"}, headers=headers).json()
     rule = {"type": "expense", "amount": "1.00", "frequency": "monthly", "start_date": "2999-01-01"}
     recurring = client.post("/recurring-transactions", json=rule, headers=headers).json()
+    webhook = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hooks", "events": ["*"]}, headers=headers)
+    webhooks = client.get("/webhooks", headers=headers).json()
     ids = {
         "{transaction_id}": transaction["id"], "{account_id}": savings["id"], "{transfer_id}": transfer["id"],
-        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"],
+        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"], "{webhook_id}": webhook.json()["id"],
     }
     checked = []
     for path, operations in document["paths"].items():
@@ -179,14 +184,16 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     assert {"POST /register", "POST /login", "POST /transactions", "POST /transaction",
             "PATCH /transactions/{transaction_id}", "POST /accounts", "PATCH /accounts/{account_id}",
             "POST /transfers", "PATCH /transfers/{transfer_id}", "POST /budgets", "PATCH /budgets/{budget_id}",
-            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}"} <= set(checked)
-    # Nothing changed: the user, the token, the transaction, the accounts, the transfer, the budget and
-    # the rule are as they were.
+            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}", "POST /webhooks",
+            "PATCH /webhooks/{webhook_id}"} <= set(checked)
+    # Nothing changed: the user, the token, the transaction, the accounts, the transfer, the budget,
+    # the rule and the webhook are as they were.
     assert client.get(f"/transactions/{transaction['id']}", headers=headers).json() == transaction
     assert client.get("/accounts", headers=headers).json() == accounts
     assert client.get("/transfers", headers=headers).json()["items"] == [transfer]
     assert client.get("/budgets", headers=headers).json()["items"][0]["amount"] == budget["amount"]
     assert client.get("/recurring-transactions", headers=headers).json()["items"] == [recurring]
+    assert client.get("/webhooks", headers=headers).json() == webhooks
     assert len(_transactions(db, user_id)) == 1
 
 

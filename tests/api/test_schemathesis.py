@@ -75,6 +75,13 @@ UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
         (422, "idempotency_key_reused"): set(),
     },
     "PATCH /recurring-transactions/{recurring_id}": {(400, "validation_error"): RULE_DAYS | ACCOUNT},
+    # A webhook's URL must be https to a host resolving to public addresses only (loopback and http
+    # too on the test servers), without a user, password or #fragment, its port 1 to 65535
+    # (service/outbound.py); its events "*" alone or types, not both.
+    "POST /webhooks": {(400, "validation_error"): {"url", "events"}},
+    "PATCH /webhooks/{webhook_id}": {(400, "validation_error"): {"url", "events"}},
+    # A deliveries page's cursor is opaque.
+    "GET /webhooks/{webhook_id}/deliveries": {(400, "validation_error"): {"cursor"}},
     # The new password must differ from the current one.
     "POST /password": {(400, "validation_error"): {"new_password"}},
     # A file is all Swagger 2 can say: whether its bytes are a CSV with the right header and
@@ -216,6 +223,42 @@ def test_real_budgets_and_rules_conform_to_the_swagger_document(request, servers
         call("DELETE", "/recurring-transactions/{recurring_id}", 204, path_parameters={"recurring_id": rule["id"]})
     call("DELETE", "/budgets/{budget_id}", 204, path_parameters=budget)
     call("GET", "/budgets/{budget_id}", 404, path_parameters=budget)
+
+
+def test_real_webhooks_and_deliveries_conform_to_the_swagger_document(request, servers, client):
+    """Generated requests almost never give a URL the service accepts, nor name a webhook that
+    exists: here real ones, their deliveries after changes (paged with a real cursor), the test
+    event, and the 409s that depend on earlier requests, with every check."""
+    token = _token(client)
+    schema = _schema(request, servers["tenant1"].url, token)
+
+    def call(method: str, path: str, status: int, **parts) -> schemathesis.Response:
+        case = schema[path][method].Case(headers={"Authorization": f"Bearer {token}"}, **parts)
+        response = case.call_and_validate()
+        assert response.status_code == status, (method, path, parts, response.text)
+        return response
+
+    body = {"url": "http://127.0.0.1:9/hooks", "events": ["transaction.created", "account.created"]}
+    created = call("POST", "/webhooks", 201, body={**body, "description": "books"}).json()
+    item = {"webhook_id": created["id"]}
+    call("POST", "/webhooks", 201, body={"url": "http://localhost:9/", "events": ["*"]})
+    for amount in ("1.00", "2.00", "3.00"):
+        call("POST", "/transactions", 201, body={"type": "expense", "amount": amount})
+    call("POST", "/webhooks/{webhook_id}/test", 202, path_parameters=item)
+    first = call("GET", "/webhooks/{webhook_id}/deliveries", 200, path_parameters=item, query={"limit": 2}).json()
+    rest = call("GET", "/webhooks/{webhook_id}/deliveries", 200, path_parameters=item,
+                query={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [d["event_type"] for d in first["items"] + rest["items"]] == ["webhook.test"] + ["transaction.created"] * 3
+    call("GET", "/webhooks", 200)
+    call("GET", "/webhooks/{webhook_id}", 200, path_parameters=item)
+    call("PATCH", "/webhooks/{webhook_id}", 200, path_parameters=item, body={"description": None, "active": False})
+    call("POST", "/webhooks/{webhook_id}/test", 409, path_parameters=item)  # webhook_inactive
+    call("PATCH", "/webhooks/{webhook_id}", 400, path_parameters=item, body={"url": "https://10.0.0.1/"})
+    for _ in range(8):
+        call("POST", "/webhooks", 201, body=body)
+    call("POST", "/webhooks", 409, body=body)  # too_many_webhooks
+    call("DELETE", "/webhooks/{webhook_id}", 204, path_parameters=item)
+    call("GET", "/webhooks/{webhook_id}/deliveries", 404, path_parameters=item)
 
 
 @logout_only.parametrize()

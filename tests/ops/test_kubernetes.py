@@ -517,6 +517,23 @@ def test_settings_carry_the_tenant_id_and_its_tenant_env(tenant):
     assert {"TENANT_CURRENCY", "TENANT_TIMEZONE", "LOG_LEVEL"} <= set(settings["data"])
 
 
+LOOPBACK_SETTING = "WEBHOOKS_ALLOW_LOOPBACK"
+
+
+def test_webhooks_to_loopback_are_never_allowed_in_a_render(tenant):
+    """Only the local stack sets WEBHOOKS_ALLOW_LOOPBACK (scripts/localstack.py): in a cluster a
+    webhook's URL is https to public addresses, never the pod's own loopback."""
+    assert LOOPBACK_SETTING not in yaml.safe_dump_all(tenant.objects)
+    for path in (TENANTS_DIR / tenant.name).glob("*.env"):
+        assert LOOPBACK_SETTING not in read_env_file(path), path
+
+
+def test_webhooks_to_loopback_are_not_allowed_by_the_manifests_or_docker_compose():
+    sources = [path for path in KUBERNETES_DIR.rglob("*") if path.is_file()] + [ROOT / "docker-compose.yml"]
+    assert [path for path in sources if LOOPBACK_SETTING in path.read_text(errors="replace")] == []
+    assert LOOPBACK_SETTING in (ROOT / "scripts" / "localstack.py").read_text()
+
+
 # --- the recurring transactions' scheduler ----------------------------------------------------------
 
 SCHEDULER = "finance-scheduler"
