@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
@@ -66,9 +67,10 @@ def run_scheduled(every: float | None = None) -> None:
             return
 
 
-def deliver_webhooks(every: float | None = DISPATCHER_EVERY) -> None:
+def deliver_webhooks(every: float | None = DISPATCHER_EVERY, heartbeat: str | None = None) -> None:
     """Send the webhook deliveries that are due, looking again every SECONDS (1) until SIGTERM or
-    SIGINT; with --once, send what is due and exit. Safe to run concurrently (row locks)."""
+    SIGINT; with --once, send what is due and exit. Safe to run concurrently (row locks). With
+    --heartbeat FILE, touch FILE at every turn of the loop (Kubernetes' probes read its age)."""
     settings = DispatcherSettings.from_env()
     logs.configure(settings.tenant_id, settings.log_level)
     stopping = threading.Event()
@@ -81,8 +83,16 @@ def deliver_webhooks(every: float | None = DISPATCHER_EVERY) -> None:
             connect_timeout=10,
         )
 
+    def touch() -> None:
+        assert heartbeat is not None
+        try:
+            Path(heartbeat).touch()
+        except OSError:
+            log.warning("webhook dispatcher: cannot touch its heartbeat file %s", heartbeat)
+
     sender = dispatcher.Dispatcher(
-        connect, currency=settings.currency, allow_loopback=settings.webhooks_allow_loopback
+        connect, currency=settings.currency, allow_loopback=settings.webhooks_allow_loopback,
+        heartbeat=touch if heartbeat else None,
     )
     log.info("webhook dispatcher started", extra={"every_seconds": every})
     attempts = sender.run(stopping=stopping, every=every)
@@ -111,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"look for due deliveries every SECONDS when none is due (default {DISPATCHER_EVERY:g})",
     )
     deliver.add_argument("--once", action="store_true", help="send what is due now, and exit")
+    commands.choices["deliver-webhooks"].add_argument(
+        "--heartbeat", metavar="FILE", help="touch FILE at every turn of the loop, for a liveness probe"
+    )
     args = parser.parse_args(argv)
     options = {}
     if args.command == "run-scheduled":
@@ -118,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "deliver-webhooks":
         if args.every is not None and args.every <= 0:
             parser.error("--every must be more than 0 seconds")
-        options = {"every": None if args.once else args.every}
+        options = {"every": None if args.once else args.every, "heartbeat": args.heartbeat}
     try:
         COMMANDS[args.command](**options)
     except ConfigError as exc:

@@ -92,6 +92,8 @@ class Dispatcher:
     send: Callable[..., delivery.Outcome] = delivery.send
     limits: delivery.Limits = delivery.LIMITS
     random_fraction: Callable[[], float] = random.random
+    # Called at every turn of the loop (at least every `every` seconds): a liveness probe's heartbeat.
+    heartbeat: Callable[[], None] | None = None
     # Set when a connection could not be opened (`--once` then exits with status 1).
     unreachable: bool = field(default=False, init=False)
     _conn: Connection | None = field(default=None, init=False, repr=False)
@@ -106,6 +108,8 @@ class Dispatcher:
         in_flight: dict[Future[delivery.Outcome], dict] = {}
         with ThreadPoolExecutor(self.workers, thread_name_prefix="webhook") as pool:
             while True:
+                if self.heartbeat is not None:
+                    self.heartbeat()
                 self._record_finished(in_flight)
                 if stopping.is_set():
                     break
