@@ -88,15 +88,15 @@ def deliver_webhooks(every: float | None = DISPATCHER_EVERY, heartbeat: str | No
         try:
             Path(heartbeat).touch()
         except OSError:
-            log.warning("webhook dispatcher: cannot touch its heartbeat file %s", heartbeat)
+            dispatcher.log.warning("webhook dispatcher: cannot touch its heartbeat file %s", heartbeat)
 
     sender = dispatcher.Dispatcher(
         connect, currency=settings.currency, allow_loopback=settings.webhooks_allow_loopback,
         heartbeat=touch if heartbeat else None,
     )
-    log.info("webhook dispatcher started", extra={"every_seconds": every})
+    dispatcher.log.info("webhook dispatcher started", extra={"every_seconds": every})
     attempts = sender.run(stopping=stopping, every=every)
-    log.info("webhook dispatcher stopped", extra={"attempts": attempts})
+    dispatcher.log.info("webhook dispatcher stopped", extra={"attempts": attempts})
     if every is None and sender.unreachable:
         sys.exit(1)
 
