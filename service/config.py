@@ -445,3 +445,21 @@ class MigrationSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MigrationSettings:
         names = [field.name for field in dataclasses.fields(cls)]
         return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    """What `python -m service deliver-webhooks` reads, by the rules of Settings: the database, the
+    currency its deliveries show amounts in, and whether loopback URLs are allowed (a developer's
+    machine, the test suite). No signing key: the dispatcher signs with each webhook's own secret."""
+
+    database_url: Secret
+    currency: str
+    log_level: str
+    webhooks_allow_loopback: bool
+    tenant_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DispatcherSettings:
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))
