@@ -1,7 +1,10 @@
 """Run every tenant of tenants/ locally: for each, a PostgreSQL cluster of its own, archived with
 pgBackRest into .local/dev/<tenant>/pgbackrest (as each tenant's database is in Kubernetes, so that
-scripts/restore-tenant --local can restore it to a point in time), a gunicorn, and the recurring
-transactions' scheduler (`python -m service run-scheduled --every 60`, a CronJob in Kubernetes).
+scripts/restore-tenant --local can restore it to a point in time), a gunicorn, the recurring
+transactions' scheduler (`python -m service run-scheduled --every 60`, a CronJob in Kubernetes) and
+the webhook dispatcher (`python -m service deliver-webhooks`, a Deployment in Kubernetes), which
+may send to http:// and https:// URLs on this machine's loopback addresses (WEBHOOKS_ALLOW_LOOPBACK),
+so that a developer can receive webhooks locally.
 
     scripts/dev run      start everything, print `<tenant> <base-url>` lines, stop on Ctrl-C
     scripts/dev up       the same, left running in the background
@@ -48,6 +51,10 @@ def _scheduler_pid_file(tenant: str) -> Path:
     return STATE / "run" / "scheduler" / f"{tenant}.pid"
 
 
+def _dispatcher_pid_file(tenant: str) -> Path:
+    return STATE / "run" / "dispatcher" / f"{tenant}.pid"
+
+
 def restoring_marker(tenant: str) -> Path:
     """Present while scripts/restore-tenant --local restores the tenant: `run` leaves it alone."""
     return STATE / "run" / f"{tenant}.restoring"
@@ -65,8 +72,17 @@ def running(tenant: str) -> tuple[int, str] | None:
 
 def scheduler_running(tenant: str) -> int | None:
     """The pid of a tenant's scheduler started by `up`, if it is still alive."""
+    return _alive(_scheduler_pid_file(tenant))
+
+
+def dispatcher_running(tenant: str) -> int | None:
+    """The pid of a tenant's webhook dispatcher started by `up`, if it is still alive."""
+    return _alive(_dispatcher_pid_file(tenant))
+
+
+def _alive(pid_file: Path) -> int | None:
     try:
-        pid = int(_scheduler_pid_file(tenant).read_text())
+        pid = int(pid_file.read_text())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
@@ -106,8 +122,8 @@ def up() -> list[localstack.Server]:
 
 def serve(tenant_stack: localstack.Stack, tenant: tenancy.Tenant, port: int) -> localstack.Server | None:
     """Start the tenant's cluster (its archive made, and backed up when it has no backup of the
-    last day), migrate it and start its gunicorn and then its scheduler in the background, unless
-    they already run. A gunicorn that does not start leaves no scheduler behind."""
+    last day), migrate it and start its gunicorn and then its scheduler and webhook dispatcher in
+    the background, unless they already run. A gunicorn that does not start leaves neither behind."""
     tenant_stack.cluster.start()
     assert tenant_stack.cluster.archive is not None
     try:
@@ -122,6 +138,7 @@ def serve(tenant_stack: localstack.Stack, tenant: tenancy.Tenant, port: int) -> 
     _pid_file(tenant.name).parent.mkdir(parents=True, exist_ok=True)
     _pid_file(tenant.name).write_text(f"{server.process.pid} {server.url}\n")
     start_scheduler(tenant_stack, tenant.name, env)
+    start_dispatcher(tenant_stack, tenant.name, env)
     return server
 
 
@@ -139,6 +156,14 @@ def start_scheduler(tenant_stack: localstack.Stack, tenant: str, env: dict[str, 
     _scheduler_pid_file(tenant).write_text(f"{process.pid}\n")
 
 
+def start_dispatcher(tenant_stack: localstack.Stack, tenant: str, env: dict[str, str]) -> None:
+    """Start the tenant's webhook dispatcher with its gunicorn's environment but no signing key; it
+    logs to logs/<tenant>-dispatcher.log beside gunicorn's."""
+    process = tenant_stack.start_dispatcher(tenant, env, detach=True)
+    _dispatcher_pid_file(tenant).parent.mkdir(parents=True, exist_ok=True)
+    _dispatcher_pid_file(tenant).write_text(f"{process.pid}\n")
+
+
 def status() -> int:
     shown = 0
     for tenant in tenancy.discover_tenants():
@@ -150,10 +175,12 @@ def status() -> int:
 
 
 def stop_server(tenant: str) -> bool:
-    """Stop the tenant's scheduler and its gunicorn (which finishes its requests first); whether
-    the gunicorn was running."""
+    """Stop the tenant's scheduler, its webhook dispatcher (which finishes its sends in flight, 15 s
+    at most) and its gunicorn (which finishes its requests first); whether the gunicorn was running."""
     _stop(scheduler_running(tenant))
     _scheduler_pid_file(tenant).unlink(missing_ok=True)
+    _stop(dispatcher_running(tenant))
+    _dispatcher_pid_file(tenant).unlink(missing_ok=True)
     alive = running(tenant)
     _stop(alive[0] if alive else None)
     _pid_file(tenant).unlink(missing_ok=True)
@@ -187,7 +214,8 @@ def _exited(pid: int) -> bool:
 
 
 def down() -> None:
-    pid_files = [*(STATE / "run").glob("*.pid"), *(STATE / "run" / "scheduler").glob("*.pid")]
+    pid_files = [*(STATE / "run").glob("*.pid"), *(STATE / "run" / "scheduler").glob("*.pid"),
+                 *(STATE / "run" / "dispatcher").glob("*.pid")]
     for tenant in sorted({pid_file.stem for pid_file in pid_files}):
         stop_server(tenant)
     # Every tenant's cluster that ran here, also one whose tenants/ folder has gone since.

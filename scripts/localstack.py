@@ -507,6 +507,9 @@ class Stack:
             "DATABASE_URL": database_url,
             "JWT_SECRET": tenant_secrets["JWT_SECRET"],
             "PYTHONUNBUFFERED": "1",
+            # Webhooks may go to this machine (a developer's receiver, the test suite's): never
+            # set in Kubernetes or docker-compose (tests/ops/test_kubernetes.py).
+            "WEBHOOKS_ALLOW_LOOPBACK": "true",
         }
         subprocess.run(
             [str(VENV_PYTHON), "-m", "service", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
@@ -548,3 +551,29 @@ class Stack:
             server.stop()
             raise
         return server
+
+    def start_dispatcher(self, tenant: str, env: dict[str, str], *, every: float = 1.0, detach: bool = False,
+                         log_file: Path | None = None) -> subprocess.Popen:
+        """Start the tenant's webhook dispatcher (`python -m service deliver-webhooks --every`) with
+        its gunicorn's environment but no signing key, which it does not need; it logs to
+        `log_file` (logs/<tenant>-dispatcher.log of the stack's folder unless given)."""
+        env = {key: value for key, value in env.items() if key != "JWT_SECRET"}
+        if log_file is None:
+            log_file = self.directory / "logs" / f"{tenant}-dispatcher.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as log:
+            return subprocess.Popen(
+                [str(VENV_PYTHON), "-m", "service", "deliver-webhooks", "--every", str(every)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=detach,
+            )
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Signal a process this one started, wait for it to exit (killing it after `timeout` s), reap it."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

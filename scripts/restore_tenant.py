@@ -12,7 +12,8 @@ current kubectl context or (--local) a tenant of `make run`; or from one of its 
 
 A point-in-time restore must reach an instant of the window from the end of the oldest backup to
 now; a time outside it is refused before anything changes. The tenant's scheduler (its CronJob
-suspended, a running pass waited for) and API stop, everything written until then is archived,
+suspended, a running pass waited for), webhook dispatcher (Deployment finance-webhooks scaled to 0,
+back to its replicas afterwards) and API stop, everything written until then is archived,
 the database's data directory is replaced by a pgBackRest restore to the instant asked for (the
 newest backup that ended by it, then the archived WAL), the restored server is promoted and
 checkpointed, the API serves again and the scheduler resumes (unless it was suspended before;
@@ -25,8 +26,8 @@ In Kubernetes (namespace finance-NAME) PostgreSQL's StatefulSet is scaled to 0, 
 postgres container's image, pgBackRest settings and data volume runs scripts/restore_pgdata.sh
 (restore into a sibling directory of PGDATA, then swap the two with mv), and the StatefulSet is
 scaled back; a failure runs the same script's rollback in a second Job (once the restore Job is
-deleted), and if that fails too, PostgreSQL and the API stay at 0 replicas and the scheduler
-suspended, and the message says what is on the volume and what to do. A full backup starts once
+deleted), and if that fails too, PostgreSQL, the API and the dispatcher stay at 0 replicas and
+the scheduler suspended, and the message says what is on the volume and what to do. A full backup starts once
 the restored server is promoted. When the running database is not the archive's (a lost volume
 re-initialised, a new cluster), there is nothing of it to archive: the restore warns and replaces
 it. A drill (--drill) starts a Job from the tenant's restore-drill CronJob, waits for it and
@@ -37,12 +38,14 @@ against the tenant's cluster of `make run`.
 
 A pg_dump BACKUP_FILE is a dump name as listed (finance-20260101T021700Z.dump) or the path of a
 local file made by `pg_dump --format=custom` (a copy kept off the cluster, say). The restore
-copies the dump into the postgres-0 pod, stops the tenant's scheduler and API (suspends the
-CronJob finance-scheduler, waits for a running pass, scales finance-api to 0), replays the dump
-with `pg_restore --clean --if-exists` into psql, as the app's own database role, in one
-transaction that first drops the public schema (all or nothing: the database ends exactly as in
-the backup, or unchanged), then scales the API back and resumes the scheduler (unless it was
-suspended before); the API's migrate init container brings an older schema up to date.
+copies the dump into the postgres-0 pod, stops the tenant's scheduler, webhook dispatcher and API
+(suspends the CronJob finance-scheduler, waits for a running pass, scales finance-webhooks and
+finance-api to 0 and waits for their pods to go), replays the dump with `pg_restore --clean
+--if-exists` into psql, as the app's own database role, in one transaction that first drops the
+public schema (all or nothing: the database ends exactly as in the backup, or unchanged), then
+scales the API and the dispatcher back and resumes the scheduler (unless it was suspended before);
+the API's migrate init container brings an older schema up to date. Deliveries the restore brings
+back as pending are sent again, with their webhook-id (at least once).
 
 Everything written after the instant or backup restored is lost, so a restore asks for the
 tenant's name unless --yes.
@@ -359,31 +362,59 @@ def _upload_file(namespace: str, path: Path) -> None:
 
 
 def with_api_stopped(namespace: str, copy_dump) -> None:
-    """Copy the dump in, stop the scheduler and the API, restore, and bring both back even if the
-    restore failed."""
+    """Copy the dump in, stop the scheduler, the webhook dispatcher and the API, restore, and bring
+    them back even if the restore failed."""
     copy_dump()
     replicas = kubectl_output(
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
+    dispatchers = webhooks_replicas(namespace)
     resume = stop_scheduler(namespace)
     try:
+        stop_webhooks(namespace, dispatchers)
         # At 0 replicas the autoscaler leaves the Deployment alone until it is scaled back.
         kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
         wait_until_api_stopped(namespace)
         restore(namespace)
     finally:
-        serve_again(namespace, replicas, resume)
+        serve_again(namespace, replicas, resume, dispatchers)
     kubectl_output("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
 
 
 def wait_until_api_stopped(namespace: str, timeout: float = 300) -> None:
-    """Wait until no API pod is left, so no connection holds a lock pg_restore needs."""
+    """Wait until no API pod and no webhook dispatcher's pod is left, so no connection holds a lock
+    pg_restore needs, and no outcome of a send is written into the database being replaced."""
     deadline = time.monotonic() + timeout
-    api_pods = ("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name=finance-api", "-o", "name")
-    while kubectl_output(*api_pods).strip():
-        if time.monotonic() > deadline:
-            raise StepError(f"finance-api pods still running after {timeout:.0f} s")
-        time.sleep(2)
+    for name in ("finance-api", WEBHOOKS):
+        pods = ("-n", namespace, "get", "pods", "-l", f"app.kubernetes.io/name={name}", "-o", "name")
+        while kubectl_output(*pods).strip():
+            if time.monotonic() > deadline:
+                raise StepError(f"{name} pods still running after {timeout:.0f} s")
+            time.sleep(2)
+
+
+# The webhook dispatcher (kubernetes/base/webhooks.yaml) writes into the database too (each
+# delivery's outcome): a restore scales it to 0 with the API and back with it. Nothing is lost
+# meanwhile: deliveries wait in the database, and those the restore brings back as pending are sent
+# again with their webhook-id (receivers drop what they have seen: at least once).
+WEBHOOKS = "finance-webhooks"
+
+
+def webhooks_replicas(namespace: str) -> str | None:
+    """The dispatcher's replicas, to scale it back to; None for a tenant deployed before it."""
+    replicas = kubectl_output(
+        "-n", namespace, "get", "deployment", WEBHOOKS, "--ignore-not-found", "-o", "jsonpath={.spec.replicas}"
+    ).strip()
+    return replicas or None
+
+
+def stop_webhooks(namespace: str, replicas: str | None) -> None:
+    if replicas is not None:
+        kubectl_output("-n", namespace, "scale", "deployment", WEBHOOKS, "--replicas=0")
+
+
+def scale_webhooks_command(namespace: str, replicas: str | None) -> str:
+    return f" && kubectl -n {namespace} scale deployment {WEBHOOKS} --replicas={replicas}" if replicas else ""
 
 
 # The recurring transactions' scheduler (kubernetes/base/scheduler.yaml) writes into the database as
@@ -454,14 +485,19 @@ def stop_scheduler(namespace: str) -> bool:
     return not suspended
 
 
-def serve_again(namespace: str, replicas: str, resume_scheduler: bool) -> None:
-    """Scale the API back to its replicas, then resume the scheduler if the restore suspended it
-    (even when the scaling failed: the database is whole either way)."""
+def serve_again(namespace: str, replicas: str, resume_scheduler: bool, webhooks: str | None = None) -> None:
+    """Scale the API back to its replicas and the webhook dispatcher to its own (when it had some),
+    then resume the scheduler if the restore suspended it (each even when the one before failed: the
+    database is whole either way)."""
     try:
         kubectl_output("-n", namespace, "scale", "deployment", "finance-api", f"--replicas={replicas}")
     finally:
-        if resume_scheduler:
-            set_scheduler_suspended(namespace, False)
+        try:
+            if webhooks is not None:
+                kubectl_output("-n", namespace, "scale", "deployment", WEBHOOKS, f"--replicas={webhooks}")
+        finally:
+            if resume_scheduler:
+                set_scheduler_suspended(namespace, False)
 
 
 # --- point-in-time restores in Kubernetes, from the tenant's pgBackRest repository ------------------
@@ -731,9 +767,11 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
     replicas = kubectl_output(
         "-n", namespace, "get", "deployment", "finance-api", "-o", "jsonpath={.spec.replicas}"
     ).strip() or "2"
+    dispatchers = webhooks_replicas(namespace)
     resume = stop_scheduler(namespace)
     stranded = False
     try:
+        stop_webhooks(namespace, dispatchers)
         kubectl_output("-n", namespace, "scale", "deployment", "finance-api", "--replicas=0")
         wait_until_api_stopped(namespace)
         if archived:
@@ -754,7 +792,8 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
         )
         print(
             f"restore-tenant: {exc}\n"
-            f"  4. kubectl -n {namespace} scale deployment finance-api --replicas={replicas}\n{scheduler}",
+            f"  4. kubectl -n {namespace} scale deployment finance-api --replicas={replicas}"
+            f"{scale_webhooks_command(namespace, dispatchers)}\n{scheduler}",
             file=sys.stderr,
         )
         return 1
@@ -763,7 +802,7 @@ def point_in_time_restore(args: argparse.Namespace, namespace: str) -> int:
         return 1
     finally:
         if not stranded:
-            serve_again(namespace, replicas, resume)
+            serve_again(namespace, replicas, resume, dispatchers)
     report += "\n" + start_full_backup(namespace)
     kubectl_output("-n", namespace, "rollout", "status", "deployment/finance-api", f"--timeout={WAIT}")
     print(report)
@@ -846,7 +885,8 @@ def stranded_message(namespace: str, statefulset: dict, failed: StepError, rollb
     volume = f"{DATA_VOLUME}-{POSTGRES_POD}"
     return "\n".join([
         f"restore failed: {failed}; putting the old data directory back failed too: {rollback_failed}",
-        f"The StatefulSet postgres and the Deployment finance-api are left at 0 replicas, and the scheduler"
+        f"The StatefulSet postgres and the Deployment finance-api (and {WEBHOOKS}, the webhook dispatcher)"
+        " are left at 0 replicas, and the scheduler"
         f" (CronJob {SCHEDULER}) suspended: nothing may start on the volume {volume} as it is, nor write"
         " into what PostgreSQL makes of it. On it:",
         f"  {pgdata}: the restored data, never promoted (missing if the rollback removed it): do not start"

@@ -1,4 +1,5 @@
-"""Command line of the service: `python -m service migrate | check-config | run-scheduled [--every SECONDS]`."""
+"""Command line of the service: `python -m service migrate | check-config | run-scheduled [--every SECONDS] |
+deliver-webhooks [--every SECONDS | --once]`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
 
 from . import logs
-from .config import ConfigError, MigrationSettings, Settings
-from .core import recurring
+from .config import ConfigError, DispatcherSettings, MigrationSettings, Settings
+from .core import dispatcher, recurring
+from .db import Connection
 from .migrate import migrate
 
 log = logging.getLogger("service.scheduler")
@@ -21,6 +24,10 @@ log = logging.getLogger("service.scheduler")
 # whose writes meet either is left for the next run (core.recurring.run_due), so that one long lock
 # elsewhere never stalls the scheduler.
 SCHEDULER_LIMITS = "-c lock_timeout=5s -c statement_timeout=60s"
+# The dispatcher's statements are short (a claim, an outcome, a purge batch): the same bounds.
+DISPATCHER_LIMITS = SCHEDULER_LIMITS
+# Seconds between two looks for due deliveries when nothing is due.
+DISPATCHER_EVERY = 1.0
 
 
 def check_config() -> None:
@@ -60,7 +67,44 @@ def run_scheduled(every: float | None = None) -> None:
             return
 
 
-COMMANDS = {"migrate": apply_migrations, "check-config": check_config, "run-scheduled": run_scheduled}
+def deliver_webhooks(every: float | None = DISPATCHER_EVERY, heartbeat: str | None = None) -> None:
+    """Send the webhook deliveries that are due, looking again every SECONDS (1) until SIGTERM or
+    SIGINT; with --once, send what is due and exit. Safe to run concurrently (row locks). With
+    --heartbeat FILE, touch FILE at every turn of the loop (Kubernetes' probes read its age)."""
+    settings = DispatcherSettings.from_env()
+    logs.configure(settings.tenant_id, settings.log_level)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    def connect() -> Connection:
+        return psycopg.Connection.connect(
+            settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=DISPATCHER_LIMITS,
+            connect_timeout=10,
+        )
+
+    def touch() -> None:
+        assert heartbeat is not None
+        try:
+            Path(heartbeat).touch()
+        except OSError:
+            dispatcher.log.warning("webhook dispatcher: cannot touch its heartbeat file %s", heartbeat)
+
+    sender = dispatcher.Dispatcher(
+        connect, currency=settings.currency, allow_loopback=settings.webhooks_allow_loopback,
+        heartbeat=touch if heartbeat else None,
+    )
+    dispatcher.log.info("webhook dispatcher started", extra={"every_seconds": every})
+    attempts = sender.run(stopping=stopping, every=every)
+    dispatcher.log.info("webhook dispatcher stopped", extra={"attempts": attempts})
+    if every is None and sender.unreachable:
+        sys.exit(1)
+
+
+COMMANDS = {
+    "migrate": apply_migrations, "check-config": check_config, "run-scheduled": run_scheduled,
+    "deliver-webhooks": deliver_webhooks,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["run-scheduled"].add_argument(
         "--every", type=float, metavar="SECONDS", help="run again every SECONDS until stopped"
     )
+    deliver = commands.choices["deliver-webhooks"].add_mutually_exclusive_group()
+    deliver.add_argument(
+        "--every", type=float, metavar="SECONDS", default=DISPATCHER_EVERY,
+        help=f"look for due deliveries every SECONDS when none is due (default {DISPATCHER_EVERY:g})",
+    )
+    deliver.add_argument("--once", action="store_true", help="send what is due now, and exit")
+    commands.choices["deliver-webhooks"].add_argument(
+        "--heartbeat", metavar="FILE", help="touch FILE at every turn of the loop, for a liveness probe"
+    )
     args = parser.parse_args(argv)
-    options = {"every": args.every} if args.command == "run-scheduled" else {}
+    options = {}
+    if args.command == "run-scheduled":
+        options = {"every": args.every}
+    elif args.command == "deliver-webhooks":
+        if args.every is not None and args.every <= 0:
+            parser.error("--every must be more than 0 seconds")
+        options = {"every": None if args.once else args.every, "heartbeat": args.heartbeat}
     try:
         COMMANDS[args.command](**options)
     except ConfigError as exc:

@@ -419,6 +419,10 @@ class Settings:
         "METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535, error="must be a port number (0: no metrics), got {input!r}"
     )
     metrics_directory: str | None = variable("PROMETHEUS_MULTIPROC_DIR", "str", None, validate=IS_DIRECTORY)
+    # Webhooks may go to http:// and https:// URLs on this machine's loopback addresses: for a
+    # developer receiving them locally (scripts/dev, the test suite). Never set in Kubernetes: there a
+    # webhook's URL is https and its host resolves only to public addresses (service/outbound.py).
+    webhooks_allow_loopback: bool = variable("WEBHOOKS_ALLOW_LOOPBACK", "bool", False, blank_is_unset=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -439,5 +443,23 @@ class MigrationSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MigrationSettings:
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    """What `python -m service deliver-webhooks` reads, by the rules of Settings: the database, the
+    currency its deliveries show amounts in, and whether loopback URLs are allowed (a developer's
+    machine, the test suite). No signing key: the dispatcher signs with each webhook's own secret."""
+
+    database_url: Secret
+    currency: str
+    log_level: str
+    webhooks_allow_loopback: bool
+    tenant_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DispatcherSettings:
         names = [field.name for field in dataclasses.fields(cls)]
         return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))

@@ -69,6 +69,13 @@ class Position(NamedTuple):
     id: int
 
 
+class FeedPosition(NamedTuple):
+    """Where a client's reading of the event feed stands: the last event's transaction id and id."""
+
+    txid: int
+    id: int
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -87,8 +94,9 @@ _JSON_DECODERS = {
     datetime: _optional(datetime.fromisoformat),
     date: _optional(date.fromisoformat),
 }
-# The column types a record may have: JSON's own, and those with an encoder and a decoder above.
-_JSON_TYPES = (int, str, bool, *_JSON_ENCODERS)
+# The column types a record may have: JSON's own (a list: a text[] column, as an array of strings),
+# and those with an encoder and a decoder above.
+_JSON_TYPES = (int, str, bool, list, *_JSON_ENCODERS)
 
 
 TRANSACTION = Record(
@@ -192,6 +200,43 @@ PERSONAL_ACCESS_TOKEN = Record(
         "last_used_at": datetime,
     },
     writable=("name", "scope"),
+    sort_keys=(),
+    csv_columns=(),
+)
+
+# A user's webhook. Its signing secret is not a column here: no read, change or list returns it
+# (store.webhooks.create_webhook inserts it and returns it once).
+WEBHOOK = Record(
+    table="webhooks",
+    columns={
+        "id": int,
+        "url": str,
+        # Event types (core.events.TYPES), or ["*"] for all.
+        "events": list,
+        "description": str,
+        # false: no deliveries are made for it (the client's choice, or the dispatcher's after a 410).
+        "active": bool,
+        "created_at": datetime,
+    },
+    writable=("url", "events", "description", "active"),
+    sort_keys=(),
+    csv_columns=(),
+)
+
+# One event's delivery to one webhook (made by a trigger on events, sent by the dispatcher). It has
+# no user_id of its own: it is the user's through its webhook (store.webhooks scopes by that).
+DELIVERY = Record(
+    table="webhook_deliveries",
+    columns={
+        "id": int,
+        "status": str,
+        "attempts": int,
+        "last_status_code": int,
+        "last_error": str,
+        "next_attempt_at": datetime,
+        "created_at": datetime,
+    },
+    writable=(),
     sort_keys=(),
     csv_columns=(),
 )

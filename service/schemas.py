@@ -12,8 +12,10 @@ from decimal import Decimal, InvalidOperation
 from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Equal, Length, OneOf, Range
 
-from .records import TRANSACTION, Position
+from .outbound import MAX_URL_LENGTH
+from .records import TRANSACTION, FeedPosition, Position
 from .recurrence import FREQUENCIES
+from .store.events import TYPES as EVENT_TYPES
 
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")
@@ -753,3 +755,156 @@ class PersonalTokenIssued(PersonalTokenPublic):
 
 class PersonalTokenList(Schema):
     items = fields.List(fields.Nested(PersonalTokenPublic), required=True)
+
+
+class EventCursor(PageCursor):
+    """The feed's cursor (event_cursor): the last event's transaction id and id."""
+
+    def position(self, encoded: dict) -> FeedPosition:
+        txid, event_id = encoded["t"], encoded["id"]
+        if type(txid) is not int or type(event_id) is not int or not (0 <= txid <= MAX_ID and 0 < event_id <= MAX_ID):
+            raise ValueError(encoded)
+        return FeedPosition(txid, event_id)
+
+
+def event_cursor(position: FeedPosition) -> str:
+    return encode_cursor({"t": position.txid, "id": position.id})
+
+
+class EventQuery(Schema):
+    after = EventCursor(metadata={"description": "next_cursor of the previous answer; from the first event without."})
+    limit = fields.Integer(load_default=100, validate=Range(min=1, max=200))
+
+
+class EventPublic(Schema):
+    id = fields.Integer(required=True, metadata={"description": "Also the webhook-id of its deliveries."})
+    type = fields.String(required=True, metadata={"example": "transaction.created"})
+    timestamp = fields.AwareDateTime(format="iso", required=True, metadata={"description": "When the change was made."})
+    data = fields.Dict(
+        required=True,
+        metadata={"description": "The record as the API shows it (a budget as GET /budgets/{id}?month= does)."},
+    )
+
+
+class EventFeed(Schema):
+    items = fields.List(fields.Nested(EventPublic), required=True)
+    next_cursor = fields.String(
+        allow_none=True, required=True,
+        metadata={"description": "Pass as `after` to read on; the same cursor again while nothing is new."},
+    )
+
+
+# A webhook's events: "*" alone (every type, those added later too), or types of EVENT_TYPES.
+EVERY_EVENT = "*"
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+def distinct(values: list) -> None:
+    """Validator: no value listed twice (a duplicate is refused, not dropped: it is a mistake)."""
+    if len(set(values)) != len(values):
+        raise ValidationError("List each event type once.")
+
+
+def every_alone(values: list) -> None:
+    """Validator: "*" stands for every type, so it stands alone."""
+    if EVERY_EVENT in values and len(values) > 1:
+        raise ValidationError(f'"{EVERY_EVENT}" (every type) stands alone; list it or the types, not both.')
+
+
+def _webhook_events(**kwargs) -> fields.List:
+    return fields.List(
+        fields.String(validate=OneOf((EVERY_EVENT, *EVENT_TYPES))),
+        validate=[Length(min=1, max=len(EVENT_TYPES)), distinct, every_alone],
+        metadata={
+            "description": 'The event types to deliver, each once; or ["*"] for every type.',
+            "example": ["transaction.created"],
+        },
+        **kwargs,
+    )
+
+
+class WebhookCreate(Schema):
+    url = fields.String(
+        required=True,
+        validate=[Length(min=1, max=MAX_URL_LENGTH), storable_text],
+        metadata={
+            "description": "https, without a user or password or #fragment; its host must resolve to public"
+            " addresses only.",
+            "example": "https://example.com/hooks/finance",
+        },
+    )
+    events = _webhook_events(required=True)
+    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
+
+
+class WebhookUpdate(WebhookCreate, Changes):
+    active = fields.Boolean(
+        metadata={"description": "false: no deliveries are made; true takes one the service turned off back up."}
+    )
+
+
+class WebhookPublic(Schema):
+    id = fields.Integer(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    description = fields.String(allow_none=True, required=True)
+    active = fields.Boolean(
+        required=True, metadata={"description": "false: no deliveries are made (set by you, or after a 410)."}
+    )
+    created_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class WebhookCreated(WebhookPublic):
+    secret = fields.String(
+        required=True,
+        metadata={
+            "description": "whsec_ and base64: signs each delivery (Standard Webhooks). Shown only here; keep it.",
+            "example": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw0Y0vOBS+WvE=",
+        },
+    )
+
+
+class WebhookList(Schema):
+    items = fields.List(fields.Nested(WebhookPublic), required=True)
+
+
+class DeliveryCursor(PageCursor):
+    """A deliveries page's cursor (delivery_cursor): the id of its last (oldest) delivery."""
+
+    def position(self, encoded: dict) -> int:
+        delivery_id = encoded["id"]
+        if type(delivery_id) is not int or not 0 < delivery_id <= MAX_ID:
+            raise ValueError(encoded)
+        return delivery_id
+
+
+def delivery_cursor(delivery_id: int) -> str:
+    return encode_cursor({"id": delivery_id})
+
+
+class DeliveryListQuery(Schema):
+    limit = fields.Integer(load_default=50, validate=Range(min=1, max=200))
+    cursor = DeliveryCursor(metadata={"description": "next_cursor of the previous page."})
+
+
+class DeliveryPublic(Schema):
+    id = fields.Integer(required=True)
+    event_type = fields.String(required=True, metadata={"example": "transaction.created"})
+    status = fields.String(required=True, validate=OneOf(DELIVERY_STATUSES))
+    attempts = fields.Integer(required=True, metadata={"description": "Sends tried so far."})
+    last_status_code = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "The receiver's HTTP status at the last try."}
+    )
+    last_error = fields.String(
+        allow_none=True, required=True, metadata={"description": "Why the last try failed, if it did."}
+    )
+    next_attempt_at = fields.AwareDateTime(
+        format="iso", allow_none=True, required=True,
+        metadata={"description": "When it is tried next; null once delivered or failed."},
+    )
+    created_at = fields.AwareDateTime(format="iso", required=True)
+
+
+class DeliveryPage(Schema):
+    items = fields.List(fields.Nested(DeliveryPublic), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,9 +50,26 @@ def tenant_envs(stack: localstack.Stack) -> dict[str, dict[str, str]]:
     return {tenant.name: stack.prepare(tenant) for tenant in localstack.discover_tenants()}
 
 
+# Seconds between two looks of the test run's webhook dispatchers for due deliveries: short, so
+# that a delivery test waits for its receiver a moment only.
+DISPATCHER_EVERY = 0.2
+
+
 @pytest.fixture(scope="session")
-def servers(stack, tenant_envs) -> Iterator[dict[str, localstack.Server]]:
-    """One gunicorn per demo tenant, with the production config."""
+def dispatchers(stack, tenant_envs) -> Iterator[dict[str, subprocess.Popen]]:
+    """One webhook dispatcher per demo tenant (`python -m service deliver-webhooks`), as `make run`
+    starts them, loopback receivers allowed."""
+    running = {
+        name: stack.start_dispatcher(name, env, every=DISPATCHER_EVERY) for name, env in tenant_envs.items()
+    }
+    yield running
+    for process in running.values():
+        localstack.stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def servers(stack, tenant_envs, dispatchers) -> Iterator[dict[str, localstack.Server]]:
+    """One gunicorn per demo tenant, with the production config, and its webhook dispatcher."""
     running = {
         name: stack.start_server(name, env, localstack.free_port()) for name, env in tenant_envs.items()
     }
@@ -66,7 +84,15 @@ def _truncate(stack: localstack.Stack, tenant: str) -> None:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> ALL(%s)", (SCHEMA_TABLES,)
         ).fetchall()
         tables = sql.SQL(", ").join(sql.Identifier(name) for (name,) in names)
-        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
+        # The webhook dispatchers' statements take the tables in another order than TRUNCATE:
+        # PostgreSQL may break a deadlock by failing the TRUNCATE, which then goes again.
+        for attempt in range(5):
+            try:
+                conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
+                return
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
 
 
 @pytest.fixture

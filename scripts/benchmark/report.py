@@ -9,8 +9,8 @@ from benchmark.procfs import BUSY_SHARE, DISTURBANCES
 
 # Table order (the numbering); the run order differs, see scenarios.in_run_order.
 TABLE_ORDER = (
-    "health", "create", "analytics_month", "analytics_year", "list_first", "list_deep", "categories", "accounts",
-    "transfer", "budgets", "recurring", "login",
+    "health", "create", "create_webhook", "analytics_month", "analytics_year", "list_first", "list_deep",
+    "categories", "accounts", "transfer", "budgets", "recurring", "events", "login",
 )
 # The data-size comparison's scenarios, as its lines name them.
 SIZE_LABELS = {"analytics_month": "analytics current month", "accounts": "GET /accounts", "budgets": "GET /budgets"}

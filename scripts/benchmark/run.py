@@ -130,7 +130,9 @@ class Bench:
             raise RuntimeError(f"GET /accounts lists {listed[0]} and {listed[1]}, not {phase_a.users.heavy_accounts}")
 
         deep_path = scenarios.deep_page_path(deep_cursor)
-        results["scenarios"] = self.measure_scenarios(results, token, deep_path, phase_a.users.heavy_accounts[:2])
+        results["scenarios"] = self.measure_scenarios(
+            results, token, deep_path, phase_a.users.heavy_accounts[:2], phase_a.users.heavy_id
+        )
         results["deep_page"] = {"after_rows": scenarios.DEEP_PAGE_AFTER, "cursor": deep_cursor}
 
         time.sleep(AFTER_RUN_SETTLE_SECONDS)  # requests still in flight when wrk stopped finish first
@@ -227,12 +229,14 @@ class Bench:
             balances = seed.account_balances(conn, heavy_id)
             month = phase_a.now.date().replace(day=1)
             spending = seed.budget_spending(conn, heavy_id, month)
+            events = seed.seed_events(conn, heavy_id)
         total_rows = phase_a.rows + phase_b
         seconds_total = phase_a.seconds_users + phase_a.seconds + seconds_b
         results["seed"] = {
             "users": seed.USERS, "transactions": total_rows, "heavy_user_transactions": seed.HEAVY_ROWS,
             "budgets": phase_a.budgets, "recurring_rules": phase_a.rules,
             "heavy_current_month_rows": len(plan.heavy_current_month), "rollup_trigger": phase_a.rollup,
+            "heavy_user_events": events,
             "seconds_users": round(phase_a.seconds_users, 1), "seconds_phase_a": round(phase_a.seconds, 1),
             "seconds_phase_b": round(seconds_b, 1), "seconds_total": round(seconds_total, 1),
         }
@@ -276,7 +280,7 @@ class Bench:
         }
 
     def measure_scenarios(
-        self, results: dict, token: str, deep_path: str, transfer_accounts: tuple[int, int]
+        self, results: dict, token: str, deep_path: str, transfer_accounts: tuple[int, int], heavy_id: int
     ) -> dict:
         """Every scenario in run order, each with its rate relative to /health's."""
         args, cluster = self.args, self.stack.cluster
@@ -285,6 +289,9 @@ class Bench:
               f" {args.connections} connections, {args.threads} wrk threads", flush=True)
         measured = {}
         for scenario in run_order:
+            if scenario.setup:
+                with cluster.connect(TENANT.name) as conn:
+                    conn.execute(scenario.setup, {"user_id": heavy_id})
             sampler = ArchiveSampler(cluster) if cluster.archive and scenario.key == "create" else None
             measured[scenario.key] = self.measure(scenario, token, args.duration)
             if sampler:

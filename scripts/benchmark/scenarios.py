@@ -24,6 +24,8 @@ class Scenario:
     path: str
     bodies: tuple[dict, ...] = ()  # request bodies, taken in turn
     authenticated: bool = True
+    # SQL run (as the superuser, with %(user_id)s the heavy user's id) before the scenario.
+    setup: str = ""
 
 
 ANALYTICS_MONTH = Scenario(
@@ -36,6 +38,15 @@ ACCOUNTS = Scenario("accounts", "GET /accounts", "GET", "/accounts")
 BUDGETS = Scenario("budgets", "GET /budgets", "GET", "/budgets")
 # The heavy user's recurring rules (seed.RULES), listed whole.
 RECURRING = Scenario("recurring", "GET /recurring-transactions", "GET", "/recurring-transactions")
+# The heavy user's first 100 events (seed.seed_events gives it one per transaction).
+EVENTS = Scenario("events", "GET /events?limit=100 (first page)", "GET", "/events?limit=100")
+# The heavy user gets a webhook for transaction.created before this scenario: each POST then writes a
+# delivery too (the bench runs no dispatcher; what is measured is the API's cost of a subscriber).
+ONE_WEBHOOK = (
+    "INSERT INTO webhooks (user_id, url, events, secret)"
+    " VALUES (%(user_id)s, 'https://hooks.example.com/finance', '{transaction.created}',"
+    " 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')"
+)
 # Measured with 10,000 and with 1,000,000 rows in the tenant (the data-size comparison).
 AT_BOTH_SIZES = (ANALYTICS_MONTH, ACCOUNTS, BUDGETS)
 TRANSFER_AMOUNT = "25.00"
@@ -71,7 +82,10 @@ def in_run_order(deep_path: str, transfer_accounts: tuple[int, int]) -> tuple[Sc
         ACCOUNTS,
         BUDGETS,
         RECURRING,
+        EVENTS,
         Scenario("create", "POST /transactions", "POST", "/transactions", bodies=(expense,)),
+        Scenario("create_webhook", "POST /transactions (one active webhook)", "POST", "/transactions",
+                 bodies=(expense,), setup=ONE_WEBHOOK),
         # Every transfer locks the same two account rows (their balances): the writes queue there.
         Scenario("transfer", "POST /transfers", "POST", "/transfers", bodies=transfer_bodies(*transfer_accounts)),
         # Several users in turn: parallel logins of one username count as attempts in flight

@@ -335,6 +335,17 @@ def account_balances(conn, user_id: int) -> dict[int, Decimal]:
     return dict(rows)
 
 
+def seed_events(conn, heavy_id: int) -> int:
+    """One transaction.created event per row of the heavy user's, as the triggers COPY ran without
+    would have written (other users' rows have none; GET /events reads one user's)."""
+    return conn.execute(
+        "INSERT INTO events (user_id, type, data)"
+        " SELECT user_id, 'transaction.created', to_jsonb(t) - 'user_id' FROM transactions t"
+        " WHERE user_id = %s ORDER BY id",
+        (heavy_id,),
+    ).rowcount
+
+
 def heavy_month_rows(conn, heavy_id: int, now: datetime) -> int:
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return conn.execute(

@@ -1,4 +1,4 @@
-"""The targets of issues 5, 13 and 14, checked against a run's figures."""
+"""The targets of issues 5, 13, 14 and 15, checked against a run's figures."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def evaluate(results: dict) -> list[dict]:
         p99 = figure(key, "p99")
         add(f"{label}: p99 <= 25 ms", p99, p99 <= 25, f"{p99:.1f} ms")
     add("POST /transactions: 0 errors", errors("create"), errors("create") == 0, str(errors("create")))
+    # Issue 15's: a subscriber costs the API a delivery row, never a wait for its receiver.
+    p99 = figure("create_webhook", "p99")
+    with_hook, without = figure("create_webhook", "ratio"), figure("create", "ratio")
+    add("POST /transactions, one active webhook: p99 <= 25 ms", p99, p99 <= 25, f"{p99:.1f} ms")
+    relative = with_hook / without if without else None
+    add(
+        "POST /transactions, one active webhook: rate within 10% of without", relative,
+        relative is not None and relative >= 0.9,
+        f"{with_hook:.2f} / {without:.2f} = {relative:.2f}x" if relative is not None else "n/a",
+    )
     p99 = figure("analytics_year", "p99")
     add("analytics, last year by month: p99 <= 25 ms", p99, p99 <= 25, f"{p99:.1f} ms")
     # Issue 13's, and issue 14's GET /budgets (its 0 errors: so that its latencies are those of answers).

@@ -13,17 +13,20 @@ from . import (
     auth,
     budgets,
     categories,
+    events,
     health,
     me,
+    openapi,
     recurring,
     transactions,
     transfers,
+    webhooks,
 )
 from .docs import AUTHORIZATIONS
 
 NAMESPACES = (
     auth.ns, me.ns, accounts.ns, transactions.ns, transfers.ns, recurring.ns, budgets.ns, analytics.ns, categories.ns,
-    access_tokens.ns, health.ns,
+    events.ns, webhooks.ns, access_tokens.ns, health.ns,
 )
 
 
@@ -46,3 +49,4 @@ def init_app(app: Flask) -> None:
     )
     for namespace in NAMESPACES:
         api.add_namespace(namespace)
+    openapi.init_app(app, api)

@@ -225,11 +225,12 @@ def user_route(ns: Namespace, path: str) -> Callable:
     return decorate
 
 
-def user_item_route(ns: Namespace, collection: str, record: str) -> Callable:
-    """Class decorator: route `collection/<id>` to a UserResource for one `record` of the user, its
-    id a path parameter `<record>_id` and another user's record (or none) documented as 404."""
+def user_item_route(ns: Namespace, collection: str, record: str, below: str = "") -> Callable:
+    """Class decorator: route `collection/<id>` (and `below` it, such as /deliveries) to a
+    UserResource for one `record` of the user, its id a path parameter `<record>_id` and another
+    user's record (or none) documented as 404."""
     # Ids are PostgreSQL bigints; a larger number in the path is simply not found.
-    path = f"{collection}/<int(max={MAX_ID}):{record}_id>"
+    path = f"{collection}/<int(max={MAX_ID}):{record}_id>{below}"
 
     def decorate(cls: type) -> type:
         cls = ns.response(404, f"No such {record} of this user", error_model(ns))(cls)

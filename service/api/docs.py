@@ -31,6 +31,8 @@ from ..schemas import (
     TransferCreate,
     Username,
     WholeNumber,
+    distinct,
+    every_alone,
     storable_text,
     supported_day,
 )
@@ -112,9 +114,33 @@ def _pattern(pattern: str) -> _Keywords:
     return keywords
 
 
-def _first_choice(field: ma.Field, validator: OneOf, ret: dict) -> dict:
-    """apispec writes OneOf's enum; its first choice is the example, as flask-restx always showed."""
-    return {} if "example" in ret else {"example": ret["enum"][0]}
+def _choice_name(field: ma.Field, choice: str) -> str:
+    """A name for a choice in generated code: the choice itself, a sort order's `-key`
+    (descending, records.Record.sorts) as `key_desc`, an event type's `record.change` as
+    `record_change`, and a webhook's `*` (every event type) as `all`."""
+    if choice.isidentifier():
+        return choice
+    if choice.startswith("-") and choice[1:].isidentifier():
+        return f"{choice[1:]}_desc"
+    if choice.replace(".", "_").isidentifier():
+        return choice.replace(".", "_")
+    if choice == "*":
+        return "all"
+    raise TypeError(f"{_where(field)}: no name for the choice {choice!r} (teach docs._choice_name one)")
+
+
+def _choices(field: ma.Field, validator: OneOf, ret: dict) -> dict:
+    """apispec writes OneOf's enum; its first choice is the example, as flask-restx always showed.
+    Where a text choice is no identifier, generated clients get a name for each (x-enum-varnames,
+    which openapi-python-client and openapi-generator read) rather than VALUE_1."""
+    keywords = {} if "example" in ret else {"example": ret["enum"][0]}
+    choices = ret["enum"]
+    if all(isinstance(choice, str) for choice in choices) and not all(choice.isidentifier() for choice in choices):
+        names = [_choice_name(field, choice) for choice in choices]
+        if len(set(names)) != len(names):
+            raise TypeError(f"{_where(field)}: choices {choices!r} give names {names!r} twice")
+        keywords["x-enum-varnames"] = names
+    return keywords
 
 
 def _exclusive(field: ma.Field, validator: Range, ret: dict) -> dict:
@@ -129,7 +155,7 @@ def _exclusive(field: ma.Field, validator: Range, ret: dict) -> dict:
 # Each validator's Swagger keywords beyond those apispec writes (OneOf's enum, Length's
 # minLength/maxLength, Range's minimum/maximum); a validator with no row here is refused.
 _VALIDATORS: dict[object, _Keywords] = {
-    OneOf: _first_choice,
+    OneOf: _choices,
     # apispec writes an Equal as a one-value enum.
     Equal: _always(),
     Length: _always(),
@@ -137,6 +163,9 @@ _VALIDATORS: dict[object, _Keywords] = {
     storable_text: _pattern(STORABLE_TEXT_PATTERN),
     # The day's span, in the extension apispec itself writes for a Range on dates.
     supported_day: _always(**{"x-minimum": EARLIEST_DAY.isoformat(), "x-maximum": LATEST_DAY.isoformat()}),
+    distinct: _always(uniqueItems=True),
+    # "*" or the types, not both: Swagger 2 has no words for it (its 400 names the field).
+    every_alone: _always(),
 }
 
 # Each schema-wide rule (a validates_schema method) as Swagger keywords of a request body; {} for

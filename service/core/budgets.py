@@ -31,7 +31,7 @@ def _month(month: date | None, timezone: ZoneInfo) -> date:
     return month or today(timezone).replace(day=1)
 
 
-def _with_figures(row: dict) -> dict:
+def with_figures(row: dict) -> dict:
     """A budget with spent, remaining (negative when over) and percent_used, rounded half up to one place."""
     percent = (row["spent"] / row["amount"] * 100).quantize(_TENTH, rounding=ROUND_HALF_UP)
     return {**row, "remaining": row["amount"] - row["spent"], "percent_used": f"{percent:.1f}"}
@@ -50,7 +50,7 @@ def month_status(conn: Connection, *, user_id: int, month: date | None, timezone
     """Every budget with what was spent in the month (the current one in the tenant's time zone by
     default), and the month's totals."""
     month = _month(month, timezone)
-    items = [_with_figures(row) for row in budgets.with_spending(conn, user_id=user_id, month=month)]
+    items = [with_figures(row) for row in budgets.with_spending(conn, user_id=user_id, month=month)]
     return {
         "month": month,
         "items": items,
@@ -62,7 +62,7 @@ def month_status(conn: Connection, *, user_id: int, month: date | None, timezone
 def get(conn: Connection, *, user_id: int, budget_id: int, month: date | None, timezone: ZoneInfo) -> dict:
     month = _month(month, timezone)
     rows = budgets.with_spending(conn, user_id=user_id, month=month, budget_id=budget_id)
-    return {**_with_figures(found(rows[0] if rows else None, "budget")), "month": month}
+    return {**with_figures(found(rows[0] if rows else None, "budget")), "month": month}
 
 
 def update(conn: Connection, *, user_id: int, budget_id: int, changes: dict) -> dict:

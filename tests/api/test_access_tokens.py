@@ -188,10 +188,16 @@ def test_operations_that_need_a_login_token_refuse_every_personal_token(client, 
     other = _pat(client, headers, name="other")
     token = _pat(client, headers, scope=scope)["token"]
     pat = bearer(token)
+    hook = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hooks", "events": ["*"]}, headers=headers).json()
     before = db.execute("SELECT password_hash, token_version FROM users WHERE id = %s", (user["id"],)).fetchone()
     stored = _stored(db)
+    hooks = db.execute("SELECT * FROM webhooks WHERE user_id = %s", (user["id"],)).fetchall()
 
     responses = [
+        client.post("/webhooks", json={"url": "http://127.0.0.1:9/more", "events": ["*"]}, headers=pat),
+        client.patch(f"/webhooks/{hook['id']}", json={"active": False}, headers=pat),
+        client.post(f"/webhooks/{hook['id']}/test", headers=pat),
+        client.delete(f"/webhooks/{hook['id']}", headers=pat),
         _make(client, pat),
         _make(client, pat, name=""),  # refused before the body is read
         client.delete(f"/tokens/{other['id']}", headers=pat),
@@ -202,7 +208,10 @@ def test_operations_that_need_a_login_token_refuse_every_personal_token(client, 
     for response in responses:
         assert_error(response, 403, "login_token_required")
 
-    # Nothing changed: the user, their password and login tokens, their personal tokens.
+    # Nothing changed: the user, their password and login tokens, their personal tokens, their
+    # webhooks (which a personal token may still read).
+    assert db.execute("SELECT * FROM webhooks WHERE user_id = %s", (user["id"],)).fetchall() == hooks
+    assert client.get(f"/webhooks/{hook['id']}/deliveries", headers=pat).json()["items"] == []
     after = db.execute("SELECT password_hash, token_version FROM users WHERE id = %s", (user["id"],)).fetchone()
     assert after == before
     assert db.execute("SELECT count(*) AS n FROM revoked_tokens").fetchone()["n"] == 0
@@ -215,7 +224,8 @@ def test_operations_that_need_a_login_token_refuse_every_personal_token(client, 
 def test_the_document_says_which_operations_a_personal_token_is_refused(client):
     paths = client.get("/swagger.json").json()["paths"]
     login_only = {("post", "/tokens"), ("delete", "/tokens/{token_id}"), ("post", "/logout"),
-                  ("post", "/password"), ("delete", "/me")}
+                  ("post", "/password"), ("delete", "/me"), ("post", "/webhooks"), ("patch", "/webhooks/{webhook_id}"),
+                  ("delete", "/webhooks/{webhook_id}"), ("post", "/webhooks/{webhook_id}/test")}
     for path, operations in paths.items():
         for method, operation in operations.items():
             if method == "parameters" or not operation.get("security"):

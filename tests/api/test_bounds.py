@@ -1,8 +1,8 @@
 """Every request's work is bounded, whatever the data behind it (docs/security.md, "Per-request
 bounds"): the groups of an analytics answer, the categories of a page, the rows of an export, the
-rows of an import, the transfers of a page, the keys a forged cursor may carry, the budgets and
-recurring transactions a user may have and the transactions one rule makes at once, and the
-personal access tokens a user may have. Each case
+rows of an import, the transfers of a page, the keys a forged cursor may carry, the budgets,
+recurring transactions, webhooks and personal access tokens a user may have, the transactions one
+rule makes at once and the deliveries of a page. Each case
 reproduces a finding of the outside review, scaled down so the suite stays fast."""
 
 from __future__ import annotations
@@ -401,3 +401,59 @@ def test_a_user_has_at_most_50_tokens_and_the_list_answers_them_all(client, db):
     count = db.execute("SELECT count(*) AS n FROM personal_access_tokens WHERE user_id = %s", (user_id,)).fetchone()
     assert count["n"] == MAX_TOKENS
     assert_error(client.post("/tokens", json=body, headers=headers), 409, "too_many_tokens")
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def test_an_event_page_holds_at_most_200_of_the_largest_events_and_continues_with_its_cursor(client, db):
+    user_id, headers = user_with_headers(client)
+    longest = "€" * 500  # every text at its longest, in multibyte characters
+    db.execute(
+        "INSERT INTO transactions (user_id, type, amount, category, description)"
+        " SELECT %s, 'expense', 999999999999.99, %s, %s FROM generate_series(1, 201)",
+        (user_id, "€" * 64, longest),
+    )
+    assert_error(client.get("/events", params={"limit": 201}, headers=headers), 400, "validation_error")
+    started = time.monotonic()
+    response = client.get("/events", params={"limit": 200}, headers=headers)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["items"]) == 200  # the default account's creation, then 199 transactions
+    assert len(response.content) < 800_000 and elapsed < 2, (len(response.content), elapsed)
+    rest = client.get("/events", params={"after": body["next_cursor"], "limit": 200}, headers=headers).json()
+    assert [item["type"] for item in rest["items"]] == ["transaction.created"] * 2
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+def test_a_user_has_at_most_10_webhooks_and_the_list_answers_them_all(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO webhooks (user_id, url, events, secret)"
+        " SELECT %s, 'http://127.0.0.1:9/' || n, '{*}', 'whsec_x' FROM generate_series(1, 10) n",
+        (user_id,),
+    )
+    body = {"url": "http://127.0.0.1:9/more", "events": ["*"]}
+    assert_error(client.post("/webhooks", json=body, headers=headers), 409, "too_many_webhooks")
+    listed = client.get("/webhooks", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == 10
+
+
+def test_a_deliveries_page_holds_at_most_200_and_continues_with_its_cursor(client, db):
+    user_id, headers = user_with_headers(client)
+    webhook = client.post("/webhooks", json={"url": "http://127.0.0.1:9/", "events": ["*"]}, headers=headers).json()
+    db.execute(
+        "WITH e AS (INSERT INTO events (user_id, type, data) SELECT %(user)s, 'webhook.test', '{}'"
+        "  FROM generate_series(1, 201) RETURNING id)"
+        " INSERT INTO webhook_deliveries (webhook_id, event_id) SELECT %(webhook)s, id FROM e",
+        {"user": user_id, "webhook": webhook["id"]},
+    )
+    path = f"/webhooks/{webhook['id']}/deliveries"
+    error = assert_error(client.get(path, params={"limit": 201}, headers=headers), 400, "validation_error")
+    assert set(error["fields"]) == {"limit"}
+    first = client.get(path, params={"limit": 200}, headers=headers).json()
+    assert len(first["items"]) == 200 and first["next_cursor"]
+    rest = client.get(path, params={"limit": 200, "cursor": first["next_cursor"]}, headers=headers).json()
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None

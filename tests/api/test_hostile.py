@@ -107,15 +107,18 @@ def test_create_refuses_server_owned_and_unknown_fields_and_creates_nothing(clie
             ("recurring_transactions", "transactions"),
         ),
         ("/tokens", {"name": "script", "scope": "read"}, ("personal_access_tokens",)),
+        ("/webhooks", {"url": "http://127.0.0.1:9/hooks", "events": ["*"]}, ("webhooks",)),
     ],
 )
-def test_budgets_rules_and_tokens_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
-    """Also the fields only the service sets: what a rule has made, a transaction's rule, a personal
-    access token's secret, its hash, its expiry (given in days) and its last use."""
+def test_budgets_rules_webhooks_and_tokens_refuse_server_owned_and_unknown_fields(client, db, path, valid, kept):
+    """Also the fields only the service sets: what a rule has made, a transaction's rule, a
+    webhook's secret and whether it is active (a new one is), a personal access token's secret, its
+    hash, its expiry (given in days) and its last use."""
     victim_id, _ = user_with_headers(client)
     _, headers = user_with_headers(client)
     service_kept = {
         "last_occurrence": "2999-01-01", "next_occurrence": None, "recurring_id": 1, "spent": "0",
+        "secret": "whsec_AAAA", "active": False,
         "token": "fin_pat_" + "A" * 43, "token_hash": "00" * 32, "expires_at": "2999-01-01T00:00:00+00:00",
         "last_used_at": None,
     }
@@ -164,9 +167,12 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     recurring = client.post("/recurring-transactions", json=rule, headers=headers).json()
     pat = client.post("/tokens", json={"name": "script", "scope": "read"}, headers=headers).json()
     tokens = client.get("/tokens", headers=headers).json()
+    webhook = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hooks", "events": ["*"]}, headers=headers)
+    webhooks = client.get("/webhooks", headers=headers).json()
     ids = {
         "{transaction_id}": transaction["id"], "{account_id}": savings["id"], "{transfer_id}": transfer["id"],
-        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"], "{token_id}": pat["id"],
+        "{budget_id}": budget["id"], "{recurring_id}": recurring["id"], "{webhook_id}": webhook.json()["id"],
+        "{token_id}": pat["id"],
     }
     checked = []
     for path, operations in document["paths"].items():
@@ -187,16 +193,17 @@ def test_every_json_body_refuses_an_unknown_field(client, db):
     assert {"POST /register", "POST /login", "POST /transactions", "POST /transaction",
             "PATCH /transactions/{transaction_id}", "POST /accounts", "PATCH /accounts/{account_id}",
             "POST /transfers", "PATCH /transfers/{transfer_id}", "POST /budgets", "PATCH /budgets/{budget_id}",
-            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}",
-            "POST /tokens"} <= set(checked)
+            "POST /recurring-transactions", "PATCH /recurring-transactions/{recurring_id}", "POST /webhooks",
+            "PATCH /webhooks/{webhook_id}", "POST /tokens"} <= set(checked)
     # Nothing changed: the user, the token, the transaction, the accounts, the transfer, the budget,
-    # the rule and the personal access tokens are as they were.
+    # the rule, the webhook and the personal access tokens are as they were.
     assert client.get(f"/transactions/{transaction['id']}", headers=headers).json() == transaction
     assert client.get("/accounts", headers=headers).json() == accounts
     assert client.get("/transfers", headers=headers).json()["items"] == [transfer]
     assert client.get("/budgets", headers=headers).json()["items"][0]["amount"] == budget["amount"]
     assert client.get("/recurring-transactions", headers=headers).json()["items"] == [recurring]
     assert client.get("/tokens", headers=headers).json() == tokens
+    assert client.get("/webhooks", headers=headers).json() == webhooks
     assert len(_transactions(db, user_id)) == 1
 
 

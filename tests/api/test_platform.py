@@ -13,14 +13,17 @@ import uuid
 import httpx
 import localstack
 import pytest
-from openapi_spec_validator import validate
+from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
 from service import create_app, migrate
 from service.config import Settings
 from tests.utils import assert_error, auth_headers, poll
 
-# Paths flask-restx and Flask add for the documentation itself ("/" is restx's root, a 404).
-DOC_RULES = {"/", "/swagger.json", "/docs", "/swaggerui/<path:filename>", "/static/<path:filename>"}
+# Paths flask-restx and Flask add for the documentation itself ("/" is restx's root, a 404), and the
+# OpenAPI 3 document converted from /swagger.json (service/api/openapi.py).
+DOC_RULES = {
+    "/", "/swagger.json", "/openapi.json", "/docs", "/swaggerui/<path:filename>", "/static/<path:filename>",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -81,6 +84,14 @@ def test_method_not_allowed_names_the_allowed_methods(client):
         ("GET", "/tokens"),
         ("POST", "/tokens"),
         ("DELETE", "/tokens/1"),
+        ("GET", "/events"),
+        ("GET", "/webhooks"),
+        ("POST", "/webhooks"),
+        ("GET", "/webhooks/1"),
+        ("PATCH", "/webhooks/1"),
+        ("DELETE", "/webhooks/1"),
+        ("POST", "/webhooks/1/test"),
+        ("GET", "/webhooks/1/deliveries"),
         ("POST", "/logout"),
         ("POST", "/password"),
         ("DELETE", "/me"),
@@ -137,6 +148,18 @@ def test_swagger_is_a_valid_swagger_2_document(client):
     document = client.get("/swagger.json").json()
     assert document["swagger"] == "2.0"
     validate(document)
+
+
+def test_openapi_is_the_swagger_document_as_a_valid_openapi_3_document_needing_no_token(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document["openapi"].startswith("3.0.")
+    validate(document, cls=OpenAPIV30SpecValidator)
+    swagger = client.get("/swagger.json").json()
+    assert document["paths"].keys() == swagger["paths"].keys()
+    assert document["components"]["schemas"].keys() == swagger["definitions"].keys()
 
 
 def test_every_route_is_documented_and_every_documented_path_exists(client, tenant_envs):

@@ -712,6 +712,11 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     assert pat.status_code == 201, pat.text
     pat_token = pat.json()["token"]
     assert client.get("/transactions", headers=bearer(pat_token)).status_code == 200
+    # A webhook, with a delivery queued (a test event's: webhook_deliveries has no user_id to find).
+    webhook = client.post("/webhooks", json={"url": "http://127.0.0.1:9/hooks", "events": ["*"]},
+                          headers=bearer(token))
+    assert webhook.status_code == 201, webhook.text
+    assert client.post(f"/webhooks/{webhook.json()['id']}/test", headers=bearer(token)).status_code == 202
     create(client, keep_headers, amount="7.00", category="food")
     kept_accounts = client.get("/accounts", headers=keep_headers).json()
     kept_analytics = client.get("/analytics", params={"group_by": "category"}, headers=keep_headers).json()
@@ -730,6 +735,8 @@ def test_delete_me_deletes_the_user_with_every_transaction_and_total(client, db,
     assert _user_row(db, user["id"]) is None
     left = {column: count for column, count in _rows_of(db, stored_user).items() if count}
     assert not left, f"rows of the deleted user remain: {left}"
+    assert db.execute("SELECT count(*) AS n FROM webhook_deliveries WHERE webhook_id = %s",
+                      (webhook.json()["id"],)).fetchone()["n"] == 0
     # The other user's rows and totals are exactly as they were.
     assert _totals(db, "daily_totals") == {keep["id"]: (1, Decimal("7.00"))}
     assert _totals(db, "monthly_totals") == {keep["id"]: (1, Decimal("7.00"))}

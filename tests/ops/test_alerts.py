@@ -40,7 +40,8 @@ DURABILITY_ALERTS = {
     "FinanceBackupSchedulesMissing",
 }
 SCHEDULER_ALERTS = {"FinanceSchedulerStalled"}
-ALERTS = API_ALERTS | DURABILITY_ALERTS | SCHEDULER_ALERTS
+WEBHOOKS_ALERTS = {"FinanceWebhooksDown"}
+ALERTS = API_ALERTS | DURABILITY_ALERTS | SCHEDULER_ALERTS | WEBHOOKS_ALERTS
 RECORDS = {"namespace:pg_stat_database_tup_written:increase2m"}
 # The CronJobs the durability alerts watch (kubernetes/base/postgres-pgbackrest.yaml) and the scheduler's.
 CRONJOBS = {"postgres-backup-full", "postgres-backup-diff", "restore-drill", "finance-scheduler"}

@@ -348,3 +348,22 @@ def test_established_connections_are_counted_for_the_process_holding_the_server_
     # The accepted socket's local port is the server's; the client's end has an ephemeral one.
     assert counts == {str(os.getpid()): 1}
     assert report.spread_text({"11": 1, "12": 7}) == "7+1"
+
+
+def test_a_webhook_subscriber_has_its_targets_beside_the_plain_create():
+    run_order = scenarios.in_run_order("/transactions?cursor=x", (11, 12))
+    keys = [scenario.key for scenario in run_order]
+    assert keys.index("events") < keys.index("create") == keys.index("create_webhook") - 1
+    hooked = run_order[keys.index("create_webhook")]
+    assert hooked.setup == scenarios.ONE_WEBHOOK and hooked.bodies == run_order[keys.index("create")].bodies
+    ours = ["POST /transactions, one active webhook: p99 <= 25 ms",
+            "POST /transactions, one active webhook: rate within 10% of without"]
+
+    def verdicts(p99: float, ratio: float) -> list:
+        results = _results(24.0, 0, 1.4)
+        results["scenarios"]["create_webhook"].update(ratio_to_health=ratio, latency_ms={"p50": 2.0, "p99": p99})
+        evaluated = {t["target"]: t for t in targets.evaluate(results)}
+        return [(evaluated[name]["passed"], evaluated[name]["shown"]) for name in ours]
+
+    assert verdicts(24.0, 0.55) == [(True, "24.0 ms"), (True, "0.55 / 0.60 = 0.92x")]
+    assert verdicts(26.0, 0.5) == [(False, "26.0 ms"), (False, "0.50 / 0.60 = 0.83x")]

@@ -24,7 +24,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_ENV_SCRIPT = ROOT / "scripts" / "compose-env"
 DEMO_TENANTS = ("tenant1", "tenant2")
-ROLES = ("db", "migrate", "app", "proxy", "scheduler")
+ROLES = ("db", "migrate", "app", "proxy", "scheduler", "dispatcher")
 APP_PORT = 8000
 # The nginx in front of each app: the one template both render, and the port it listens on.
 PROXY_TEMPLATE = ROOT / "proxy" / "finance-proxy.conf.template"
@@ -242,7 +242,7 @@ def _service(compose: dict, tenant: str, role: str) -> dict:
     return compose["services"][f"{tenant}-{role}"]
 
 
-def test_compose_runs_a_database_a_migration_an_app_its_proxy_and_a_scheduler_per_demo_tenant(compose):
+def test_compose_runs_a_database_a_migration_an_app_its_proxy_a_scheduler_and_a_dispatcher_per_demo_tenant(compose):
     assert set(compose["services"]) == {f"{tenant}-{role}" for tenant in DEMO_TENANTS for role in ROLES}
 
 
@@ -273,7 +273,21 @@ def test_scheduler_repeats_its_pass_after_the_migration_with_the_migrations_envi
 
 
 @pytest.mark.parametrize("tenant", DEMO_TENANTS)
-@pytest.mark.parametrize("role", ["migrate", "app", "scheduler"])
+def test_dispatcher_sends_webhooks_after_the_migration_with_the_migrations_environment(compose, tenant):
+    dispatcher = _service(compose, tenant, "dispatcher")
+    assert dispatcher["command"] == ["python", "-m", "service", "deliver-webhooks"]
+    assert dispatcher["depends_on"] == _service(compose, tenant, "app")["depends_on"]
+    assert dispatcher["restart"] == "unless-stopped"
+    # TENANT_ID, DATABASE_URL and the tenant's settings; no signing key. Loopback receivers are not
+    # allowed: a container's loopback is its own.
+    assert dispatcher["environment"] == _service(compose, tenant, "migrate")["environment"]
+    assert not {"JWT_SECRET", "WEBHOOKS_ALLOW_LOOPBACK"} & set(dispatcher["environment"])
+    assert dispatcher["healthcheck"] == {"test": ["NONE"]}
+    assert not dispatcher.get("expose")
+
+
+@pytest.mark.parametrize("tenant", DEMO_TENANTS)
+@pytest.mark.parametrize("role", ["migrate", "app", "scheduler", "dispatcher"])
 def test_app_and_migration_connect_only_to_their_own_database(compose, compose_env, tenant, role):
     db = _service(compose, tenant, "db")["environment"]
     url = urlsplit(_service(compose, tenant, role)["environment"]["DATABASE_URL"])
@@ -293,7 +307,7 @@ def test_databases_superuser_is_postgres_and_no_container_connects_as_it(compose
     assert env["POSTGRES_PASSWORD"] == compose_env[f"{tenant.upper()}_DB_SUPERUSER_PASSWORD"]
     assert env["POSTGRES_PASSWORD"] != env["APP_PASSWORD"]
     assert env["APP_USER"] != "postgres"
-    for role in ("migrate", "app", "scheduler"):
+    for role in ("migrate", "app", "scheduler", "dispatcher"):
         assert urlsplit(_service(compose, tenant, role)["environment"]["DATABASE_URL"]).username == env["APP_USER"]
     # The same init script as in Kubernetes, where the image runs it on first start (executable,
     # so it runs in a shell of its own).
@@ -323,7 +337,7 @@ def test_databases_keep_their_data_in_distinct_named_volumes(compose):
         assert source in compose["volumes"], f"{tenant}'s data is in a named volume"
         assert target == "/var/lib/postgresql/data"
         sources.append(source)
-        for role in ("migrate", "app", "scheduler"):
+        for role in ("migrate", "app", "scheduler", "dispatcher"):
             assert not _service(compose, tenant, role).get("volumes")
     assert len(set(sources)) == len(DEMO_TENANTS)
 
@@ -331,7 +345,7 @@ def test_databases_keep_their_data_in_distinct_named_volumes(compose):
 def test_only_the_proxies_publish_ports_their_local_run_ports(compose):
     published = {}
     for tenant in DEMO_TENANTS:
-        for role in ("db", "migrate", "app", "scheduler"):
+        for role in ("db", "migrate", "app", "scheduler", "dispatcher"):
             assert not _service(compose, tenant, role).get("ports"), f"{tenant}-{role} publishes no port"
         # gunicorn is reached only through its proxy: slow clients must never meet a sync worker.
         assert _service(compose, tenant, "app")["expose"] == [str(APP_PORT)]
@@ -421,7 +435,7 @@ def test_tenants_have_different_secrets(compose):
         assert len({_service(compose, tenant, "app")["environment"][key] for tenant in DEMO_TENANTS}) == 2
 
 
-@pytest.mark.parametrize("role", ["migrate", "app", "scheduler"])
+@pytest.mark.parametrize("role", ["migrate", "app", "scheduler", "dispatcher"])
 def test_service_containers_run_read_only_without_privileges(compose, role):
     for tenant in DEMO_TENANTS:
         service = _service(compose, tenant, role)

@@ -120,17 +120,21 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
 
-def _schedulers(tenant: str) -> list[int]:
-    """Every process running `service run-scheduled` with the tenant's TENANT_ID."""
+def _schedulers(tenant: str, command: bytes = b"run-scheduled") -> list[int]:
+    """Every process running `service run-scheduled` (or another command) with the tenant's TENANT_ID."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            scheduler = b"run-scheduled" in (proc / "cmdline").read_bytes()
+            scheduler = command in (proc / "cmdline").read_bytes()
             if scheduler and _environ(int(proc.name)).get("TENANT_ID") == tenant:
                 found.append(int(proc.name))
         except (OSError, ValueError):
             continue  # not a process, or gone meanwhile
     return found
+
+
+def _dispatchers(tenant: str) -> list[int]:
+    return _schedulers(tenant, b"deliver-webhooks")
 
 
 def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_stops_it(private_dev):
@@ -139,7 +143,7 @@ def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_
     zones = {"sched-kathmandu": "Asia/Kathmandu", "sched-st-johns": "America/St_Johns"}
     private_dev({name: f"TENANT_CURRENCY=USD\nTENANT_TIMEZONE={zone}\n" for name, zone in zones.items()})
     dev.up()
-    schedulers = {}
+    schedulers, dispatchers = {}, {}
     for tenant, zone in zones.items():
         pid = dev.scheduler_running(tenant)
         assert pid and _schedulers(tenant) == [pid], f"{tenant}: one scheduler, the one up started"
@@ -152,6 +156,16 @@ def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_
         assert env["TENANT_ID"] == tenant and env["TENANT_TIMEZONE"] == zone
         assert "JWT_SECRET" in gunicorn_env and "JWT_SECRET" not in env
         schedulers[tenant] = pid
+        # And one webhook dispatcher, with the same environment, loopback receivers allowed.
+        dispatcher = dev.dispatcher_running(tenant)
+        assert dispatcher and _dispatchers(tenant) == [dispatcher], f"{tenant}: one dispatcher, the one up started"
+        cmdline = Path(f"/proc/{dispatcher}/cmdline").read_bytes().decode().split("\0")[:-1]
+        assert cmdline[:4] == [str(localstack.VENV_PYTHON), "-m", "service", "deliver-webhooks"]
+        dispatcher_env = _environ(dispatcher)
+        for key in ("TENANT_ID", "DATABASE_URL", "TENANT_CURRENCY", "LOG_LEVEL"):
+            assert dispatcher_env.get(key) == gunicorn_env.get(key), key
+        assert dispatcher_env["WEBHOOKS_ALLOW_LOOPBACK"] == "true" and "JWT_SECRET" not in dispatcher_env
+        dispatchers[tenant] = dispatcher
     assert len(set(_environ(pid)["DATABASE_URL"] for pid in schedulers.values())) == 2
 
     # Its log, beside gunicorn's, shows a finished pass and no secret.
@@ -164,15 +178,19 @@ def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_
         assert SCHEDULER_PASS_DONE in text, text[-2000:]
         for secret in localstack.read_env_file(dev.STATE / tenant / "secrets" / f"{tenant}.env").values():
             assert secret not in text
+        dispatcher_log = (dev.STATE / tenant / "logs" / f"{tenant}-dispatcher.log").read_text()
+        assert '"webhook dispatcher started"' in dispatcher_log, dispatcher_log[-2000:]
 
     started = time.monotonic()
     dev.down()
     assert time.monotonic() - started < 15, "down waited for a scheduler that ignored SIGTERM"
     for tenant, pid in schedulers.items():
         # Gone and reaped: a zombie of this process would still answer signal 0.
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+        for process in (pid, dispatchers[tenant]):
+            with pytest.raises(ProcessLookupError):
+                os.kill(process, 0)
         assert not _schedulers(tenant) and dev.scheduler_running(tenant) is None
+        assert not _dispatchers(tenant) and dev.dispatcher_running(tenant) is None
 
 
 def test_a_tenant_whose_server_does_not_start_leaves_no_scheduler_behind(private_dev):
@@ -184,6 +202,7 @@ def test_a_tenant_whose_server_does_not_start_leaves_no_scheduler_behind(private
         dev.up()
     assert dev.running("sched-broken") is None
     assert dev.scheduler_running("sched-broken") is None and not _schedulers("sched-broken")
+    assert dev.dispatcher_running("sched-broken") is None and not _dispatchers("sched-broken")
 
 
 def test_ctrl_c_of_run_stops_the_scheduler_with_the_server_at_once(private_dev):
@@ -209,7 +228,8 @@ def test_ctrl_c_of_run_stops_the_scheduler_with_the_server_at_once(private_dev):
             if line.startswith("Serving"):
                 break
         server, scheduler = dev.running("sched-ctrl-c"), dev.scheduler_running("sched-ctrl-c")
-        assert server and scheduler, output
+        dispatcher = dev.dispatcher_running("sched-ctrl-c")
+        assert server and scheduler and dispatcher, output
         started = time.monotonic()
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=30) == 0
@@ -218,7 +238,7 @@ def test_ctrl_c_of_run_stops_the_scheduler_with_the_server_at_once(private_dev):
         run.kill()
         run.wait()
     # Stopped and reaped by `run` itself before it exited.
-    for pid in (server[0], scheduler):
+    for pid in (server[0], scheduler, dispatcher):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    assert not _schedulers("sched-ctrl-c")
+    assert not _schedulers("sched-ctrl-c") and not _dispatchers("sched-ctrl-c")

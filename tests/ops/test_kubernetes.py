@@ -6,6 +6,7 @@ the rendered objects. No cluster is needed, but kubectl is.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 import os
@@ -101,12 +102,17 @@ CONTRACT_OBJECTS = {
     ("CronJob", "postgres-backup-diff"),
     ("CronJob", "restore-drill"),
     ("NetworkPolicy", "object-store"),
+    # restore-tenant scales the webhook dispatcher down and back.
+    ("Deployment", "finance-webhooks"),
 }
 
 # The whole allow-list, as (direction, pods the policy selects, peer, protocol, port). A peer is a
 # pod name (app.kubernetes.io/name) in the tenant's namespace, "namespace/pod" elsewhere, or
 # "cidr:<block>" for addresses outside the cluster (only the object store, on its port).
 OBJECT_STORE_PORT = 443
+# What the webhook dispatcher's way out to the internet leaves out: private, link-local, shared
+# (carrier-grade NAT) and loopback IPv4 ranges, where the cluster and its provider live.
+NOT_THE_INTERNET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "127.0.0.0/8")
 OBJECT_STORE_CLIENTS = ("postgres", "pgbackrest-backup", "restore-drill", "pgbackrest-restore")
 ALLOWED_TRAFFIC = {
     ("ingress", "finance-api", "ingress-nginx/ingress-nginx", "TCP", 8000),
@@ -117,6 +123,10 @@ ALLOWED_TRAFFIC = {
     # The recurring transactions' CronJob, as the app's role.
     ("egress", "finance-scheduler", "postgres", "TCP", 5432),
     ("ingress", "postgres", "finance-scheduler", "TCP", 5432),
+    # The webhook dispatcher, as the app's role; and the internet's public IPv4 addresses on 443.
+    ("egress", "finance-webhooks", "postgres", "TCP", 5432),
+    ("ingress", "postgres", "finance-webhooks", "TCP", 5432),
+    ("egress", "finance-webhooks", "cidr:0.0.0.0/0 except " + ",".join(NOT_THE_INTERNET), "TCP", 443),
     ("ingress", "postgres", "postgres-backup", "TCP", 5432),
     ("egress", "postgres-backup", "postgres", "TCP", 5432),
     # pgBackRest's TLS server, for the backup jobs.
@@ -259,8 +269,9 @@ def selector_name(selector: dict) -> str:
 
 def peer_name(peer: dict) -> str:
     if "ipBlock" in peer:
-        assert set(peer) == {"ipBlock"} and not peer["ipBlock"].get("except"), peer
-        return f"cidr:{peer['ipBlock']['cidr']}"
+        assert set(peer) == {"ipBlock"}, peer
+        excepted = peer["ipBlock"].get("except")
+        return f"cidr:{peer['ipBlock']['cidr']}" + (f" except {','.join(excepted)}" if excepted else "")
     pods = selector_name(peer.get("podSelector", {}))
     if "namespaceSelector" not in peer:
         return pods
@@ -517,6 +528,23 @@ def test_settings_carry_the_tenant_id_and_its_tenant_env(tenant):
     assert {"TENANT_CURRENCY", "TENANT_TIMEZONE", "LOG_LEVEL"} <= set(settings["data"])
 
 
+LOOPBACK_SETTING = "WEBHOOKS_ALLOW_LOOPBACK"
+
+
+def test_webhooks_to_loopback_are_never_allowed_in_a_render(tenant):
+    """Only the local stack sets WEBHOOKS_ALLOW_LOOPBACK (scripts/localstack.py): in a cluster a
+    webhook's URL is https to public addresses, never the pod's own loopback."""
+    assert LOOPBACK_SETTING not in yaml.safe_dump_all(tenant.objects)
+    for path in (TENANTS_DIR / tenant.name).glob("*.env"):
+        assert LOOPBACK_SETTING not in read_env_file(path), path
+
+
+def test_webhooks_to_loopback_are_not_allowed_by_the_manifests_or_docker_compose():
+    sources = [path for path in KUBERNETES_DIR.rglob("*") if path.is_file()] + [ROOT / "docker-compose.yml"]
+    assert [path for path in sources if LOOPBACK_SETTING in path.read_text(errors="replace")] == []
+    assert LOOPBACK_SETTING in (ROOT / "scripts" / "localstack.py").read_text()
+
+
 # --- the recurring transactions' scheduler ----------------------------------------------------------
 
 SCHEDULER = "finance-scheduler"
@@ -590,6 +618,90 @@ def test_scheduler_reaches_postgresql_only_and_nothing_reaches_it(tenant):
     assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy
     assert {rule for rule in allowed if rule[1] == "*"} == {
         ("egress", "*", "kube-system/kube-dns", "UDP", 53), ("egress", "*", "kube-system/kube-dns", "TCP", 53),
+    }
+
+
+# --- the webhook dispatcher -------------------------------------------------------------------------
+
+WEBHOOKS = "finance-webhooks"
+
+
+def test_webhook_dispatcher_is_the_apps_image_with_the_apps_settings_database_and_security_but_no_signing_key(
+    tenant,
+):
+    deployment = tenant.one("Deployment", WEBHOOKS)
+    template = pod_template(deployment)
+    pod = template["spec"]
+    api_pod = tenant.pod_spec("Deployment", "finance-api")
+    (api,) = api_pod["containers"]
+    (dispatcher,) = pod["containers"]
+    assert not pod.get("initContainers")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": WEBHOOKS}
+    assert template["metadata"]["labels"]["app.kubernetes.io/name"] == WEBHOOKS
+    assert dispatcher["image"] == api["image"] and image_ref(dispatcher["image"])[0] == APP_IMAGE
+    heartbeat = "/tmp/dispatcher-alive"  # noqa: S108 - in its own emptyDir
+    assert dispatcher["command"] == ["python", "-m", "service", "deliver-webhooks", "--heartbeat", heartbeat]
+    assert "args" not in dispatcher and "ports" not in dispatcher
+    # The API's settings and DATABASE_URL, as the app's role; of the Secret only the database
+    # password; never WEBHOOKS_ALLOW_LOOPBACK (production: https to public addresses only).
+    settings = tenant.generated("finance-settings")
+    assert dispatcher["envFrom"] == api["envFrom"] == [{"configMapRef": {"name": settings["metadata"]["name"]}}]
+    assert [variable["name"] for variable in dispatcher["env"]] == ["POSTGRES_PASSWORD", "DATABASE_URL"]
+    assert env_value(dispatcher, "DATABASE_URL") == env_value(api, "DATABASE_URL")
+    assert env_map(dispatcher)["POSTGRES_PASSWORD"] == env_map(api)["POSTGRES_PASSWORD"]
+    assert connecting_users(dispatcher) == {APP_ROLE}
+    assert "WEBHOOKS_ALLOW_LOOPBACK" not in settings["data"]
+    # The API's restricted security context, pod and container; no token, no Service variables.
+    assert pod["securityContext"] == api_pod["securityContext"]
+    assert dispatcher["securityContext"] == api["securityContext"]
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert [(m["mountPath"], set(volumes[m["name"]]) - {"name"}) for m in dispatcher["volumeMounts"]] == [
+        ("/tmp", {"emptyDir"})  # noqa: S108 - an emptyDir mount
+    ]
+    # Its probes read the heartbeat its loop touches; a send in flight (15 s at most) ends within
+    # the grace period.
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        command = dispatcher[probe]["exec"]["command"]
+        assert command[:2] == ["sh", "-c"] and heartbeat in command[2], probe
+    assert pod["terminationGracePeriodSeconds"] > 15
+
+
+def test_webhook_dispatcher_reaches_postgresql_and_the_internet_on_443_only(tenant):
+    allowed = traffic_allowed(tenant.of_kind("NetworkPolicy"))
+    own = {rule for rule in allowed if WEBHOOKS in rule[1:3]}
+    assert own == {
+        ("egress", WEBHOOKS, "postgres", "TCP", 5432),
+        ("ingress", "postgres", WEBHOOKS, "TCP", 5432),
+        ("egress", WEBHOOKS, "cidr:0.0.0.0/0 except " + ",".join(NOT_THE_INTERNET), "TCP", 443),
+    }
+    policy = tenant.one("NetworkPolicy", WEBHOOKS)["spec"]
+    labels = pod_template(tenant.one("Deployment", WEBHOOKS))["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in policy
+    # The way out admits public addresses and none of the cluster's, the provider's or the node's.
+    (block,) = [peer["ipBlock"] for rule in policy["egress"] for peer in rule["to"] if "ipBlock" in peer]
+
+    def admitted(address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(excepted) for excepted in block["except"])
+
+    for address in ("10.96.0.1", "10.244.1.7", "172.20.0.5", "192.168.49.2", "169.254.169.254", "100.100.0.1",
+                    "127.0.0.1"):
+        assert not admitted(address), address
+    for address in ("93.184.216.34", "1.1.1.1", "8.8.8.8", "172.15.255.1", "100.128.0.1"):
+        assert admitted(address), address
+
+
+def test_the_api_pods_reach_nothing_beyond_postgresql_and_dns(tenant):
+    """Webhooks leave from the dispatcher's pods only: the API's own policy is unchanged."""
+    allowed = traffic_allowed(tenant.of_kind("NetworkPolicy"))
+    assert {rule for rule in allowed if rule[0] == "egress" and rule[1] in ("finance-api", "*")} == {
+        ("egress", "finance-api", "postgres", "TCP", 5432),
+        ("egress", "*", "kube-system/kube-dns", "UDP", 53),
+        ("egress", "*", "kube-system/kube-dns", "TCP", 53),
     }
 
 
@@ -736,6 +848,8 @@ def test_api_scaling_floor_follows_the_overlay_and_the_quota_fits_the_ceiling(te
     pods["postgres-backup-full"] = 1  # the differential one is the same pod, on other days
     pods["restore-drill"] = 1
     pods["finance-scheduler"] = 1
+    webhooks = tenant.one("Deployment", WEBHOOKS)
+    pods[WEBHOOKS] = webhooks["spec"]["replicas"] + webhooks["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
     specs = {workload["metadata"]["name"]: pod for workload, pod in workloads(tenant.objects)}
     for kind, resource in itertools.product(("requests", "limits"), ("cpu", "memory")):
         needed = sum(count * pod_resources(specs[name], kind, resource) for name, count in pods.items())

@@ -227,6 +227,8 @@ elif argv[:2] == ["get", "namespace"]:
     print(f"namespace/{argv[2]}")
 elif argv[:2] == ["get", "statefulset"]:
     print(json.dumps(scenario["statefulset"]))
+elif argv[:3] == ["get", "deployment", "finance-webhooks"]:  # --ignore-not-found: nothing when there is none
+    print(scenario.get("webhooks_replicas", "1") or "")
 elif argv[:2] == ["get", "deployment"]:
     print(scenario.get("api_replicas", "3"))
 elif argv[:2] == ["get", "cronjob"]:  # --ignore-not-found: nothing when there is none
@@ -311,6 +313,9 @@ SCHEDULER_HISTORY = [
 SUSPEND = 'patch cronjob finance-scheduler --type=merge -p {"spec":{"suspend":true}}'
 RESUME = 'patch cronjob finance-scheduler --type=merge -p {"spec":{"suspend":false}}'
 SCHEDULER_WAIT = "get jobs,pods -l app.kubernetes.io/name=finance-scheduler -o json"
+WEBHOOKS_DOWN = "scale deployment finance-webhooks --replicas=0"
+WEBHOOKS_GONE = "get pods -l app.kubernetes.io/name=finance-webhooks"
+WEBHOOKS_BACK = "scale deployment finance-webhooks --replicas=1"
 
 
 @pytest.fixture(scope="module")
@@ -402,11 +407,14 @@ def test_a_restore_stops_the_scheduler_and_the_api_then_postgres_swaps_and_serve
     result = cluster.run("acme", "--to-time", "2026-11-30T10:15:00Z", "--yes")
     assert result.returncode == 0, result.stderr
     steps = [
+        "get deployment finance-webhooks --ignore-not-found",  # the dispatcher's replicas, to restore
         "get cronjob finance-scheduler --ignore-not-found -o json",  # suspended by the operator?
         SUSPEND,
         SCHEDULER_WAIT,  # until no pass of it runs
+        WEBHOOKS_DOWN,
         "scale deployment finance-api --replicas=0",
         "get pods -l app.kubernetes.io/name=finance-api",  # waits until no API pod is left
+        WEBHOOKS_GONE,  # nor a dispatcher's
         "--command=SELECT txid_current()",  # a commit after the target, then everything archived
         "pgbackrest --pg1-socket-path=/var/run/postgresql check",
         "scale statefulset postgres --replicas=0",
@@ -417,6 +425,7 @@ def test_a_restore_stops_the_scheduler_and_the_api_then_postgres_swaps_and_serve
         "--command=CHECKPOINT",
         "restore_pgdata.sh commit",
         "scale deployment finance-api --replicas=3",
+        WEBHOOKS_BACK,
         RESUME,
         "--from=cronjob/postgres-backup-full",
         "rollout status deployment/finance-api",
@@ -503,7 +512,8 @@ def test_a_failed_rollback_leaves_postgres_and_the_api_stopped_and_says_what_is_
     # Job, and no API takes writes.
     assert not any("scale statefulset postgres --replicas=1" in call for call in calls[rollback_applied:]), calls
     assert not cluster.has("scale deployment finance-api --replicas=3"), calls
-    # Nor does the scheduler: it was suspended with the API, and stays so with it.
+    # Nor the webhook dispatcher, nor the scheduler: stopped with the API, they stay so with it.
+    assert cluster.has(WEBHOOKS_DOWN) and not cluster.has(WEBHOOKS_BACK), calls
     assert cluster.index(SUSPEND) < cluster.index("scale deployment finance-api --replicas=0")
     assert not cluster.has(RESUME), calls
     assert not cluster.has("cronjob/postgres-backup-full")
@@ -515,7 +525,8 @@ def test_a_failed_rollback_leaves_postgres_and_the_api_stopped_and_says_what_is_
         assert path in stderr
     assert f"mv {pgdata}.replaced {pgdata}" in stderr
     assert "kubectl -n finance-acme scale statefulset postgres --replicas=1" in stderr
-    assert "kubectl -n finance-acme scale deployment finance-api --replicas=3" in stderr
+    assert ("kubectl -n finance-acme scale deployment finance-api --replicas=3"
+            " && kubectl -n finance-acme scale deployment finance-webhooks --replicas=1") in stderr
     assert "and the scheduler (CronJob finance-scheduler) suspended" in stderr
     resume = "  5. kubectl -n finance-acme " + RESUME.replace("-p ", "-p '") + "'"
     assert resume in stderr and stderr.index("  4. kubectl") < stderr.index(resume), stderr
@@ -594,16 +605,30 @@ def test_a_dump_restore_stops_the_scheduler_with_the_api_and_starts_it_again(clu
         "get cronjob finance-scheduler --ignore-not-found -o json",
         SUSPEND,
         SCHEDULER_WAIT,
+        WEBHOOKS_DOWN,
         "scale deployment finance-api --replicas=0",
         "get pods -l app.kubernetes.io/name=finance-api",
+        WEBHOOKS_GONE,
         "restore /tmp/restore.dump",
         "scale deployment finance-api --replicas=3",
+        WEBHOOKS_BACK,
         RESUME,
     ]
     positions = [cluster.index(step) for step in steps]
     assert positions == sorted(positions), cluster.calls
     assert [call for call in cluster.calls if " patch " in f" {call}"] == [f"-n finance-acme {SUSPEND}",
                                                                           f"-n finance-acme {RESUME}"]
+
+
+@pytest.mark.parametrize("target", ["--latest", "dump"])
+@pytest.mark.parametrize("webhooks", ["2", "0", None], ids=["two", "scaled-to-0", "absent"])
+def test_a_restore_scales_the_webhook_dispatcher_back_to_what_it_was(cluster, dump_file, target, webhooks):
+    result = cluster.run("acme", *dump_or_point_in_time(target, dump_file), "--yes", webhooks_replicas=webhooks)
+    assert result.returncode == 0, result.stderr
+    scaled = [call.removeprefix("-n finance-acme ") for call in cluster.calls
+              if "scale deployment finance-webhooks" in call]
+    back = f"scale deployment finance-webhooks --replicas={webhooks}"
+    assert scaled == ([] if webhooks is None else [WEBHOOKS_DOWN, back])
 
 
 def dump_or_point_in_time(target: str, dump: Path) -> list[str]:

@@ -90,6 +90,8 @@ def test_e2e_onboards_on_kind_runs_postman_and_probes_cross_tenant_isolation():
     assert "scripts/onboard-tenant e2e" in text and "--apply" in text
     assert "newman run tests/postman/finance.postman_collection.json" in text
     assert "postgres.finance-e2e.svc" in text and "Failed" in text
+    # The scheduler's pass and the webhook dispatcher run on kind too.
+    assert "--from=cronjob/finance-scheduler" in text and "deployment/finance-webhooks" in text
     kind = next(step for step in workflow["jobs"]["kind"]["steps"] if "kind-action" in step.get("uses", ""))
     assert (ROOT / kind["with"]["config"]).exists()
 

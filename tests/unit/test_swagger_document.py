@@ -129,3 +129,26 @@ def test_nested_schemas_are_definitions_of_a_valid_document():
     assert set(document["definitions"]) == {"TransactionCreate", "TransactionPage", "TransactionPublic"}
     items = document["definitions"]["TransactionPage"]["properties"]["items"]
     assert items == {"type": "array", "items": {"$ref": "#/definitions/TransactionPublic"}}
+
+
+def test_choices_that_are_no_identifiers_are_named_for_generated_clients():
+    sort = query_params(schemas.TransactionListQuery)["sort"]
+    kind = query_params(schemas.TransactionListQuery)["type"]
+
+    assert sort["enum"] == ["occurred_at", "-occurred_at", "amount", "-amount"]
+    assert sort["x-enum-varnames"] == ["occurred_at", "occurred_at_desc", "amount", "amount_desc"]
+    assert "x-enum-varnames" not in kind
+
+
+@pytest.mark.parametrize(
+    ("choices", "named"),
+    [
+        pytest.param(["a", "b c"], "'b c'", id="unnameable"),
+        pytest.param(["x_desc", "-x"], "twice", id="twice"),
+    ],
+)
+def test_a_choice_without_a_name_is_refused(choices, named):
+    probe = type("Probe", (Schema,), {"odd": fields.String(validate=validate.OneOf(choices))})
+
+    with pytest.raises(TypeError, match=named):
+        model(Namespace("probe"), probe)
