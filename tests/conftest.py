@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -65,6 +66,18 @@ def dispatchers(stack, tenant_envs) -> Iterator[dict[str, subprocess.Popen]]:
     yield running
     for process in running.values():
         localstack.stop_process(process)
+
+
+@pytest.fixture
+def paused(dispatchers):
+    """The test run's dispatchers stopped (SIGSTOP) for the test, so that deliveries stay as the test
+    leaves them (or only the dispatchers the test runs take them); continued after it. Safe: a
+    dispatcher holds no lock between its statements, each its own transaction."""
+    for process in dispatchers.values():
+        os.kill(process.pid, signal.SIGSTOP)
+    yield
+    for process in dispatchers.values():
+        os.kill(process.pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 from psycopg.rows import dict_row
 from standardwebhooks.webhooks import Webhook
 
@@ -83,17 +82,6 @@ def wait_until(check, timeout: float = 20, what: str = "the condition"):
         assert time.monotonic() < deadline, f"{what} within {timeout} s"
         time.sleep(0.05)
     return result
-
-
-@pytest.fixture
-def paused(dispatchers):
-    """The test run's dispatchers stopped (SIGSTOP) for the test, so that only the dispatchers the
-    test runs take deliveries; continued after it."""
-    for process in dispatchers.values():
-        os.kill(process.pid, signal.SIGSTOP)
-    yield
-    for process in dispatchers.values():
-        os.kill(process.pid, signal.SIGCONT)
 
 
 def in_process(env: dict, **options) -> dispatcher.Dispatcher:

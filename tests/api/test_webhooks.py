@@ -24,6 +24,10 @@ from tests.utils.webhooks import (
     deliveries_of,
 )
 
+# Deliveries stay as these tests leave them: the run's dispatchers wait meanwhile
+# (tests/api/test_webhook_delivery.py tests sending them).
+pytestmark = pytest.mark.usefixtures("paused")
+
 
 def _stored(db, user_id: int) -> list[dict]:
     return db.execute("SELECT * FROM webhooks WHERE user_id = %s ORDER BY id", (user_id,)).fetchall()
