@@ -225,8 +225,9 @@ def down() -> None:
 
 def run() -> None:
     up()
-    print("Serving; press Ctrl-C to stop.", flush=True)
     try:
+        # Inside the try: a Ctrl-C as soon as this line shows still stops everything cleanly.
+        print("Serving; press Ctrl-C to stop.", flush=True)
         while all(running(t.name) or restoring_marker(t.name).exists() for t in tenancy.discover_tenants()):
             time.sleep(1)
         print("a tenant's server stopped; see .local/dev/<tenant>/logs", file=sys.stderr)

@@ -92,15 +92,19 @@ CREATE TABLE budget_alerts (
     PRIMARY KEY (budget_id, month)
 );
 
--- After a change of a month's expenses in a category: over the category's budget now and not
--- before writes budget.exceeded (its data the budget with the month and what was spent); back
--- within, the month is armed again. Runs after the statement, with every total it moved.
+-- A change of a month's expenses in a category, judged at the end of its transaction (a deferred
+-- trigger: an edit takes its old amount out and puts its new one in, and only the sum at commit
+-- counts): over the category's budget and not before writes budget.exceeded (its data the budget with
+-- the month and what was spent); back within, the month is armed again. The budget's row is locked
+-- first, so two transactions spending in the category at once (on different accounts, whose totals
+-- are different rows) are judged one after the other, the second seeing the first's spending.
 CREATE FUNCTION monthly_totals_budget_alerts() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_budget budgets;
     v_spent  numeric;
 BEGIN
-    SELECT * INTO v_budget FROM budgets WHERE user_id = NEW.user_id AND category = NEW.category;
+    SELECT * INTO v_budget FROM budgets WHERE user_id = NEW.user_id AND category = NEW.category
+    FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -120,8 +124,9 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER monthly_totals_budget_alerts
+CREATE CONSTRAINT TRIGGER monthly_totals_budget_alerts
     AFTER INSERT OR UPDATE ON monthly_totals
+    DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW WHEN (NEW.type = 'expense')
     EXECUTE FUNCTION monthly_totals_budget_alerts();
 
@@ -141,3 +146,11 @@ $$;
 CREATE TRIGGER budgets_alerts
     AFTER INSERT OR UPDATE OF amount, category ON budgets
     FOR EACH ROW EXECUTE FUNCTION budgets_alerts();
+
+-- The months already over their budgets when this migration runs: told of by no event.
+INSERT INTO budget_alerts (budget_id, month)
+SELECT b.id, m.month
+FROM budgets b
+JOIN monthly_totals m ON m.user_id = b.user_id AND m.type = 'expense' AND m.category = b.category
+GROUP BY b.id, m.month, b.amount
+HAVING sum(m.total) > b.amount;

@@ -253,3 +253,51 @@ def test_a_poller_sees_every_event_once_while_writes_commit_out_of_order(client,
     ).fetchall()
     assert len(seen) == len(set(seen)) == 100
     assert sorted(seen) == [row["id"] for row in stored]
+
+
+def test_an_edit_of_an_expense_in_a_month_over_budget_writes_no_second_exceeded(client):
+    _, headers = user_with_headers(client)
+    savings = open_account(client, headers, "Savings")
+    set_budget(client, headers, "Food", "100.00")
+    month = today().replace(day=1)
+    at = datetime(month.year, month.month, 1, 12, tzinfo=UTC).isoformat()
+    create(client, headers, type="expense", amount="90.00", category="Food", occurred_at=at)
+    _, cursor = read_all(client, headers)
+    edited = create(client, headers, type="expense", amount="20.00", category="Food", occurred_at=at)
+    # Each edit takes the old amount out of the month's totals and puts the new one in: the month
+    # is over before and after, so it was told once.
+    for change in ({"amount": "20.00"}, {"amount": "25.00"}, {"account_id": savings["id"]}, {"description": "x"}):
+        assert client.patch(f"/transactions/{edited['id']}", json=change, headers=headers).status_code == 200
+    events, _ = new_events(client, headers, cursor)
+    assert [event_type for event_type, _ in events].count("budget.exceeded") == 1
+
+
+def test_spending_at_once_on_two_accounts_over_a_budget_is_told_once(client):
+    _, headers = user_with_headers(client)
+    accounts = [default_account(client, headers)["id"], open_account(client, headers, "Card")["id"]]
+    set_budget(client, headers, "Food", "100.00")
+    month = today().replace(day=1)
+    at = datetime(month.year, month.month, 1, 12, tzinfo=UTC).isoformat()
+    create(client, headers, type="expense", amount="60.00", category="Food", occurred_at=at)
+    _, cursor = read_all(client, headers)
+    start = threading.Barrier(2)
+
+    def spend(account_id: int) -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=30) as http:
+            start.wait()
+            create(http, headers, type="expense", amount="30.00", category="Food", occurred_at=at,
+                   account_id=account_id)
+
+    for _ in range(5):  # each round: within (60), then two expenses of 30 at once take it over
+        threads = [threading.Thread(target=spend, args=(account_id,)) for account_id in accounts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        events, cursor = new_events(client, headers, cursor)
+        assert [event_type for event_type, _ in events].count("budget.exceeded") == 1, events
+        # Back within for the next round: the two new expenses deleted.
+        for event_type, data in events:
+            if event_type == "transaction.created":
+                assert client.delete(f"/transactions/{data['id']}", headers=headers).status_code == 204
+        _, cursor = read_all(client, headers, cursor)
