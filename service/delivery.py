@@ -141,13 +141,13 @@ def send(target: Target, *, secret: str, message_id: str, payload: bytes, limits
         )
         response = connection.getresponse()
         status = response.status
-    except NewConnectionError as exc:  # a ConnectTimeoutError too, in urllib3's classes
+    except NewConnectionError as exc:  # a subclass of ConnectTimeoutError: first
         return failure(_connection_error(exc))
     except (ConnectTimeoutError, ReadTimeoutError, TimeoutError):
         return failure("timeout")
     except (ssl.SSLError, ssl.CertificateError) as exc:
         return failure(f"TLS: {getattr(exc, 'reason', None) or type(exc).__name__}")
-    except (HTTPError, http.client.HTTPException, OSError) as exc:
+    except (HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
         return failure("timeout" if cut_off.is_set() else _connection_error(exc))
     finally:
         watchdog.cancel()

@@ -45,6 +45,11 @@ def check(url: str, *, allow_loopback: bool, resolve: Resolver = socket.getaddri
     """The target of `url` if the service may send to it; raises Refused otherwise."""
     if len(url) > MAX_URL_LENGTH:
         raise Refused(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    # What an HTTP request line and Host header can carry as is: printable ASCII, no spaces (a
+    # name in another script is sent in its IDNA form, xn--...; a path's other characters
+    # percent-encoded), so that a saved URL is one that can be sent.
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise Refused("The URL must be ASCII without spaces: percent-encode its path, IDNA-encode its host.")
     try:
         parts = urlsplit(url)
         port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
@@ -89,7 +94,12 @@ def _resolve(host: str, port: int, resolve: Resolver) -> list[ipaddress.IPv4Addr
     return addresses
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+# Forms that carry an IPv4 address in their last 32 bits: IPv4-compatible (::a.b.c.d, deprecated)
+# and IPv4-translated (::ffff:0:a.b.c.d).
+_EMBEDDED = (ipaddress.IPv6Network("::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))
+# Deprecated site-local addresses, which Python's is_global does not count as private.
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
 
 
 def _as_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -97,10 +107,12 @@ def _as_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddres
     gateway) and 2002:0a00:0001:: (6to4) reach 10.0.0.1. (_resolve has unwrapped ::ffff:0:0/96.)"""
     if isinstance(address, ipaddress.IPv4Address):
         return address
-    if address in _NAT64:
+    if address.is_loopback or address.is_unspecified:  # ::1 and ::, themselves
+        return address
+    if any(address in network for network in (*_NAT64, *_EMBEDDED)):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address.sixtofour or address
 
 
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return address.is_global and not address.is_multicast
+    return address.is_global and not address.is_multicast and address not in _SITE_LOCAL

@@ -61,6 +61,7 @@ EVENT_RETENTION = timedelta(days=35)
 PURGE_BATCH = 1000
 PURGE_ROUNDS = 100
 PURGE_EVERY = 600.0
+PURGE_SECONDS = 3.0
 TURNED_OFF = "webhook turned off"
 GONE = "webhook turned off: 410"
 
@@ -168,6 +169,9 @@ class Dispatcher:
     def _purge_when_due(self) -> None:
         if time.monotonic() < self._next_purge:
             return
+        # A few seconds at most per turn of the loop, which meanwhile neither records finished sends
+        # nor beats the heartbeat; what is left is taken up again soon after.
+        deadline = time.monotonic() + PURGE_SECONDS
         self._next_purge = time.monotonic() + PURGE_EVERY
         purged = 0
         with self._database("purging old events") as conn:
@@ -175,6 +179,9 @@ class Dispatcher:
                 removed = events_store.purge(conn, older_than=EVENT_RETENTION, batch=PURGE_BATCH)
                 purged += removed
                 if removed < PURGE_BATCH:
+                    break
+                if time.monotonic() > deadline:
+                    self._next_purge = time.monotonic() + PURGE_SECONDS
                     break
         if purged:
             log.info("purged events older than %s days", EVENT_RETENTION.days, extra={"events_purged": purged})

@@ -62,6 +62,10 @@ def test_a_public_https_url_is_its_target_with_the_address_to_connect_to():
         "2002:a00:1::", "2002:a9fe:a9fe::1",  # 6to4 of 10.0.0.1, 169.254.169.254
         "233.252.0.1", "ff0e::1", "::ffff:224.0.0.1",  # multicast that Python 3.11 calls global
         "240.0.0.1",  # reserved
+        "::7f00:1", "::a00:1",  # IPv4-compatible forms of 127.0.0.1, 10.0.0.1 (deprecated)
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+        "fec0::1",  # site-local (deprecated), which Python 3.11 calls global
     ],
 )
 def test_an_address_that_is_not_public_is_refused_in_production(address):
@@ -124,6 +128,12 @@ def test_http_is_refused_to_a_public_address_even_with_loopback_allowed():
         ("https://hooks.example.com:http/", "valid URL"),
         ("https://[::1/", "valid URL"),
         ("https://hooks.example.com/" + "a" * MAX_URL_LENGTH, "longer than"),
+        # What no request line or Host header can carry as is (a delivery would fail every time).
+        ("https://hooks.example.com/é", "ASCII"),
+        ("https://bücher.example/", "ASCII"),
+        ("https://hooks.example.com/a b", "ASCII"),
+        ("https://hooks.example.com/a\tb", "ASCII"),
+        ("https://hooks.example.com/\r\nHost: evil", "ASCII"),
     ],
 )
 def test_a_malformed_url_is_refused_before_any_resolution(url, says):
