@@ -36,6 +36,10 @@ CREATE TABLE webhook_deliveries (
     -- When the dispatcher may take it next (a taken one is pushed past its send's time limit, so
     -- that no other dispatcher sends it meanwhile); null once delivered or failed.
     next_attempt_at  timestamptz DEFAULT now(),
+    -- Set while a dispatcher sends it (the lease's end, as next_attempt_at then), null otherwise:
+    -- a webhook with a delivery out is sent nothing else, and a user at most two at once
+    -- (store.dispatch.claim), so that one user's slow receivers never hold up everyone's.
+    leased_until     timestamptz,
     last_status_code integer,
     last_error       text        CHECK (char_length(last_error) <= 500),
     created_at       timestamptz NOT NULL DEFAULT now(),
@@ -43,8 +47,12 @@ CREATE TABLE webhook_deliveries (
     CONSTRAINT webhook_deliveries_once UNIQUE (webhook_id, event_id),
     CONSTRAINT webhook_deliveries_due CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
 );
--- What is due, for the dispatcher.
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+-- What is pending, by webhook, for the dispatcher: the webhooks with pending deliveries (a skip
+-- from one webhook_id to the next) and each one's next due.
+CREATE INDEX webhook_deliveries_pending_idx ON webhook_deliveries (webhook_id, next_attempt_at)
+    WHERE status = 'pending';
+-- The deliveries being sent, by webhook.
+CREATE INDEX webhook_deliveries_leased_idx ON webhook_deliveries (webhook_id) WHERE leased_until IS NOT NULL;
 -- A webhook's deliveries, newest first, for GET /webhooks/{id}/deliveries (the unique key serves
 -- webhook_id alone, not its order by id).
 CREATE INDEX webhook_deliveries_webhook_idx ON webhook_deliveries (webhook_id, id);

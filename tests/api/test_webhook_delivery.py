@@ -261,6 +261,33 @@ def test_a_slow_receiver_times_out_and_holds_up_no_other_delivery(client, db, te
     assert (slow_row["status"], slow_row["attempts"], slow_row["last_error"]) == ("pending", 1, "timeout")
 
 
+def test_one_users_slow_receivers_and_backlog_hold_up_no_other_user(client, db, tenant_envs, paused):
+    """At most one delivery of a webhook, and two of a user, are out at once: with three workers, a
+    user with two slow webhooks and a backlog of 40 deliveries takes two, and another user's
+    delivery, due after all of them, goes out at once."""
+    busy_id, busy_headers = user_with_headers(client)
+    other_id, other_headers = user_with_headers(client)
+    with receiving(lambda _: Answer(200, sleep=4)) as slow, receiving() as fast:
+        slow_hooks = [add_webhook(db, busy_id, slow.url) for _ in range(2)]
+        for _ in range(20):
+            create(client, busy_headers)
+        add_webhook(db, other_id, fast.url)
+        create(client, other_headers)
+        sender = in_process(tenant_envs["tenant1"], workers=3, limits=delivery.Limits(connect=1.0, total=1.5))
+        stopping = threading.Event()
+        runner = threading.Thread(target=sender.run, kwargs={"stopping": stopping, "every": 0.1})
+        started = time.monotonic()
+        runner.start()
+        wait_until(fast.ids, timeout=5, what="the other user's delivery")
+        took = time.monotonic() - started
+        stopping.set()
+        runner.join(timeout=10)  # once the two slow sends out have timed out
+        assert not runner.is_alive()
+    assert took < 1.0, took
+    out = [row for hook in slow_hooks for row in deliveries(db, hook["id"]) if row["attempts"] > 0]
+    assert [(row["attempts"], row["last_error"]) for row in out] == [(1, "timeout")] * 2
+
+
 def test_a_receiver_trickling_its_answer_is_cut_off_at_the_deadline():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
