@@ -20,12 +20,11 @@ from .db import Connection
 from .migrate import migrate
 
 log = logging.getLogger("service.scheduler")
-# A scheduler's statement waits at most this long for a lock, and runs at most this long: a rule
-# whose writes meet either is left for the next run (core.recurring.run_due), so that one long lock
-# elsewhere never stalls the scheduler.
-SCHEDULER_LIMITS = "-c lock_timeout=5s -c statement_timeout=60s"
-# The dispatcher's statements are short (a claim, an outcome, a purge batch): the same bounds.
-DISPATCHER_LIMITS = SCHEDULER_LIMITS
+# A background command's statement waits at most this long for a lock, and runs at most this long:
+# the scheduler leaves a rule whose writes meet either for its next run (core.recurring.run_due), the
+# dispatcher a delivery to its lease, so that one long lock elsewhere never stalls either. (The
+# dispatcher's statements are short: a claim, an outcome, a purge batch.)
+BACKGROUND_LIMITS = "-c lock_timeout=5s -c statement_timeout=60s"
 # Seconds between two looks for due deliveries when nothing is due.
 DISPATCHER_EVERY = 1.0
 
@@ -55,7 +54,7 @@ def run_scheduled(every: float | None = None) -> None:
     while not stopping.is_set():
         try:
             with psycopg.connect(
-                settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=SCHEDULER_LIMITS
+                settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=BACKGROUND_LIMITS
             ) as conn:
                 made = recurring.run_due(conn, timezone=settings.timezone)
             log.info("scheduled run done", extra={"transactions_made": made})
@@ -79,7 +78,7 @@ def deliver_webhooks(every: float | None = DISPATCHER_EVERY, heartbeat: str | No
 
     def connect() -> Connection:
         return psycopg.Connection.connect(
-            settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=DISPATCHER_LIMITS,
+            settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=BACKGROUND_LIMITS,
             connect_timeout=10,
         )
 
