@@ -22,6 +22,7 @@ from service import csvio
 from service.core.access_tokens import MAX_TOKENS
 from service.csvio import MAX_EXPORT_BYTES, MAX_EXPORT_ROWS
 from service.schemas import MAX_CATEGORIES_PAGE, MAX_GROUPS
+from service.store import events as store_events
 from service.store import transactions
 from tests.utils import assert_error, auth_headers, user_with_headers
 
@@ -457,3 +458,18 @@ def test_a_deliveries_page_holds_at_most_200_and_continues_with_its_cursor(clien
     assert len(first["items"]) == 200 and first["next_cursor"]
     rest = client.get(path, params={"limit": 200, "cursor": first["next_cursor"]}, headers=headers).json()
     assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+
+
+def test_an_event_page_is_read_by_index_however_many_events_the_user_has(client, db):
+    user_id, headers = user_with_headers(client)
+    db.execute(
+        "INSERT INTO transactions (user_id, type, amount) SELECT %s, 'expense', 1 FROM generate_series(1, 20000)",
+        (user_id,),
+    )
+    db.execute("ANALYZE events")
+    parameters = store_events.feed_parameters(user_id, store_events.START, 100)
+    plan = db.execute("EXPLAIN (FORMAT JSON) " + store_events.FEED, parameters).fetchone()
+    text = json.dumps(plan)
+    assert "events_feed_idx" in text and '"Sort"' not in text and "Seq Scan" not in text, text
+    body = client.get("/events", params={"limit": 100}, headers=headers).json()
+    assert len(body["items"]) == 100
