@@ -43,19 +43,30 @@ def apply_migrations() -> None:
     print(f"migrations applied: {', '.join(applied) if applied else 'none, schema is current'}")
 
 
+def _stopping_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: a background command finishes its turn and stops."""
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    return stopping
+
+
+def _background_connection(database_url: str) -> Connection:
+    """An autocommit connection with the background commands' statement bounds."""
+    return psycopg.Connection.connect(
+        database_url, autocommit=True, row_factory=dict_row, options=BACKGROUND_LIMITS, connect_timeout=10
+    )
+
+
 def run_scheduled(every: float | None = None) -> None:
     """Make every due occurrence of the recurring transactions into transactions, and exit; with
     --every SECONDS, again every SECONDS until SIGTERM or SIGINT. Safe to run concurrently."""
     settings = MigrationSettings.from_env()
     logs.configure(settings.tenant_id, settings.log_level)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = _stopping_on_signals()
     while not stopping.is_set():
         try:
-            with psycopg.connect(
-                settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=BACKGROUND_LIMITS
-            ) as conn:
+            with _background_connection(settings.database_url.reveal()) as conn:
                 made = recurring.run_due(conn, timezone=settings.timezone)
             log.info("scheduled run done", extra={"transactions_made": made})
         except psycopg.OperationalError:
@@ -72,15 +83,10 @@ def deliver_webhooks(every: float | None = DISPATCHER_EVERY, heartbeat: str | No
     --heartbeat FILE, touch FILE at every turn of the loop (Kubernetes' probes read its age)."""
     settings = DispatcherSettings.from_env()
     logs.configure(settings.tenant_id, settings.log_level)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    stopping = _stopping_on_signals()
 
     def connect() -> Connection:
-        return psycopg.Connection.connect(
-            settings.database_url.reveal(), autocommit=True, row_factory=dict_row, options=BACKGROUND_LIMITS,
-            connect_timeout=10,
-        )
+        return _background_connection(settings.database_url.reveal())
 
     def touch() -> None:
         assert heartbeat is not None

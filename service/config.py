@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass
-from typing import Any
+from typing import Any, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from environs import Env, EnvValidationError
@@ -430,6 +430,16 @@ class Settings:
         return cls(**Environment(environ).load(cls))
 
 
+_S = TypeVar("_S")
+
+
+def _subset(cls: type[_S], environ: Mapping[str, str] | None) -> _S:
+    """Settings of a command that reads some of the server's variables, by the same rules; TENANT_ID
+    optional (it only labels the log lines)."""
+    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))
+
+
 @dataclass(frozen=True)
 class MigrationSettings:
     """What `python -m service migrate` and `run-scheduled` read, by the rules of Settings. No
@@ -442,9 +452,8 @@ class MigrationSettings:
     tenant_id: str = ""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> MigrationSettings:
-        names = [field.name for field in dataclasses.fields(cls)]
-        return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        return _subset(cls, environ)
 
 
 @dataclass(frozen=True)
@@ -460,6 +469,5 @@ class DispatcherSettings:
     tenant_id: str = ""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> DispatcherSettings:
-        names = [field.name for field in dataclasses.fields(cls)]
-        return cls(**Environment(environ).load(Settings, only=names, optional=("tenant_id",)))
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        return _subset(cls, environ)
