@@ -12,9 +12,9 @@ from ..store import personal_access_tokens, revoked_tokens
 from . import Connections, access_tokens
 from .errors import TokenRefused, token_revoked, user_gone
 
-# What a token may do: read (GET and HEAD only) or everything. A login token may do everything,
-# including what a personal access token never may (api.common.login_token_only).
-READ = "read"
+# The scope that may do everything (the other, "read", only GET and HEAD; schemas.TOKEN_SCOPES). A
+# login token has it, and may also do what a personal access token never may
+# (api.common.login_token_only).
 READ_WRITE = "read_write"
 
 

@@ -96,6 +96,20 @@ UNSTATED_RULES: dict[str, dict[tuple[int, str], set[str]]] = {
 ACCEPTED_REFUSALS = {401, 403, 404, 409, 429}
 
 
+def _caller(schema: schemathesis.BaseSchema, token: str):
+    """call(method, path, status, credential=token, **parts): a case built by hand, sent with its own
+    token (the configured auth is applied to generated cases only), checked as generated ones are,
+    its status asserted."""
+
+    def call(method: str, path: str, status: int, credential: str = token, **parts) -> schemathesis.Response:
+        case = schema[path][method].Case(headers={"Authorization": f"Bearer {credential}"}, **parts)
+        response = case.call_and_validate()
+        assert response.status_code == status, (method, path, parts, response.text)
+        return response
+
+    return call
+
+
 def _schema(request: pytest.FixtureRequest, base_url: str, token: str) -> schemathesis.BaseSchema:
     """The live OpenAPI 3 document, aimed at base_url, every request carrying this token."""
     # schemathesis 4.32's from_fixture renames the test item through `Node._nodeid`, which
@@ -176,12 +190,7 @@ def test_real_budgets_and_rules_conform_to_the_swagger_document(request, servers
     token = _token(client)
     schema = _schema(request, servers["tenant1"].url, token)
 
-    def call(method: str, path: str, status: int, **parts) -> schemathesis.Response:
-        # The configured auth is applied to generated cases only: a case built by hand sends its own.
-        case = schema[path][method].Case(headers={"Authorization": f"Bearer {token}"}, **parts)
-        response = case.call_and_validate()
-        assert response.status_code == status, (method, path, parts, response.text)
-        return response
+    call = _caller(schema, token)
 
     today = datetime.now(UTC).date()  # the tenant's today is at most a day away
     groceries = call("POST", "/budgets", 201, body={"category": " groceries ", "amount": "300"}).json()
@@ -231,11 +240,7 @@ def test_real_personal_tokens_conform_to_the_swagger_document(request, servers, 
     token = _token(client)
     schema = _schema(request, servers["tenant1"].url, token)
 
-    def call(method: str, path: str, status: int, credential: str = token, **parts) -> schemathesis.Response:
-        case = schema[path][method].Case(headers={"Authorization": f"Bearer {credential}"}, **parts)
-        response = case.call_and_validate()
-        assert response.status_code == status, (method, path, parts, response.text)
-        return response
+    call = _caller(schema, token)
 
     read = call("POST", "/tokens", 201, body={"name": " Spreadsheet ", "scope": "read"}).json()
     write = call("POST", "/tokens", 201, body={"name": "Sync", "scope": "read_write", "expires_in_days": 365}).json()
@@ -259,11 +264,7 @@ def test_real_webhooks_and_deliveries_conform_to_the_swagger_document(request, s
     token = _token(client)
     schema = _schema(request, servers["tenant1"].url, token)
 
-    def call(method: str, path: str, status: int, **parts) -> schemathesis.Response:
-        case = schema[path][method].Case(headers={"Authorization": f"Bearer {token}"}, **parts)
-        response = case.call_and_validate()
-        assert response.status_code == status, (method, path, parts, response.text)
-        return response
+    call = _caller(schema, token)
 
     body = {"url": "http://127.0.0.1:9/hooks", "events": ["transaction.created", "account.created"]}
     created = call("POST", "/webhooks", 201, body={**body, "description": "books"}).json()
