@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
+from .core.webhooks import SECRET_PREFIX
 from .outbound import Target
 
 USER_AGENT = "finance-service-webhooks/1"
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every secret, not one
 # last_error's column holds at most this many characters.
 MAX_ERROR_LENGTH = 500
 
