@@ -43,7 +43,9 @@ RUN groupadd --gid 10001 app \
 # runs with a read-only root filesystem (service/gunicorn.conf.py reads it). The workers' metrics
 # files go there too (PROMETHEUS_MULTIPROC_DIR; the master creates and empties it at start) and
 # the master serves their sum on METRICS_PORT (9102 by default).
+# SERVICE_VERSION: what /health answers as the version (scripts/fleet status shows it).
 ENV PATH="/opt/venv/bin:${PATH}" \
+    SERVICE_VERSION="${VERSION}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GUNICORN_WORKER_TMP_DIR=/dev/shm \

@@ -1,9 +1,10 @@
 """What every script knows of tenants: names, namespaces, the files of tenants/NAME, kubectl.
 
 A tenant NAME lives in the namespace `finance-NAME` and has an overlay in `tenants/NAME/`, whose
-env files (tenant.env: its settings, local.env: its port for `make run`, backup.env: its pgBackRest
-repository) are read with `read_env_file`. Every call to a cluster goes through `kubectl()`, which
-runs `$KUBECTL` (default `kubectl`), so the tests can record the commands with a stand-in executable.
+env files (tenant.env: its settings, local.env: its port for `make run` and whether it is a demo
+tenant that is never deployed, backup.env: its pgBackRest repository) are read with
+`read_env_file`. Every call to a cluster goes through `kubectl()`, which runs `$KUBECTL` (default
+`kubectl`), so the tests can record the commands with a stand-in executable.
 Only the standard library is imported up front: restore-tenant's Kubernetes path needs nothing else.
 """
 
@@ -98,12 +99,15 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Tenant:
-    """A tenant as tenants/NAME describes it: its settings (tenant.env) and its port for `make run`
-    (local.env's LOCAL_PORT, None when it has none)."""
+    """A tenant as tenants/NAME describes it: its settings (tenant.env), its port for `make run`
+    (local.env's LOCAL_PORT, None when it has none) and whether it only ever runs locally
+    (local.env's LOCAL_ONLY=true: the demo tenants `make run` and `make test` serve, which the
+    deploy workflow and scripts/fleet never deploy)."""
 
     name: str
     settings: dict[str, str]
     local_port: int | None = None
+    local_only: bool = False
 
 
 def discover_tenants() -> list[Tenant]:
@@ -111,8 +115,12 @@ def discover_tenants() -> list[Tenant]:
     tenants = []
     for directory in tenant_dirs():
         if (directory / "tenant.env").is_file():
-            port = read_env_file(directory / "local.env").get("LOCAL_PORT")
-            tenants.append(Tenant(directory.name, read_env_file(directory / "tenant.env"), int(port) if port else None))
+            local = read_env_file(directory / "local.env")
+            port = local.get("LOCAL_PORT")
+            tenants.append(Tenant(
+                directory.name, read_env_file(directory / "tenant.env"), int(port) if port else None,
+                local.get("LOCAL_ONLY") == "true",
+            ))
     return tenants
 
 

@@ -23,14 +23,20 @@ def available() -> list[tuple[str, str]]:
 KNOWN_VERSIONS = [version for version, _ in available()]
 
 
-def pending(conn: psycopg.Connection) -> list[str]:
-    """Return the versions not yet applied to this database."""
+def applied(conn: psycopg.Connection) -> list[str]:
+    """Return the versions applied to this database, in order: during a rolling upgrade, an older
+    app sees versions it does not know (migrations are expand-only: docs/architecture.md)."""
     cur = conn.cursor(row_factory=tuple_row)
     (table,) = cur.execute("SELECT to_regclass('schema_migrations')").fetchone() or (None,)
     if table is None:
-        return list(KNOWN_VERSIONS)
-    applied = {version for (version,) in cur.execute("SELECT version FROM schema_migrations")}
-    return [version for version in KNOWN_VERSIONS if version not in applied]
+        return []
+    return [version for (version,) in cur.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def pending(conn: psycopg.Connection) -> list[str]:
+    """Return the versions not yet applied to this database."""
+    done = set(applied(conn))
+    return [version for version in KNOWN_VERSIONS if version not in done]
 
 
 def rollup_timezone(conn: psycopg.Connection) -> str | None:

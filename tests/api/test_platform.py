@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.metadata
 import json
 import re
 import shutil
@@ -107,14 +108,22 @@ def test_oversized_body_is_413_json(client):
     assert_error(client.post("/transactions", json=big, headers=headers), 413, "payload_too_large")
 
 
-def test_liveness_answers_without_the_database(client):
+def test_liveness_answers_without_the_database_naming_the_tenant_and_version(client):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    version = importlib.metadata.version("finance-service")
+    assert response.json() == {"status": "ok", "tenant": "tenant1", "version": version}
 
 
-def test_readiness_is_200_when_database_and_schema_are_current(client):
-    assert client.get("/health/ready").json() == {"status": "ready"}
+def test_readiness_is_200_when_database_and_schema_are_current(client, servers):
+    latest = sorted(path.stem for path in migrate.MIGRATIONS_DIR.glob("*.sql"))[-1]
+    for tenant, server in servers.items():
+        ready = httpx.get(f"{server.url}/health/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {
+            "status": "ready", "tenant": tenant, "version": importlib.metadata.version("finance-service"),
+            "schema_version": latest,
+        }
 
 
 def test_request_id_is_honoured_and_returned(client):
