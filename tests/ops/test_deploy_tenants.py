@@ -344,3 +344,29 @@ def test_the_scripts_pass_shellcheck(script):
     assert shutil.which("shellcheck"), "shellcheck is missing: run scripts/install (as root) or apt-get install it"
     result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workflows_steps_hand_the_chosen_tenants_to_the_deploy(repo, stand_ins, tmp_path):
+    """deploy.yml's own `run:` blocks, run as the runner runs them (bash -e, GITHUB_ENV between steps)."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    steps = {step.get("name"): step for step in workflow["jobs"]["deploy"]["steps"]}
+    choose_step = steps["Choose tenants"]
+    deploy_step = next(step for name, step in steps.items() if name and "deploy-tenants.sh" in step.get("run", ""))
+    shutil.copytree(SCRIPTS, repo / ".github" / "deploy")
+    github_env = tmp_path / "github_env"
+    env = {**os.environ, **stand_ins, "GITHUB_ENV": str(github_env), "TENANT": "all"}
+    chosen = subprocess.run(["bash", "-e", "-c", choose_step["run"]], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert chosen.returncode == 0, chosen.stderr
+    exported = dict(line.split("=", 1) for line in github_env.read_text().splitlines())
+    assert exported["TENANTS"].split() == ["alpha", "bravo", "charlie"]
+    env = {**env, **exported, "FAKE_BROKEN_TENANT": "alpha", "FAKE_BROKEN_STEP": "no-secret"}
+    deployed = subprocess.run(["bash", "-e", "-c", deploy_step["run"]], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 1
+    assert applied(stand_ins) == ["bravo", "charlie"]
+    assert "::error::1 of 3 tenants not deployed: alpha" in deployed.stdout
+    # A local-only tenant named explicitly fails the Choose step, before any cluster call.
+    refused = subprocess.run(["bash", "-e", "-c", choose_step["run"]], cwd=repo, env={**env, "TENANT": "demo"},
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "demo is a local-only tenant" in refused.stderr

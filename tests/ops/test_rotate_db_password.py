@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -78,10 +79,10 @@ def kubectl_env(tmp_path: Path) -> dict[str, str]:
     return {**env, "KUBECTL": str(executable), "KUBECTL_LOG": str(tmp_path / "kubectl.log")}
 
 
-def rotate(repo: Path, env: dict[str, str], *args: str, **fake: str) -> subprocess.CompletedProcess:
+def rotate(repo: Path, env: dict[str, str], *args: str, stdin=subprocess.DEVNULL, **fake: str):
     return subprocess.run(
         [str(repo / "scripts" / "rotate-db-password"), *args], env={**env, **fake},
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, stdin=stdin,
     )
 
 
@@ -253,3 +254,21 @@ def test_a_failed_restart_says_how_to_finish(repo, kubectl_env):
     result = rotate(repo, kubectl_env, "acme", "--yes", FAKE_FAIL="rollout")
     assert result.returncode == 1
     assert "rollout restart deployment/finance-api deployment/finance-webhooks" in result.stderr
+
+
+@pytest.mark.parametrize(("answer", "code"), [("acme\n", 0), ("acm\n", 1), ("\n", 1)])
+def test_on_a_terminal_it_names_the_context_and_wants_the_tenants_name(repo, kubectl_env, answer, code):
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode())
+        result = rotate(repo, kubectl_env, "acme", stdin=terminal)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == code, result.stderr
+    assert "role finance of finance-acme (context kind-finance)" in result.stderr
+    assert "Type the tenant's name (acme)" in result.stdout
+    changed = [step[0] for step in steps(kubectl_env) if step[0] in ("patch", "exec", "rollout")]
+    assert bool(changed) == (code == 0)
+    if code:
+        assert "not confirmed; nothing was changed" in result.stderr
