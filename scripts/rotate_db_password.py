@@ -59,6 +59,8 @@ DATABASE_CONTAINER = "postgres"
 ROLLOUT_TIMEOUT = "300s"
 # The password goes into DATABASE_URL unescaped: letters, digits, '-' and '_' only.
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]{43,}")
+# The prefix of the labels and annotations the External Secrets Operator puts on a Secret it writes.
+ESO_MARK = "reconcile.external-secrets.io/"
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 
 
@@ -138,7 +140,10 @@ def check_secret(cluster: Cluster, role: Role) -> None:
     """The Secret exists, holds the role's key, and is ours to change (no ExternalSecret owns it)."""
     metadata = json.loads(cluster.run("get", "secret", tenancy.SECRET_NAME, "--output=jsonpath={.metadata}") or "{}")
     owners = [owner.get("kind") for owner in metadata.get("ownerReferences", [])]
-    if "ExternalSecret" in owners or "reconcile.external-secrets.io/created-by" in metadata.get("labels", {}):
+    # The operator owns the Secrets it creates, and marks every Secret it writes (also those it
+    # merges into without owning them) with its labels and annotations.
+    marks = [*metadata.get("labels", {}), *metadata.get("annotations", {})]
+    if "ExternalSecret" in owners or any(mark.startswith(ESO_MARK) for mark in marks):
         raise UsageError(
             f"{cluster.namespace}'s {tenancy.SECRET_NAME} is kept by an ExternalSecret: change {role.key} in the "
             "secret manager instead (docs/operations.md, Rotating the database passwords); nothing was changed"

@@ -49,12 +49,18 @@ if rest[:3] == ["get", "secret", "finance-secrets"] and rest[3] == "--output=jso
 if rest[:3] == ["get", "secret", "finance-secrets"] and rest[3].startswith("--output=go-template="):
     print("\\n".join(os.environ.get("FAKE_SECRET_KEYS", " ".join({keys})).split()))
 """
-EXTERNAL_SECRET_METADATA = json.dumps({
-    "name": "finance-secrets",
-    "labels": {"reconcile.external-secrets.io/created-by": "abc"},
-    "ownerReferences": [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "name": "finance-secrets",
-                         "controller": True}],
-})
+# A Secret the operator created (creationPolicy Owner, as the component sets), and one it merges
+# its keys into without owning it (creationPolicy Merge).
+EXTERNAL_SECRET_METADATA = {
+    "owned": json.dumps({
+        "name": "finance-secrets",
+        "ownerReferences": [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                             "name": "finance-secrets", "controller": True}],
+    }),
+    "merged": json.dumps({
+        "name": "finance-secrets", "annotations": {"reconcile.external-secrets.io/data-hash": "0f3a"},
+    }),
+}
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +211,9 @@ def test_context_is_given_to_every_call(repo, kubectl_env):
 # --- refusals and failures ------------------------------------------------------------------------
 
 
-def test_a_secret_kept_by_an_external_secret_is_refused(repo, kubectl_env):
-    result = rotate(repo, kubectl_env, "acme", "--yes", FAKE_SECRET_METADATA=EXTERNAL_SECRET_METADATA)
+@pytest.mark.parametrize("how", sorted(EXTERNAL_SECRET_METADATA))
+def test_a_secret_kept_by_an_external_secret_is_refused(repo, kubectl_env, how):
+    result = rotate(repo, kubectl_env, "acme", "--yes", FAKE_SECRET_METADATA=EXTERNAL_SECRET_METADATA[how])
     assert result.returncode == 1
     assert "kept by an ExternalSecret" in result.stderr and "Rotating the database passwords" in result.stderr
     assert len(result.stderr.splitlines()) == 1
