@@ -168,6 +168,14 @@ def confirm(name: str, role: Role, context: str) -> bool:
     return answer.strip() == name
 
 
+def scrubbed(error: Exception, *secret_values: str) -> str:
+    """The error's message with every secret value kubectl or psql might echo masked."""
+    message = str(error)
+    for value in secret_values:
+        message = message.replace(value, "***")
+    return message
+
+
 class RotationError(Exception):
     """A step failed after the Secret changed: what that leaves behind, and how to mend it."""
 
@@ -181,20 +189,24 @@ def rotate(cluster: Cluster, role: Role) -> None:
     password = new_password()
     if not URL_SAFE.fullmatch(password):
         raise RuntimeError("the generated password is not URL-safe")
-    patch = {"data": {role.key: base64.b64encode(password.encode()).decode()}}
-    cluster.run("patch", "secret", tenancy.SECRET_NAME, "--type=merge", "--patch-file=/dev/stdin",
-                stdin=json.dumps(patch))
+    encoded = base64.b64encode(password.encode()).decode()
+    verifier = scram_verifier(password)
+    try:
+        cluster.run("patch", "secret", tenancy.SECRET_NAME, "--type=merge", "--patch-file=/dev/stdin",
+                    stdin=json.dumps({"data": {role.key: encoded}}))
+    except StepError as error:
+        raise StepError(scrubbed(error, password, encoded)) from None
     print(f"{tenancy.SECRET_NAME}: {role.key} changed")
     try:
         cluster.run(
             "exec", "-i", DATABASE_POD, "--container", DATABASE_CONTAINER, "--",
             "psql", "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", "--username=postgres", "--dbname=postgres",
-            stdin=alter_role_sql(role, scram_verifier(password)),
+            stdin=alter_role_sql(role, verifier),
         )
     except StepError as error:
         raise RotationError(
-            f"{error}; {tenancy.SECRET_NAME} holds a password that PostgreSQL does not have yet: a pod that starts "
-            f"now cannot connect as {role.name}; run the script again"
+            f"{scrubbed(error, password, verifier)}; {tenancy.SECRET_NAME} holds a password that PostgreSQL "
+            f"does not have yet: a pod that starts now cannot connect as {role.name}; run the script again"
         ) from None
     print(f"PostgreSQL: role {role.name} has the new password")
     try:

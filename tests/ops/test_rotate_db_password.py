@@ -41,7 +41,8 @@ rest = [arg for arg in args if not arg.startswith("--context=")]
 if rest[:1] == ["--namespace"]:
     rest = rest[2:]
 if rest[0] == os.environ.get("FAKE_FAIL"):
-    sys.exit("error: the server could not be reached")
+    # As an error that quotes its input would: what the script sent must not reach its own message.
+    sys.exit("error: the server could not be reached; input: " + " ".join((stdin or "").split()))
 if rest == ["config", "current-context"]:
     print("kind-finance")
 if rest[:3] == ["get", "secret", "finance-secrets"] and rest[3] == "--output=jsonpath={{.metadata}}":
@@ -249,12 +250,17 @@ def test_a_failed_database_step_says_what_it_left_and_restarts_nothing(repo, kub
     assert "run the script again" in result.stderr
     assert [step[0] for step in steps(kubectl_env)] == ["get", "get", "patch", "exec"]
     assert_never_shown(result, kubectl_env, patched_password(kubectl_env, "POSTGRES_PASSWORD"))
+    verifier = re.search(r"PASSWORD '([^']+)'", sql_run_in_postgres(kubectl_env)).group(1)
+    assert verifier not in result.stderr and "***" in result.stderr
 
 
 def test_a_failed_patch_changes_nothing(repo, kubectl_env):
     result = rotate(repo, kubectl_env, "acme", "--yes", FAKE_FAIL="patch")
     assert result.returncode == 1 and "nothing was changed" in result.stderr
     assert [step[0] for step in steps(kubectl_env)] == ["get", "get", "patch"]
+    password = patched_password(kubectl_env, "POSTGRES_PASSWORD")
+    encoded = base64.b64encode(password.encode()).decode()
+    assert password not in result.stderr and encoded not in result.stderr and "***" in result.stderr
 
 
 def test_a_failed_restart_says_how_to_finish(repo, kubectl_env):
