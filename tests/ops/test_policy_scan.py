@@ -142,7 +142,7 @@ def render_targets(work: Path) -> list[Path]:
         kustomization.write("components:\n" + "".join(f"  - ../../kubernetes/components/{c}\n" for c in components))
     targets.append(render(copy / "tenants" / first, work / "components.yaml"))
 
-    # As deploy.yml's "Pin the images built here by digest" step writes it.
+    # As deploy.yml's pinning (.github/deploy/deploy-tenants.sh, pin) writes it.
     pinned = work / "pinned" / first
     pinned.mkdir(parents=True)
     images = ""

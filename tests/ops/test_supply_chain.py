@@ -247,15 +247,13 @@ def _stub(directory: Path, name: str, body: str) -> None:
 
 @pytest.mark.parametrize("missing_key", [None, "BACKUP_PASSWORD", "PGBACKREST_REPO1_CIPHER_PASS"])
 def test_deploy_resolves_the_image_tags_once_and_applies_every_tenant_by_those_digests(tmp_path, missing_key):
-    """Runs deploy.yml's own pin and apply scripts, with docker and kubectl's cluster calls stubbed
-    (kubectl's kustomize is the real one). A tenant whose Secret lacks a key PostgreSQL mounts or
-    reads (one from before the database roles, or before pgBackRest) is refused before anything is
-    applied."""
+    """Runs deploy.yml's own deploy step (.github/deploy/deploy-tenants.sh), with docker, curl and
+    kubectl's cluster calls stubbed (kubectl's kustomize is the real one). A tenant whose Secret
+    lacks a key PostgreSQL mounts or reads (one from before the database roles, or before
+    pgBackRest) is refused before anything is applied to it."""
     steps = _deploy_steps()
     names = [step.get("name", "") for step in steps]
-    pin = next(i for i, step in enumerate(steps) if "imagetools inspect" in step.get("run", ""))
-    apply = next(i for i, step in enumerate(steps) if "kubectl apply" in step.get("run", ""))
-    assert pin < apply, f"the digest is resolved after applying: {names}"
+    deploy = next(i for i, step in enumerate(steps) if "deploy-tenants.sh" in step.get("run", ""))
 
     digest = "sha256:" + "5e" * 32
     bin_dir, temp, log = tmp_path / "bin", tmp_path / "runner", tmp_path / "calls.log"
@@ -269,11 +267,18 @@ if [ "$1 $2 $3" = "buildx imagetools inspect" ]; then
 fi
 exit 1
 """)
-    # A tenant's Secret holds every key PostgreSQL mounts (values are never read).
-    keys = ",".join(f'"{key}":"eA=="' for key in SECRET_KEYS if key != missing_key)
+    # A tenant's Secret holds every key PostgreSQL mounts (only the keys are asked for); its
+    # Ingress names <tenant>.example.test, where the tenant answers ready.
+    keys = "\\n".join(key for key in SECRET_KEYS if key != missing_key)
     _stub(bin_dir, "kubectl", f"""if [ "$1" = kustomize ]; then exec {shutil.which("kubectl")} "$@"; fi
 echo "kubectl $*" >> {log}
-case "$*" in *"get secret finance-secrets -o jsonpath"*) echo '{{{keys}}}';; esac
+case "$*" in
+  *"get secret finance-secrets -o go-template"*) printf '{keys}\\n';;
+  *"get ingress finance-api"*) printf '%s.example.test' "${{2#finance-}}";;
+esac
+""")
+    _stub(bin_dir, "curl", """url=${!#}; tenant=${url#https://}; tenant=${tenant%%.*}
+echo "{\\"status\\": \\"ready\\", \\"tenant\\": \\"$tenant\\", \\"version\\": \\"0.1.0\\"}"
 """)
     summary = tmp_path / "summary.md"
     env = {
@@ -281,23 +286,24 @@ case "$*" in *"get secret finance-secrets -o jsonpath"*) echo '{{{keys}}}';; esa
         "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_ENV": str(tmp_path / "env"), "GITHUB_ACTOR": "deployer",
         "GITHUB_TOKEN": "not-a-token", "TENANTS": " ".join(TENANTS),
     }
-    for index in (pin, apply):
-        result = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[index]["run"]],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )
-        if missing_key and index == apply:
-            assert result.returncode == 1 and f"lacks {missing_key}" in result.stdout, result.stdout + result.stderr
-            assert not [call for call in log.read_text().splitlines() if call.startswith("kubectl apply")]
-            return
-        assert result.returncode == 0, f"{names[index]}: {result.stdout}{result.stderr}"
-
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", steps[deploy]["run"]],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
     calls = log.read_text().splitlines()
+    if missing_key:
+        assert result.returncode == 1 and f"lacks {missing_key}" in result.stdout, result.stdout + result.stderr
+        assert not [call for call in calls if call.startswith("kubectl apply")]
+        return
+    assert result.returncode == 0, f"{names[deploy]}: {result.stdout}{result.stderr}"
+
     assert [call for call in calls if "imagetools inspect" in call] == [
         f"docker buildx imagetools inspect {image}:0.1.0 --format {{{{json .Manifest}}}}" for image in OWN_IMAGES
     ], "one resolution per image and deploy, whatever the number of tenants"
     applied = [call.split()[-1] for call in calls if call.startswith("kubectl apply -k")]
     assert [Path(directory).name for directory in applied] == TENANTS
+    resolved = max(i for i, call in enumerate(calls) if "imagetools" in call)
+    assert resolved < calls.index(f"kubectl apply -k {applied[0]}"), "the digests are resolved before applying"
     for directory in applied:
         rendered = subprocess.run(
             [shutil.which("kubectl"), "kustomize", directory], capture_output=True, text=True, check=True

@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTIONLINT = ROOT / ".venv" / "bin" / "actionlint"
+DEPLOY_SCRIPTS = ROOT / ".github" / "deploy"
 
 
 def _workflow(name: str) -> dict:
@@ -79,8 +80,24 @@ def test_deploy_applies_one_or_all_tenants_behind_an_environment_gate():
     job = workflow["jobs"]["deploy"]
     assert job["environment"]
     text = _steps_text(workflow)
-    for expected in ("secrets.KUBECONFIG", "kubectl apply -k", "rollout status", "/health/ready"):
-        assert expected in text or expected in (WORKFLOWS / "deploy.yml").read_text(), expected
+    # The steps run the scripts of .github/deploy/ (tests/ops/test_deploy_tenants.py runs them).
+    assert '.github/deploy/choose-tenants.sh "$TENANT"' in text
+    assert ".github/deploy/deploy-tenants.sh" in text
+    scripts = text + "".join(path.read_text() for path in DEPLOY_SCRIPTS.glob("*.sh"))
+    for expected in ("secrets.KUBECONFIG", "kubectl apply -k", "rollout status", "/health/ready", "LOCAL_ONLY",
+                     "imagetools inspect", "GITHUB_STEP_SUMMARY", "::error::"):
+        assert expected in scripts or expected in (WORKFLOWS / "deploy.yml").read_text(), expected
+
+
+def test_deploy_chooses_tenants_before_it_touches_the_cluster_and_deploys_them_in_one_step():
+    """The choice fails the job before any kubectl call; one step then takes every tenant, so
+    one tenant's failure cannot stop the others at a step's boundary."""
+    steps = _workflow("deploy.yml")["jobs"]["deploy"]["steps"]
+    runs = [str(step.get("run", "")) for step in steps]
+    choose = next(i for i, run in enumerate(runs) if "choose-tenants.sh" in run)
+    deploy = [i for i, run in enumerate(runs) if "deploy-tenants.sh" in run]
+    assert deploy == [choose + 1] and choose == len(runs) - 2
+    assert not any("kubectl" in run for run in runs), "every cluster call belongs to deploy-tenants.sh"
 
 
 def test_e2e_onboards_on_kind_runs_postman_and_probes_cross_tenant_isolation():
@@ -98,7 +115,8 @@ def test_e2e_onboards_on_kind_runs_postman_and_probes_cross_tenant_isolation():
 
 def test_every_file_the_workflows_run_exists():
     text = "\n".join(path.read_text() for path in WORKFLOWS.glob("*.yml"))
-    for path in ("scripts/install", "scripts/onboard-tenant", "tests/postman/finance.postman_collection.json"):
+    for path in ("scripts/install", "scripts/onboard-tenant", "tests/postman/finance.postman_collection.json",
+                 ".github/deploy/choose-tenants.sh", ".github/deploy/deploy-tenants.sh"):
         assert path in text
         assert (ROOT / path).exists(), path
 
