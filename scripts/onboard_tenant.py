@@ -429,7 +429,7 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, st
 
 
 def postman_environment(name: str, base_url: str, local: bool = False) -> str:
-    """A Postman environment (v2.1 export format) with the tenant's base URL and an empty token:
+    """A Postman environment (v2.1 export format) with the tenant's base URL, its name and an empty token:
     its public host's, or (local) its `make run` port's, named "finance NAME (local)".
 
     The id is derived from the name, and differs between the two, so re-importing either replaces
@@ -441,6 +441,9 @@ def postman_environment(name: str, base_url: str, local: bool = False) -> str:
         "name": f"finance {name} (local)" if local else f"finance {name}",
         "values": [
             {"key": "baseUrl", "value": base_url, "type": "default", "enabled": True},
+            # The collection checks that /health names it: a baseUrl that reaches another
+            # tenant's server (a port taken by another) fails the run at once.
+            {"key": "tenant", "value": name, "type": "default", "enabled": True},
             {"key": "token", "value": "", "type": "secret", "enabled": True},
         ],
         "_postman_variable_scope": "environment",

@@ -389,6 +389,7 @@ def test_postman_environments_point_at_the_public_host_and_the_local_port(repo):
         assert len(environment["id"]) == 36
         assert environment["values"] == [
             {"key": "baseUrl", "value": url, "type": "default", "enabled": True},
+            {"key": "tenant", "value": "acme", "type": "default", "enabled": True},
             {"key": "token", "value": "", "type": "secret", "enabled": True},
         ]
     assert public["id"] != local["id"], "both can be imported side by side"
@@ -413,9 +414,10 @@ def test_demo_tenants_have_only_their_local_postman_environment(tenant):
     assert list(environments) == ["postman_environment.local.json"]
     environment = environments["postman_environment.local.json"]
     assert environment["name"] == f"finance {tenant} (local)"
-    assert environment["values"][0] == {
-        "key": "baseUrl", "value": f"http://127.0.0.1:{port}", "type": "default", "enabled": True,
-    }
+    assert environment["values"][:2] == [
+        {"key": "baseUrl", "value": f"http://127.0.0.1:{port}", "type": "default", "enabled": True},
+        {"key": "tenant", "value": tenant, "type": "default", "enabled": True},
+    ]
 
 
 LONG_NAME = "a" * (tenancy.MAX_NAME_LENGTH + 1)
