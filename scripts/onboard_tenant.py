@@ -797,15 +797,36 @@ def report_written(overlay: Overlay, objects: list[dict]) -> None:
           f"{unchecked}")
 
 
-def report_changes(before: dict[str, str], overlay: Overlay) -> None:
-    """Each setting --force changed in an existing tenant's files, and what a change does where it matters."""
+def folder_files(name: str) -> dict[str, str]:
+    """The files of tenants/NAME and their text ({} for a new tenant)."""
+    directory = tenancy.tenant_dir(name)
+    if not directory.is_dir():
+        return {}
+    return {path.name: path.read_text() for path in sorted(directory.iterdir()) if path.is_file()}
+
+
+def report_changes(before: dict[str, str], overlay: Overlay, files_before: dict[str, str]) -> None:
+    """What --force changed in an existing tenant's files: each setting, and what a change does
+    where it matters; the files added or removed (the Postman environment of a tenant onboarded
+    before there were two), or rewritten with no setting changed (by a newer onboarding script);
+    else that nothing changed."""
     changed = changes(before, setting_values(overlay))
     for key, old, new in changed:
         print(f"changed {key}: {old} -> {new}")
     for key, _, new in changed:
         if key in CONSEQUENCES:
             print(f"note: {CONSEQUENCES[key].format(new=new)}")
+    files_after = folder_files(overlay.name)
+    files = [f"added {name}" for name in files_after if name not in files_before]
+    files += [f"removed {name}" for name in files_before if name not in files_after]
     if not changed:
+        files += [
+            f"rewrote {name}, as this onboarding script writes it" for name, text in files_after.items()
+            if files_before.get(name, text) != text
+        ]
+    for line in files:
+        print(line)
+    if not changed and not files:
         print("nothing changed")
 
 
@@ -832,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         overlay = check_inputs(args)
         existing = tenancy.tenant_dir(overlay.name).exists()
         before = current_values(overlay.name) if existing else {}
+        files_before = folder_files(overlay.name)
         if args.apply:
             if refused := short_cipher_pass():
                 raise UsageError(refused)
@@ -845,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report_written(overlay, objects)
     if existing:
-        report_changes(before, overlay)
+        report_changes(before, overlay, files_before)
     if args.apply:
         sys.stdout.flush()  # before kubectl's own output
         try:

@@ -274,6 +274,27 @@ def test_force_keeps_every_setting_it_is_not_given(repo):
     assert files_of(directory) == after
 
 
+def test_force_says_which_files_it_added_or_removed(repo):
+    """A tenant onboarded before the local Postman environment gets it; a tenant made local only
+    loses the environment of a public host no server answers at."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    (directory / "postman_environment.local.json").unlink()
+    result = onboard(repo, "acme", "--force")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("added ", "removed ", "nothing"))] == [
+        "added postman_environment.local.json",
+    ]
+    with (directory / "local.env").open("a") as local_env:
+        local_env.write("LOCAL_ONLY=true\n")
+    result = onboard(repo, "acme", "--force")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("added ", "removed ", "nothing"))] == [
+        "removed postman_environment.json",
+    ]
+    assert sorted(postman_environments(directory)) == ["postman_environment.local.json"]
+
+
 def test_force_says_what_a_new_time_zone_or_currency_does(repo):
     assert onboard(repo, "acme", "--host", HOST, "--currency", "GBP", "--timezone", "Europe/London").returncode == 0
     result = onboard(repo, "acme", "--force", "--timezone", "Europe/Paris", "--currency", "eur")
