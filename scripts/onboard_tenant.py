@@ -4,12 +4,23 @@
         [--timezone Europe/Paris] [--replicas 2] [--backup-endpoint HOST[:PORT]]
         [--backup-bucket BUCKET] [--backup-region REGION] [--backup-uri-style host|path]
         [--backup-retention-days 14] [--apply] [--force]
+    scripts/onboard-tenant acme --force [only the options to change] [--apply]
 
 The overlay is written to a hidden folder of tenants/, rendered with `kubectl kustomize` and
 validated against the Kubernetes schemas there, and only then renamed to tenants/NAME, so a
 failure leaves nothing behind. The --backup-* options describe the tenant's pgBackRest repository
-(backup.env; its path is /finance/NAME); with --force, one not given keeps the tenant's current
-value. --apply then creates the tenant's Secret in the current cluster (random passwords; the
+(backup.env; its path is /finance/NAME).
+
+--force rewrites an existing tenant's overlay: an option not given keeps the tenant's current value
+(host and replicas from kustomization.yaml, settings from tenant.env, repository from backup.env;
+local.env as it is), so --host is only needed for a new tenant. It prints each setting that
+changed, or that nothing did.
+
+Beside the overlay it writes the tenant's Postman environments: postman_environment.json (its
+public host) and postman_environment.local.json (its `make run` port). A local-only tenant
+(LOCAL_ONLY=true in local.env: the demo tenants) gets the local one only, and is never deployed.
+
+--apply then creates the tenant's Secret in the current cluster (random passwords; the
 repository's cipher pass from FINANCE_BACKUP_CIPHER_PASS, and the object store's credentials from
 FINANCE_BACKUP_S3_KEY and FINANCE_BACKUP_S3_KEY_SECRET; an existing Secret is kept, and only given
 the keys it lacks) and its pgBackRest certificates (the Secret pgbackrest-tls, made once), applies
@@ -67,7 +78,15 @@ CIPHER_PASS_HELP = (
     "secret manager, outside the cluster: without it the tenant's backups cannot be read"
 )
 SECRET_BYTES = 48  # token_urlsafe(48) is 64 characters; the service wants at least 32 bytes
-FILES = ("kustomization.yaml", "tenant.env", "backup.env", "local.env", "postman_environment.json")
+# The API groups of the custom resources the optional components of kubernetes/components add.
+CUSTOM_RESOURCE_GROUPS = frozenset({"external-secrets.io", "monitoring.coreos.com"})
+DEFAULT_CURRENCY = "USD"
+DEFAULT_TIMEZONE = "UTC"
+# The Postman environments: the public host's (deployed tenants only) and `make run`'s.
+POSTMAN_ENVIRONMENT = "postman_environment.json"
+POSTMAN_LOCAL_ENVIRONMENT = "postman_environment.local.json"
+# Shown for a setting that a tenant's files lack (a backup.env without a storage port).
+UNSET = "(none)"
 
 # pgBackRest's certificates (kubernetes/base/postgres.yaml): a CA of the tenant's own signs the TLS
 # server's certificate, named as the backup jobs reach it, and the jobs' client certificate, whose
@@ -82,6 +101,12 @@ TLS_FILES = ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")
 # backup, so WAL leaves the cluster from the first day, not after the first scheduled backup.
 FIRST_BACKUP_JOB = "postgres-backup-first"
 
+# The variables of backup.env that onboarding writes from its options.
+BACKUP_KEYS = (
+    "PGBACKREST_REPO1_S3_ENDPOINT", "PGBACKREST_REPO1_STORAGE_PORT", "PGBACKREST_REPO1_S3_BUCKET",
+    "PGBACKREST_REPO1_S3_REGION", "PGBACKREST_REPO1_S3_URI_STYLE", "PGBACKREST_REPO1_PATH",
+    "PGBACKREST_REPO1_RETENTION_FULL",
+)
 DEFAULT_BACKUP_BUCKET = "finance-backups"
 DEFAULT_BACKUP_REGION = "us-east-1"
 DEFAULT_RETENTION_DAYS = 14
@@ -95,7 +120,7 @@ kind: Kustomization
 namespace: {namespace}
 resources:
   - ../../kubernetes/base
-labels:
+{components}labels:
   - pairs:
       {label}: {name}
 configMapGenerator:
@@ -149,6 +174,9 @@ class Backup:
     region: str
     uri_style: str
     retention_days: int
+    # Lines of the tenant's backup.env that onboarding does not write (a setting added by hand,
+    # such as PGBACKREST_REPO1_STORAGE_VERIFY_TLS): kept as they are.
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +188,8 @@ class Overlay:
     host: str
     replicas: int
     backup: Backup
+    # The optional features of kubernetes/components the overlay uses, added by hand (README).
+    components: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -179,11 +209,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="onboard-tenant", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("name", help="the tenant, a DNS label; its namespace is finance-NAME")
-    parser.add_argument("--host", required=True, help="the tenant's public host name, e.g. acme.finance.example.com")
-    parser.add_argument("--currency", default="USD", help="ISO 4217 code shown with every amount (default USD)")
-    parser.add_argument("--timezone", default="UTC", help="IANA time zone of the tenant's calendar (default UTC)")
+    # No option has a default here: with --force, one not given keeps the tenant's current value
+    # (check_inputs); the defaults below are a new tenant's.
     parser.add_argument(
-        "--replicas", type=int, default=MIN_REPLICAS, help=f"app replicas, at least {MIN_REPLICAS} (the default)"
+        "--host", help="the tenant's public host name, e.g. acme.finance.example.com (required for a new tenant)"
+    )
+    parser.add_argument(
+        "--currency", help=f"ISO 4217 code shown with every amount (default {DEFAULT_CURRENCY})"
+    )
+    parser.add_argument(
+        "--timezone", help=f"IANA time zone of the tenant's calendar (default {DEFAULT_TIMEZONE})"
+    )
+    parser.add_argument(
+        "--replicas", type=int, help=f"app replicas, at least {MIN_REPLICAS} (the default)"
     )
     parser.add_argument(
         "--backup-endpoint", metavar="HOST[:PORT]",
@@ -203,7 +241,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--apply", action="store_true", help="create the Secrets, apply to the current cluster, wait, back up"
     )
-    parser.add_argument("--force", action="store_true", help="replace an existing tenant's overlay")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="rewrite an existing tenant's overlay: the options given change, the others keep their current value",
+    )
     return parser.parse_args(argv)
 
 
@@ -275,41 +316,134 @@ def check_backup(name: str, args: argparse.Namespace) -> Backup:
         days = int(current.get("PGBACKREST_REPO1_RETENTION_FULL", DEFAULT_RETENTION_DAYS))
     if not 1 <= days <= MAX_RETENTION_DAYS:
         raise UsageError(f"--backup-retention-days must be between 1 and {MAX_RETENTION_DAYS}, got {days}")
-    return Backup(endpoint, port, bucket, region, uri_style, days)
+    extra = tuple((key, value) for key, value in current.items() if key not in BACKUP_KEYS)
+    return Backup(endpoint, port, bucket, region, uri_style, days, extra)
+
+
+def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...]]:
+    """The host, replica count and components an existing tenant's kustomization.yaml gives (None
+    where it gives none)."""
+    path = tenancy.tenant_dir(name) / "kustomization.yaml"
+    if not path.exists():
+        return None, None, ()
+    import yaml  # the venv's PyYAML: imported only for an existing tenant
+
+    try:
+        kustomization = yaml.safe_load(path.read_text()) or {}
+        replicas = next(
+            (entry["count"] for entry in kustomization.get("replicas", []) if entry.get("name") == "finance-api"), None
+        )
+        components = tuple(str(component) for component in kustomization.get("components") or [])
+        operations = [
+            operation
+            for patch in kustomization.get("patches", []) if patch.get("target", {}).get("kind") == "Ingress"
+            for operation in yaml.safe_load(patch.get("patch", "")) or []
+        ]
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as error:
+        raise UsageError(f"tenants/{name}/kustomization.yaml cannot be read as onboarding writes it: {error}") from None
+    hosts = [operation.get("value") for operation in operations if operation.get("path") == "/spec/rules/0/host"]
+    return (hosts[0] if hosts else None), (replicas if isinstance(replicas, int) else None), components
+
+
+def current_values(name: str) -> dict[str, str]:
+    """What an existing tenant's files say today, as `setting_values` names it ({} for a new tenant)."""
+    directory = tenancy.tenant_dir(name)
+    host, replicas, _ = current_overlay(name)
+    return {
+        **({"host": host} if host else {}),
+        **({"replicas": str(replicas)} if replicas is not None else {}),
+        **tenancy.read_env_file(directory / "tenant.env"),
+        **tenancy.read_env_file(directory / "backup.env"),
+    }
+
+
+def given_or_current(
+    given: str | None, option: str, current: dict[str, str], key: str, default: str
+) -> tuple[str, str]:
+    """The option's value if given, else the tenant's current one, else the default; with where it came
+    from, for the message that refuses it."""
+    if given is not None:
+        return given, option
+    if key in current:
+        return current[key], f"{key} of the tenant's files"
+    return default, option
 
 
 def check_inputs(args: argparse.Namespace) -> Overlay:
-    """The validated overlay to write; UsageError on the first bad input."""
+    """The validated overlay to write: each option given, else (with --force) the tenant's current
+    value, else a new tenant's default; UsageError on the first bad input."""
     name = tenancy.check_name(args.name)
-    host = check_host(args.host)
-    currency = args.currency.strip().upper()
-    if currency not in iso_4217():
-        raise UsageError(f"--currency must be an ISO 4217 code in circulation, such as EUR, got {args.currency!r}")
-    if args.timezone not in available_timezones():
-        raise UsageError(f"--timezone must be an IANA time zone such as Europe/Paris, got {args.timezone!r}")
-    if not MIN_REPLICAS <= args.replicas <= MAX_REPLICAS:
-        raise UsageError(f"--replicas must be between {MIN_REPLICAS} and {MAX_REPLICAS}, got {args.replicas}")
-    if tenancy.tenant_dir(name).exists() and not args.force:
+    directory = tenancy.tenant_dir(name)
+    exists = directory.exists()
+    if exists and not args.force:
         raise UsageError(f"tenant {name!r} already exists in tenants/{name}; pass --force to replace its overlay")
+    local = tenancy.read_env_file(directory / "local.env")
+    local_only = local.get("LOCAL_ONLY") == "true"
+    if args.apply and local_only:
+        raise UsageError(
+            f"tenant {name!r} is local only (LOCAL_ONLY=true in tenants/{name}/local.env): "
+            "it runs with make run and make test, and is never deployed"
+        )
+    current = current_values(name) if exists else {}
+    host = args.host or current.get("host")
+    if host is None:
+        if exists:
+            raise UsageError(f"tenants/{name}/kustomization.yaml names no Ingress host: pass --host")
+        raise UsageError("--host is required for a new tenant: its public host name, e.g. acme.finance.example.com")
+    host = check_host(host)
+    given, source = given_or_current(args.currency, "--currency", current, "TENANT_CURRENCY", DEFAULT_CURRENCY)
+    currency = given.strip().upper()
+    if currency not in iso_4217():
+        raise UsageError(f"{source} must be an ISO 4217 code in circulation, such as EUR, got {given!r}")
+    timezone, source = given_or_current(args.timezone, "--timezone", current, "TENANT_TIMEZONE", DEFAULT_TIMEZONE)
+    if timezone not in available_timezones():
+        raise UsageError(f"{source} must be an IANA time zone such as Europe/Paris, got {timezone!r}")
+    replicas = args.replicas if args.replicas is not None else int(current.get("replicas", MIN_REPLICAS))
+    if not MIN_REPLICAS <= replicas <= MAX_REPLICAS:
+        raise UsageError(f"--replicas must be between {MIN_REPLICAS} and {MAX_REPLICAS}, got {replicas}")
     owner = host_owner(host)
     if owner not in (None, name):
         raise UsageError(f"host {host!r} is already used by tenant {owner!r}")
-    settings = {"TENANT_CURRENCY": currency, "TENANT_TIMEZONE": args.timezone}
+    # tenant.env as it is (a setting added by hand stays), with the two onboarding sets.
+    settings = {
+        **tenancy.read_env_file(directory / "tenant.env"), "TENANT_CURRENCY": currency, "TENANT_TIMEZONE": timezone,
+    }
     # Its port for `make run`: its current one, or the next past every tenant's.
-    tenant = tenancy.Tenant(name, settings, tenancy.local_ports(name)[name])
-    return Overlay(tenant, host, args.replicas, check_backup(name, args))
+    tenant = tenancy.Tenant(name, settings, tenancy.local_ports(name)[name], local_only)
+    return Overlay(tenant, host, replicas, check_backup(name, args), current_overlay(name)[2])
 
 
-def postman_environment(name: str, base_url: str) -> str:
-    """A Postman environment (v2.1 export format) with the tenant's base URL and an empty token.
+def setting_values(overlay: Overlay) -> dict[str, str]:
+    """Every setting the overlay's files hold, by the name `changes` prints: host, replicas, and the
+    variables of tenant.env and backup.env."""
+    backup = dict(line.split("=", 1) for line in backup_env(overlay).splitlines())
+    return {"host": overlay.host, "replicas": str(overlay.replicas), **overlay.tenant.settings, **backup}
 
-    The id is derived from the name, so re-importing replaces the environment instead of adding one.
+
+def changes(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(setting, old value, new value) for each setting that differs, in the files' order."""
+    keys = [*after, *(key for key in before if key not in after)]
+    return [
+        (key, before.get(key, UNSET), after.get(key, UNSET)) for key in keys if before.get(key) != after.get(key)
+    ]
+
+
+def postman_environment(name: str, base_url: str, local: bool = False) -> str:
+    """A Postman environment (v2.1 export format) with the tenant's base URL, its name and an empty token:
+    its public host's, or (local) its `make run` port's, named "finance NAME (local)".
+
+    The id is derived from the name, and differs between the two, so re-importing either replaces
+    that environment instead of adding one, and both can be imported side by side.
     """
+    kind = "finance-tenant-local" if local else "finance-tenant"
     environment = {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"finance-tenant:{name}")),
-        "name": f"finance {name}",
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{kind}:{name}")),
+        "name": f"finance {name} (local)" if local else f"finance {name}",
         "values": [
             {"key": "baseUrl", "value": base_url, "type": "default", "enabled": True},
+            # The collection checks that /health names it: a baseUrl that reaches another
+            # tenant's server (a port taken by another) fails the run at once.
+            {"key": "tenant", "value": name, "type": "default", "enabled": True},
             {"key": "token", "value": "", "type": "secret", "enabled": True},
         ],
         "_postman_variable_scope": "environment",
@@ -328,21 +462,43 @@ def backup_env(overlay: Overlay) -> str:
         f"PGBACKREST_REPO1_S3_URI_STYLE={backup.uri_style}",
         f"PGBACKREST_REPO1_PATH={overlay.repository_path}",
         f"PGBACKREST_REPO1_RETENTION_FULL={backup.retention_days}",
+        *(f"{key}={value}" for key, value in backup.extra),
     ]
     return "\n".join(lines) + "\n"
 
 
+def local_env(overlay: Overlay) -> str:
+    """The tenant's local.env as it is (LOCAL_ONLY and any other line kept), with its LOCAL_PORT."""
+    path = tenancy.tenant_dir(overlay.name) / "local.env"
+    port_line = f"LOCAL_PORT={overlay.tenant.local_port}"
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [port_line if line.partition("=")[0].strip() == "LOCAL_PORT" else line for line in lines]
+    return "\n".join(kept if port_line in kept else [port_line, *kept]) + "\n"
+
+
+def components_block(components: tuple[str, ...]) -> str:
+    """The kustomization's `components:` list, or nothing when it uses none."""
+    return "".join(["components:\n", *(f"  - {component}\n" for component in components)]) if components else ""
+
+
 def overlay_files(overlay: Overlay) -> dict[str, str]:
+    """Each file of tenants/NAME and its text."""
     extra_patches = OBJECT_STORE_PORT_PATCH.format(port=overlay.backup.port) if overlay.backup.port else ""
+    local_url = f"http://127.0.0.1:{overlay.tenant.local_port}"
+    public = {} if overlay.tenant.local_only else {
+        POSTMAN_ENVIRONMENT: postman_environment(overlay.name, overlay.base_url),
+    }
     return {
         "kustomization.yaml": KUSTOMIZATION.format(
             namespace=tenancy.namespace(overlay.name), label=tenancy.TENANT_LABEL, name=overlay.name,
             replicas=overlay.replicas, host=overlay.host, extra_patches=extra_patches,
+            components=components_block(overlay.components),
         ),
         "tenant.env": "".join(f"{key}={value}\n" for key, value in overlay.tenant.settings.items()),
         "backup.env": backup_env(overlay),
-        "local.env": f"LOCAL_PORT={overlay.tenant.local_port}\n",
-        "postman_environment.json": postman_environment(overlay.name, overlay.base_url),
+        "local.env": local_env(overlay),
+        **public,
+        POSTMAN_LOCAL_ENVIRONMENT: postman_environment(overlay.name, local_url, local=True),
     }
 
 
@@ -371,6 +527,13 @@ def publish(staging: Path, target: Path) -> None:
     shutil.rmtree(retired)
 
 
+def custom_resource(obj: dict) -> bool:
+    """Whether the object is a custom resource of kubernetes/components' (an ExternalSecret, a
+    PrometheusRule...): kubernetes-validate has no schema for a CRD; tests/ops/test_kubernetes.py
+    checks the components' own."""
+    return obj["apiVersion"].split("/")[0] in CUSTOM_RESOURCE_GROUPS
+
+
 def scaffold(overlay: Overlay) -> list[dict]:
     """Write, render and validate the overlay beside tenants/NAME, then move it there; return the objects."""
     target = tenancy.tenant_dir(overlay.name)
@@ -385,7 +548,7 @@ def scaffold(overlay: Overlay) -> list[dict]:
         # Load the schema validator while kubectl renders: each takes about a third of the run.
         threading.Thread(target=importlib.import_module, args=("kubernetes_validate",), daemon=True).start()
         objects = tenancy.render(staging)
-        tenancy.validate(objects)
+        tenancy.validate([obj for obj in objects if not custom_resource(obj)])
         check_scaling(overlay, objects)
         publish(staging, target)
     except BaseException:
@@ -613,10 +776,58 @@ def deploy(overlay: Overlay, objects: list[dict]) -> None:
         start_first_backup(namespace)
 
 
-def report_written(overlay: Overlay, object_count: int) -> None:
+# What a change of these settings does to a tenant that already holds data, said when one changes.
+CONSEQUENCES = {
+    "TENANT_TIMEZONE": (
+        "the time zone is the tenant's calendar: when the new setting reaches it (its next deploy, or make run), "
+        "the migrate step rebuilds every daily and monthly total in {new} while writes to transactions wait, and "
+        "from then on days, months, budgets and recurring rules' dates are those of {new}; transactions keep "
+        "their instants, so some fall on another day or month than before"
+    ),
+    "TENANT_CURRENCY": "the currency only labels amounts: the amounts already recorded are not converted",
+}
+
+
+def report_written(overlay: Overlay, objects: list[dict]) -> None:
     print(overlay.base_url)
-    print(f"wrote tenants/{overlay.name}/: {', '.join(FILES)}")
-    print(f"rendered {object_count} objects, valid against the Kubernetes {tenancy.KUBERNETES_VERSION} schemas")
+    print(f"wrote tenants/{overlay.name}/: {', '.join(overlay_files(overlay))}")
+    custom = [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects if custom_resource(obj)]
+    unchecked = f" (custom resources without a schema: {', '.join(custom)})" if custom else ""
+    print(f"rendered {len(objects)} objects, valid against the Kubernetes {tenancy.KUBERNETES_VERSION} schemas"
+          f"{unchecked}")
+
+
+def folder_files(name: str) -> dict[str, str]:
+    """The files of tenants/NAME and their text ({} for a new tenant)."""
+    directory = tenancy.tenant_dir(name)
+    if not directory.is_dir():
+        return {}
+    return {path.name: path.read_text() for path in sorted(directory.iterdir()) if path.is_file()}
+
+
+def report_changes(before: dict[str, str], overlay: Overlay, files_before: dict[str, str]) -> None:
+    """What --force changed in an existing tenant's files: each setting, and what a change does
+    where it matters; the files added or removed (the Postman environment of a tenant onboarded
+    before there were two), or rewritten with no setting changed (by a newer onboarding script);
+    else that nothing changed."""
+    changed = changes(before, setting_values(overlay))
+    for key, old, new in changed:
+        print(f"changed {key}: {old} -> {new}")
+    for key, _, new in changed:
+        if key in CONSEQUENCES:
+            print(f"note: {CONSEQUENCES[key].format(new=new)}")
+    files_after = folder_files(overlay.name)
+    files = [f"added {name}" for name in files_after if name not in files_before]
+    files += [f"removed {name}" for name in files_before if name not in files_after]
+    if not changed:
+        files += [
+            f"rewrote {name}, as this onboarding script writes it" for name, text in files_after.items()
+            if files_before.get(name, text) != text
+        ]
+    for line in files:
+        print(line)
+    if not changed and not files:
+        print("nothing changed")
 
 
 def report_next_steps(overlay: Overlay, applied: bool) -> None:
@@ -625,16 +836,14 @@ def report_next_steps(overlay: Overlay, applied: bool) -> None:
         print(f"deployed to namespace {tenancy.namespace(overlay.name)}; both rollouts are complete")
         print(f"next: commit {relative}/ so the deploy workflow keeps applying it")
         return
-    settings = overlay.tenant.settings
-    again = (
-        f"scripts/onboard-tenant {overlay.name} --host {overlay.host} --currency {settings['TENANT_CURRENCY']} "
-        f"--timezone {settings['TENANT_TIMEZONE']} --replicas {overlay.replicas} --apply --force"
-    )
     print("next steps:")
-    print(f"  deploy: {' '.join(f'{variable}=...' for variable in GIVEN_KEYS.values())} {again}")
-    print("          (creates its Secrets if absent, applies the overlay, waits for both rollouts,")
-    print(f"          starts the first backup into s3://{overlay.backup.bucket}{overlay.repository_path})")
-    print(f"  local:  make run   (serves {overlay.name} at http://127.0.0.1:{overlay.tenant.local_port})")
+    if not overlay.tenant.local_only:
+        again = f"scripts/onboard-tenant {overlay.name} --apply --force"  # --force keeps every setting
+        print(f"  deploy: {' '.join(f'{variable}=...' for variable in GIVEN_KEYS.values())} {again}")
+        print("          (creates its Secrets if absent, applies the overlay, waits for both rollouts,")
+        print(f"          starts the first backup into s3://{overlay.backup.bucket}{overlay.repository_path})")
+    print(f"  local:  make run   (serves {overlay.name} at http://127.0.0.1:{overlay.tenant.local_port};")
+    print(f"          Postman: tenants/{overlay.name}/{POSTMAN_LOCAL_ENVIRONMENT})")
     print(f"  commit: git add {relative}")
 
 
@@ -642,6 +851,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         overlay = check_inputs(args)
+        existing = tenancy.tenant_dir(overlay.name).exists()
+        before = current_values(overlay.name) if existing else {}
+        files_before = folder_files(overlay.name)
         if args.apply:
             if refused := short_cipher_pass():
                 raise UsageError(refused)
@@ -653,7 +865,9 @@ def main(argv: list[str] | None = None) -> int:
     except StepError as error:
         print(f"onboard-tenant: {error}; nothing was written", file=sys.stderr)
         return 1
-    report_written(overlay, len(objects))
+    report_written(overlay, objects)
+    if existing:
+        report_changes(before, overlay, files_before)
     if args.apply:
         sys.stdout.flush()  # before kubectl's own output
         try:

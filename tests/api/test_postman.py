@@ -1,7 +1,8 @@
 """The Postman collection: a valid v2.1 collection that covers every endpoint and passes with newman.
 
 newman comes from package-lock.json (`npm ci`, run by scripts/install) and runs the collection
-against each demo tenant's real gunicorn, as a user would with a tenant's Postman environment.
+against each demo tenant's real gunicorn, as a user would with a tenant's Postman environment, and
+against a port nothing listens on, where the run must fail without a single passed assertion.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import localstack
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +22,8 @@ COLLECTION = ROOT / "tests" / "postman" / "finance.postman_collection.json"
 NEWMAN = ROOT / "node_modules" / ".bin" / "newman"
 SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
-# A run makes about 670 assertions; far fewer means requests or tests went missing.
-MIN_ASSERTIONS = 600
+# A run makes about 1,180 assertions; far fewer means requests or tests went missing.
+MIN_ASSERTIONS = 1050
 NEWMAN_TIMEOUT_SECONDS = 300
 
 
@@ -127,26 +129,30 @@ def test_collection_exercises_every_documented_endpoint(servers):
     assert not undocumented, f"requests to endpoints /swagger.json does not list: {undocumented}"
 
 
-@pytest.mark.parametrize("tenant", ["tenant1", "tenant2"])
-def test_newman_runs_the_collection_without_a_failed_assertion(tenant, servers, clean, tmp_path):
+def run_newman(
+    tenant: str, base_url: str, report: Path, *options: str
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run the collection with newman as the README shows for a tenant on any port: its local
+    environment, with baseUrl given on the command line; return the result and the JSON report's run."""
     if not NEWMAN.exists():
         pytest.fail("newman is not installed: run scripts/install (it runs `npm ci` from package-lock.json)")
-    report = tmp_path / "newman.json"
-    command = [str(NEWMAN), "run", str(COLLECTION)]
-    environment = ROOT / "tenants" / tenant / "postman_environment.json"
-    if environment.exists():  # the tenant's own environment, with its baseUrl pointed at this server
-        command += ["--environment", str(environment)]
-    command += [
-        "--env-var", f"baseUrl={servers[tenant].url}",
-        "--reporters", "cli,json", "--reporter-json-export", str(report),
-        "--color", "off", "--disable-unicode",
+    environment = ROOT / "tenants" / tenant / "postman_environment.local.json"
+    command = [
+        str(NEWMAN), "run", str(COLLECTION), "--environment", str(environment), "--env-var", f"baseUrl={base_url}",
+        "--reporters", "cli,json", "--reporter-json-export", str(report), "--color", "off", "--disable-unicode",
+        *options,
     ]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=NEWMAN_TIMEOUT_SECONDS, check=False
     )
+    assert report.exists(), (result.stdout + result.stderr)[-20000:]
+    return result, json.loads(report.read_text())["run"]
+
+
+@pytest.mark.parametrize("tenant", ["tenant1", "tenant2"])
+def test_newman_runs_the_collection_without_a_failed_assertion(tenant, servers, clean, tmp_path):
+    result, run = run_newman(tenant, servers[tenant].url, tmp_path / "newman.json")
     output = (result.stdout + result.stderr)[-20000:]
-    assert report.exists(), output
-    run = json.loads(report.read_text())["run"]
     failures = [
         f"{failure['source'].get('name')}: {failure['error'].get('test') or failure['error']['name']}:"
         f" {failure['error']['message']}"
@@ -161,3 +167,39 @@ def test_newman_runs_the_collection_without_a_failed_assertion(tenant, servers, 
     executed = {execution["item"]["name"] for execution in run["executions"]}
     skipped = {item["name"] for _, item in requests_of(load_collection()["item"])} - executed
     assert not skipped, f"requests the run never reached: {sorted(skipped)}"
+    checked = {assertion["assertion"] for execution in run["executions"] for assertion in execution["assertions"]}
+    assert f"the environment's tenant answers: {tenant}" in checked, "the environment names its tenant"
+
+
+def test_newman_with_one_tenants_environment_refuses_another_tenants_server(servers, tmp_path):
+    """A baseUrl given for the wrong port (another tenant's server) fails at the first request."""
+    result, run = run_newman(
+        "tenant1", servers["tenant2"].url, tmp_path / "newman.json", "--folder", "1. Health",
+    )
+    assert result.returncode != 0
+    failed = [(failure["source"]["name"], failure["error"]["test"]) for failure in run["failures"]]
+    assert failed == [("Liveness", "the environment's tenant answers: tenant1")], failed
+
+
+def test_newman_against_a_port_nothing_listens_on_fails_and_passes_nothing(tmp_path):
+    """A wrong baseUrl or a stopped server never looks like a good run: every request fails its
+    collection's first check, and no check, of the collection or of a request, passes on nothing."""
+    result, run = run_newman("tenant1", f"http://127.0.0.1:{localstack.free_port()}", tmp_path / "newman.json")
+    output = (result.stdout + result.stderr)[-20000:]
+    assert result.returncode != 0, output
+    executions = run["executions"]
+    assert len(executions) >= len(list(requests_of(load_collection()["item"]))), "every request was tried"
+    refused = [e for e in executions if e.get("requestError", {}).get("code") == "ECONNREFUSED"]
+    assert len(refused) == len(executions), "each connection refused: the port is free"
+
+    passed = [
+        f"{execution['item']['name']}: {assertion['assertion']}"
+        for execution in executions for assertion in execution.get("assertions", []) if "error" not in assertion
+    ]
+    assert not passed, "assertions passed without a response:\n" + "\n".join(passed)
+    assertions = run["stats"]["assertions"]
+    assert assertions["total"] >= len(executions) and assertions["failed"] == assertions["total"], assertions
+    for execution in executions:
+        names = [assertion["assertion"] for assertion in execution.get("assertions", [])]
+        assert "[every response] a response arrived" in names, execution["item"]["name"]
+    assert run["failures"], output

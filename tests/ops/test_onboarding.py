@@ -167,7 +167,8 @@ def test_onboarded_overlay_renders_and_validates(repo):
     assert "tenants/acme/" in result.stdout and "kustomization.yaml" in result.stdout
     directory = repo / "tenants" / "acme"
     assert sorted(p.name for p in directory.iterdir()) == [
-        "backup.env", "kustomization.yaml", "local.env", "postman_environment.json", "tenant.env",
+        "backup.env", "kustomization.yaml", "local.env", "postman_environment.json",
+        "postman_environment.local.json", "tenant.env",
     ]
 
     objects = render(directory)
@@ -215,18 +216,127 @@ def test_overlay_has_the_agreed_shape(repo):
     )
 
 
+def files_of(directory: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(directory.iterdir())}
+
+
 def test_demo_overlays_are_exactly_what_onboarding_writes(repo):
-    """tenant1 and tenant2 are ordinary tenants: onboarding them again reproduces their files."""
+    """tenant1 and tenant2 are ordinary tenants, but local only: onboarding them again with their
+    settings reproduces every file of theirs, and writes no Postman environment for a public host."""
     for name in ("tenant1", "tenant2"):
-        files = ("kustomization.yaml", "backup.env")
-        committed = {file: (ROOT / "tenants" / name / file).read_text() for file in files}
+        committed = files_of(ROOT / "tenants" / name)
+        assert "LOCAL_ONLY=true" in committed["local.env"].splitlines()
+        assert "postman_environment.json" not in committed
         settings = tenancy.read_env_file(ROOT / "tenants" / name / "tenant.env")
         result = onboard(
             repo, name, "--host", f"{name}.finance.example.com", "--currency", settings["TENANT_CURRENCY"],
-            "--timezone", settings["TENANT_TIMEZONE"], "--force",
+            "--timezone", settings["TENANT_TIMEZONE"], "--replicas", "2", "--force",
         )
         assert result.returncode == 0, result.stderr
-        assert {file: (repo / "tenants" / name / file).read_text() for file in committed} == committed
+        assert files_of(repo / "tenants" / name) == committed
+        assert "nothing changed" in result.stdout.splitlines()
+        assert "deploy:" not in result.stdout, "a local-only tenant is never deployed"
+
+
+def test_force_keeps_every_setting_it_is_not_given(repo):
+    first = onboard(
+        repo, "acme", "--host", HOST, "--currency", "GBP", "--timezone", "Europe/London", "--replicas", "3",
+        "--backup-endpoint", "minio.backups.example.net:9000", "--backup-bucket", "acme-pitr",
+        "--backup-region", "eu-west-2", "--backup-uri-style", "path", "--backup-retention-days", "35",
+    )
+    assert first.returncode == 0, first.stderr
+    assert not [line for line in first.stdout.splitlines() if line.startswith("changed ")], "a new tenant"
+    directory = repo / "tenants" / "acme"
+    before = files_of(directory)
+
+    result = onboard(repo, "acme", "--force", "--replicas", "4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"https://{HOST}"
+    assert [line for line in result.stdout.splitlines() if line.startswith(("changed ", "note: "))] == [
+        "changed replicas: 3 -> 4",
+    ]
+    after = files_of(directory)
+    assert {name: text for name, text in after.items() if name != "kustomization.yaml"} == {
+        name: text for name, text in before.items() if name != "kustomization.yaml"
+    }, "tenant.env, backup.env, local.env (its port) and the Postman environments are kept"
+    assert after["kustomization.yaml"] == before["kustomization.yaml"].replace("count: 3", "count: 4")
+    objects = render(directory)
+    settings = one_of(objects, "ConfigMap", "finance-settings")["data"]
+    assert (settings["TENANT_CURRENCY"], settings["TENANT_TIMEZONE"]) == ("GBP", "Europe/London")
+    assert one_of(objects, "Deployment", "finance-api")["spec"]["replicas"] == 4
+    assert one_of(objects, "Ingress", "finance-api")["spec"]["rules"][0]["host"] == HOST
+    assert one_of(objects, "ConfigMap", "pgbackrest-settings")["data"]["PGBACKREST_REPO1_STORAGE_PORT"] == "9000"
+
+    again = onboard(repo, "acme", "--force")
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stdout.splitlines()
+    assert not [line for line in again.stdout.splitlines() if line.startswith(("changed ", "note: "))]
+    assert files_of(directory) == after
+
+
+def test_force_says_which_files_it_added_or_removed(repo):
+    """A tenant onboarded before the local Postman environment gets it; a tenant made local only
+    loses the environment of a public host no server answers at."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    (directory / "postman_environment.local.json").unlink()
+    result = onboard(repo, "acme", "--force")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("added ", "removed ", "nothing"))] == [
+        "added postman_environment.local.json",
+    ]
+    with (directory / "local.env").open("a") as local_env:
+        local_env.write("LOCAL_ONLY=true\n")
+    result = onboard(repo, "acme", "--force")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("added ", "removed ", "nothing"))] == [
+        "removed postman_environment.json",
+    ]
+    assert sorted(postman_environments(directory)) == ["postman_environment.local.json"]
+
+
+def test_force_says_what_a_new_time_zone_or_currency_does(repo):
+    assert onboard(repo, "acme", "--host", HOST, "--currency", "GBP", "--timezone", "Europe/London").returncode == 0
+    result = onboard(repo, "acme", "--force", "--timezone", "Europe/Paris", "--currency", "eur")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("changed ")] == [
+        "changed TENANT_CURRENCY: GBP -> EUR",
+        "changed TENANT_TIMEZONE: Europe/London -> Europe/Paris",
+    ]
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(notes) == 2, lines
+    assert "not converted" in notes[0]
+    # service/migrate.py rebuilds the totals when the tenant's zone differs from the one they are keyed by.
+    assert "rebuilds every daily and monthly total in Europe/Paris" in notes[1]
+    assert (repo / "tenants" / "acme" / "tenant.env").read_text() == (
+        "TENANT_CURRENCY=EUR\nTENANT_TIMEZONE=Europe/Paris\n"
+    )
+
+
+def test_force_keeps_what_was_added_by_hand(repo):
+    """The components the README has operators add to an overlay, and settings added to its env files."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    kustomization = directory / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace(
+        "labels:", "components:\n  - ../../kubernetes/components/external-secrets\nlabels:",
+    ))
+    with (directory / "backup.env").open("a") as backup_env:
+        backup_env.write("PGBACKREST_REPO1_STORAGE_VERIFY_TLS=n\n")
+    before = files_of(directory)
+
+    result = onboard(repo, "acme", "--force", "--backup-retention-days", "30")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith("changed ")] == [
+        "changed PGBACKREST_REPO1_RETENTION_FULL: 14 -> 30",
+    ]
+    assert "custom resources without a schema: ExternalSecret/finance-secrets" in result.stdout
+    assert files_of(directory)["kustomization.yaml"] == before["kustomization.yaml"]
+    assert files_of(directory)["backup.env"] == before["backup.env"].replace("FULL=14", "FULL=30")
+    objects = render(directory)
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ExternalSecret"] == ["finance-secrets"]
+    assert one_of(objects, "ConfigMap", "pgbackrest-settings")["data"]["PGBACKREST_REPO1_STORAGE_VERIFY_TLS"] == "n"
 
 
 def test_backup_settings_reach_the_render_and_force_keeps_them(repo):
@@ -283,26 +393,52 @@ def test_local_run_picks_up_the_new_tenant(repo, monkeypatch):
     assert tenants["acme"].settings == {"TENANT_CURRENCY": "JPY", "TENANT_TIMEZONE": "Asia/Tokyo"}
 
 
-def test_postman_environment_points_at_the_tenant(repo):
+def postman_environments(directory: Path) -> dict[str, dict]:
+    return {path.name: json.loads(path.read_text()) for path in sorted(directory.glob("postman_environment*.json"))}
+
+
+def test_postman_environments_point_at_the_public_host_and_the_local_port(repo):
     assert onboard(repo).returncode == 0
-    environment = json.loads((repo / "tenants" / "acme" / "postman_environment.json").read_text())
-    assert environment["name"] == "finance acme"
-    assert environment["_postman_variable_scope"] == "environment"
-    assert len(environment["id"]) == 36
-    assert environment["values"] == [
-        {"key": "baseUrl", "value": f"https://{HOST}", "type": "default", "enabled": True},
-        {"key": "token", "value": "", "type": "secret", "enabled": True},
-    ]
+    directory = repo / "tenants" / "acme"
+    port = tenancy.read_env_file(directory / "local.env")["LOCAL_PORT"]
+    environments = postman_environments(directory)
+    assert sorted(environments) == ["postman_environment.json", "postman_environment.local.json"]
+    public, local = environments["postman_environment.json"], environments["postman_environment.local.json"]
+    assert (public["name"], local["name"]) == ("finance acme", "finance acme (local)")
+    for environment, url in ((public, f"https://{HOST}"), (local, f"http://127.0.0.1:{port}")):
+        assert environment["_postman_variable_scope"] == "environment"
+        assert len(environment["id"]) == 36
+        assert environment["values"] == [
+            {"key": "baseUrl", "value": url, "type": "default", "enabled": True},
+            {"key": "tenant", "value": "acme", "type": "default", "enabled": True},
+            {"key": "token", "value": "", "type": "secret", "enabled": True},
+        ]
+    assert public["id"] != local["id"], "both can be imported side by side"
 
-
-@pytest.mark.parametrize(("tenant", "port"), [("tenant1", 8001), ("tenant2", 8002)])
-def test_demo_tenants_postman_environments_use_their_local_urls(tenant, port):
-    environment = json.loads((ROOT / "tenants" / tenant / "postman_environment.json").read_text())
-    assert environment["name"] == f"finance {tenant}"
-    assert environment["values"][0] == {
-        "key": "baseUrl", "value": f"http://127.0.0.1:{port}", "type": "default", "enabled": True,
+    # Onboarded afresh, the tenant's environments keep their ids: importing them again replaces them.
+    shutil.rmtree(directory)
+    assert onboard(repo).returncode == 0
+    assert {name: env["id"] for name, env in postman_environments(directory).items()} == {
+        "postman_environment.json": public["id"], "postman_environment.local.json": local["id"],
     }
-    assert f"LOCAL_PORT={port}" in (ROOT / "tenants" / tenant / "local.env").read_text()
+    assert onboard(repo, "zeta", "--host", "zeta.finance.example.com").returncode == 0
+    others = postman_environments(repo / "tenants" / "zeta")
+    assert not {env["id"] for env in others.values()} & {public["id"], local["id"]}
+
+
+@pytest.mark.parametrize("tenant", ["tenant1", "tenant2"])
+def test_demo_tenants_have_only_their_local_postman_environment(tenant):
+    """They are local only (never deployed): their host has no server, so no environment points at it."""
+    directory = ROOT / "tenants" / tenant
+    port = tenancy.read_env_file(directory / "local.env")["LOCAL_PORT"]
+    environments = postman_environments(directory)
+    assert list(environments) == ["postman_environment.local.json"]
+    environment = environments["postman_environment.local.json"]
+    assert environment["name"] == f"finance {tenant} (local)"
+    assert environment["values"][:2] == [
+        {"key": "baseUrl", "value": f"http://127.0.0.1:{port}", "type": "default", "enabled": True},
+        {"key": "tenant", "value": tenant, "type": "default", "enabled": True},
+    ]
 
 
 LONG_NAME = "a" * (tenancy.MAX_NAME_LENGTH + 1)
@@ -335,7 +471,11 @@ def test_the_longest_name_leaves_room_for_the_namespace_prefix():
         (["acme", "--host", f"{HOST}/api"], "--host"),
         (["acme", "--host", "10.0.0.1"], "IP address"),
         (["acme", "--host", "tenant1.finance.example.com"], "already used by tenant 'tenant1'"),
-        (["acme"], "--host"),
+        (["acme"], "--host is required for a new tenant"),
+        (["acme", "--force"], "--host is required for a new tenant"),
+        (["tenant1"], "already exists"),
+        (["tenant1", "--force", "--apply"], "local only"),
+        (["tenant1", "--force", "--timezone", "Mars/Base"], "IANA time zone"),
         (["acme", "--host", HOST, "--currency", "XYZ"], "ISO 4217"),
         (["acme", "--host", HOST, "--timezone", "Mars/Base"], "IANA time zone"),
         (["acme", "--host", HOST, "--replicas", "1"], "between 2 and 20"),
@@ -400,6 +540,9 @@ def test_force_replaces_an_existing_tenant_and_keeps_its_port(repo):
     result = onboard(repo, "acme", "--host", "books.acme.example.org", "--replicas", "4", "--force")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "https://books.acme.example.org"
+    assert [line for line in result.stdout.splitlines() if line.startswith("changed ")] == [
+        f"changed host: {HOST} -> books.acme.example.org", "changed replicas: 2 -> 4",
+    ]
     objects = render(repo / "tenants" / "acme")
     assert one_of(objects, "Ingress", "finance-api")["spec"]["rules"][0]["host"] == "books.acme.example.org"
     assert one_of(objects, "Deployment", "finance-api")["spec"]["replicas"] == 4
