@@ -49,10 +49,10 @@ fail() {
 check_secrets() {
   local tenant=$1 namespace="finance-$1" keys key missing=()
   kubectl get namespace "$namespace" >/dev/null 2>&1 \
-    || fail "$tenant" "there is no namespace $namespace: deploy it once with scripts/onboard-tenant $tenant --host HOST --apply" \
+    || fail "$tenant" "there is no namespace $namespace: deploy it once with scripts/onboard-tenant $tenant --apply --force" \
     || return 1
   keys=$(kubectl -n "$namespace" get secret finance-secrets -o "$keys_template" 2>/dev/null) \
-    || fail "$tenant" "$namespace has no finance-secrets Secret: deploy it once with scripts/onboard-tenant $tenant --host HOST --apply --force" \
+    || fail "$tenant" "$namespace has no finance-secrets Secret: deploy it once with scripts/onboard-tenant $tenant --apply --force" \
     || return 1
   for key in "${secret_keys[@]}"; do
     grep -qx "$key" <<< "$keys" || missing+=("$key")
@@ -61,7 +61,7 @@ check_secrets() {
     || fail "$tenant" "$namespace's finance-secrets lacks ${missing[*]}: upgrade it first (README, Database roles; Backups and restore)" \
     || return 1
   kubectl -n "$namespace" get secret pgbackrest-tls >/dev/null 2>&1 \
-    || fail "$tenant" "$namespace has no pgbackrest-tls Secret: make it with FINANCE_BACKUP_CIPHER_PASS=... FINANCE_BACKUP_S3_KEY=... FINANCE_BACKUP_S3_KEY_SECRET=... scripts/onboard-tenant $tenant --host HOST --apply --force" \
+    || fail "$tenant" "$namespace has no pgbackrest-tls Secret: make it with FINANCE_BACKUP_CIPHER_PASS=... FINANCE_BACKUP_S3_KEY=... FINANCE_BACKUP_S3_KEY_SECRET=... scripts/onboard-tenant $tenant --apply --force" \
     || return 1
 }
 
