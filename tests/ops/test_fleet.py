@@ -460,3 +460,18 @@ def test_local_upgrade_restarts_each_server_canary_first_and_checks_it(local_fle
     for name in local_fleet:
         assert dev.running(name) and dev.running(name)[0] != before[name]
     assert fleet_main("status", "--local") == 0
+
+
+def test_e2e_upgrades_the_kind_fleet_to_a_second_tag_and_rolls_back():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e.yml").read_text())
+    steps = workflow["jobs"]["kind"]["steps"]
+    names = [step.get("name", "") for step in steps]
+    fleet_step = next(step for step in steps if "scripts/fleet upgrade" in step.get("run", ""))
+    # After the tenants are onboarded, with the second tag built and loaded into kind first.
+    assert names.index(fleet_step["name"]) > names.index("Onboard two tenants with the script")
+    run = fleet_step["run"]
+    order = ['kind load docker-image "${IMAGE%:*}:$new"', "scripts/fleet status",
+             'scripts/fleet upgrade --image "$new"', 'answers "$new"', 'scripts/fleet upgrade --image "$old"',
+             'answers "$old"']
+    assert [run.index(command) for command in order] == sorted(run.index(command) for command in order)
+    assert '--build-arg VERSION="$new"' in run
