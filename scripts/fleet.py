@@ -124,14 +124,17 @@ def check_ready_answer(status: int, body: str, tenant: str, row: Row | None = No
         answer = json.loads(body)
     except ValueError:
         answer = {}
+    answer = answer if isinstance(answer, dict) else {}
+    error = answer.get("error") if isinstance(answer.get("error"), dict) else {}  # the API's error envelope
     if row is not None:
-        row.schema = answer.get("schema_version") or answer.get("code") or "-"
+        row.schema = answer.get("schema_version") or error.get("code") or "-"
         if answer.get("version"):
             row.version = answer["version"]
+    # An image from before /health named the tenant answers without it: it cannot be told apart.
     if answer.get("tenant", tenant) != tenant:
         return f"the server answering is tenant {answer.get('tenant')!r}, not {tenant!r}"
     if status != 200:
-        return f"/health/ready answers {status} {answer.get('code') or body.strip()[:80]}"
+        return f"/health/ready answers {status} {error.get('code') or body.strip()[:80]}"
     return None
 
 

@@ -243,8 +243,8 @@ def test_upgrade_goes_to_the_canary_then_in_waves_and_a_rollback_restores_the_ol
 
 @pytest.mark.parametrize("failure", ["rollout_fails", "apply_fails", "ready"])
 def test_the_first_failing_tenant_stops_the_upgrade_and_the_rest_are_untouched(fleet, failure):
-    scenario = {failure: {"beta": [503, {"status": "error", "code": "migrations_pending"}]}
-                if failure == "ready" else ["beta"]}
+    not_ready = [503, {"error": {"code": "migrations_pending", "message": "Database migrations are pending."}}]
+    scenario = {failure: {"beta": not_ready} if failure == "ready" else ["beta"]}
     result = fleet.run("upgrade", "--image", NEW, **scenario)
     assert result.returncode == 1
     # beta's steps up to the one that failed: the apply, the API's rollout, or the smoke request after both rollouts.
@@ -255,6 +255,8 @@ def test_the_first_failing_tenant_stops_the_upgrade_and_the_rest_are_untouched(f
         assert fleet.applied(name) is None
         assert fleet.overlay(name).read_text() == fleet.overlays[name]
     assert "beta failed" in result.stderr
+    if failure == "ready":
+        assert "/health/ready answers 503 migrations_pending" in result.stderr
     assert "upgraded to 0.2.0: alpha; failed: beta; not reached (unchanged): delta, gamma" in result.stderr
     rollback = f"scripts/fleet upgrade --image {OLD} --tenants alpha,beta"
     assert rollback in result.stderr
