@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 import urllib.error
@@ -30,9 +31,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tenancy
 from tenancy import StepError, UsageError
+
+if TYPE_CHECKING:
+    import localstack
 
 APP_IMAGE = "finance-service"
 API = "finance-api"
@@ -314,10 +319,8 @@ def local_rows() -> list[Row]:
     return rows
 
 
-def local_backup(stack) -> str:
+def local_backup(stack: localstack.Stack) -> str:
     """The newest backup of the tenant's pgBackRest archive, "none" if it has none (yet)."""
-    import subprocess
-
     assert stack.cluster.archive is not None
     if not stack.cluster.archive.config.exists():
         return "none"

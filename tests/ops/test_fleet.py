@@ -278,6 +278,30 @@ def test_a_canary_still_answering_the_old_version_stops_the_upgrade(fleet):
     assert all(fleet.applied(name) is None for name in ("beta", "delta", "gamma"))
 
 
+def test_an_overlay_that_already_lists_images_gains_the_app_images_entry(fleet):
+    pin = "images:\n  - name: postgres\n    newTag: 17.11-alpine\n"
+    fleet.overlay("alpha").write_text(fleet.overlays["alpha"].rstrip("\n") + "\n" + pin)
+    result = fleet.run("upgrade", "--image", NEW, "--tenants", "alpha")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fleet.rendered_images("alpha") == {f"{REPOSITORY}:{NEW}"}
+    text = fleet.overlay("alpha").read_text()
+    assert text.count("images:") == 1 and "name: postgres\n    newTag: 17.11-alpine" in text
+
+
+def test_an_overlay_that_pins_the_app_image_otherwise_is_refused_and_left_as_it_was(fleet):
+    # A digest beside the tag (the fleet writes tags; deploy.yml pins digests in an overlay of its own).
+    pinned = (fleet.overlays["beta"].rstrip("\n") + f"\nimages:\n  - name: {REPOSITORY}\n    newTag: {OLD}\n"
+              "    digest: sha256:" + "0" * 64 + "\n")
+    fleet.overlay("beta").write_text(pinned)
+    result = fleet.run("upgrade", "--image", NEW)
+    assert result.returncode == 1
+    assert f"tenants/beta renders {REPOSITORY}:{NEW}@sha256:" in result.stderr
+    assert fleet.overlay("beta").read_text() == pinned
+    # alpha (the canary) was upgraded; beta was never applied, and nothing after it was touched.
+    assert_steps(fleet, tenant_steps("alpha"))
+    assert all(fleet.applied(name) is None for name in ("beta", "delta", "gamma"))
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--image", "0.2.0 beta"], "is not an image tag"),
     (["--image", NEW, "--canary", "tenant1"], "--canary tenant1 is not a tenant this upgrade reaches"),
@@ -463,6 +487,26 @@ def test_local_upgrade_restarts_each_server_canary_first_and_checks_it(local_fle
         assert dev.running(name) and dev.running(name)[0] != before[name]
     assert fleet_main("status", "--local") == 0
 
+
+
+def test_a_local_upgrade_stops_at_a_server_that_does_not_start(local_fleet, capsys):
+    import dev
+    import tenancy
+
+    one, two = local_fleet
+    settings = tenancy.tenant_dir(two) / "tenant.env"
+    kept = settings.read_text()
+    # The migration takes this setting; the server refuses it (JWT_TTL_SECONDS is at least 60).
+    settings.write_text(kept + "JWT_TTL_SECONDS=1\n")
+    try:
+        assert fleet_main("upgrade", "--local") == 1
+    finally:
+        settings.write_text(kept)
+    captured = capsys.readouterr()
+    assert f"{one}: restarted, ready" in captured.out
+    assert f"fleet upgrade: {two} failed" in captured.err and "JWT_TTL_SECONDS" in captured.err
+    assert f"stopped: restarted {one}; not reached: none" in captured.err
+    assert dev.running(one) and dev.running(two) is None
 
 def test_e2e_upgrades_the_kind_fleet_to_a_second_tag_and_rolls_back():
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e.yml").read_text())
