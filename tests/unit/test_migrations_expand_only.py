@@ -29,7 +29,9 @@ MARKER = re.compile(r"--\s*contract:\s*\S")
 
 # What contracts the schema, each with what it breaks for a pod of the previous release.
 CONTRACTING = [
-    (re.compile(r"\bDROP\s+(TABLE|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|TYPE|DOMAIN|FUNCTION|PROCEDURE|TRIGGER|SCHEMA)"
+    # An index too: the running code's ON CONFLICT may infer a unique one.
+    (re.compile(r"\bDROP\s+(TABLE|VIEW|MATERIALIZED\s+VIEW|SEQUENCE|TYPE|DOMAIN|FUNCTION|PROCEDURE|TRIGGER|SCHEMA"
+                r"|INDEX(\s+CONCURRENTLY)?)"
                 r"\b(?!\s+(IF\s+EXISTS\s+)?pg_temp\.)", re.I),
      "drops an object the running code may use"),
     # ALTER TABLE ... DROP [COLUMN] name: the word COLUMN is optional.
@@ -109,6 +111,7 @@ def test_the_migrations_from_before_the_rule_exist_and_do_contract():
     "DROP FUNCTION add_to_totals(bigint);",
     "DROP TRIGGER transactions_totals ON transactions;",
     "DROP TYPE transaction_kind;",
+    "DROP INDEX CONCURRENTLY IF EXISTS transactions_user_date_idx;",
     "ALTER TABLE transactions DROP COLUMN note;",
     "ALTER TABLE transactions DROP note;",
     "ALTER TABLE transactions DROP COLUMN IF EXISTS note, ADD COLUMN memo text;",
