@@ -89,8 +89,9 @@ elif argv[:1] == ["exec"]:
     if applied.exists():
         image = json.loads(applied.read_text())["Deployment/finance-api/api"]
     status, answer = scenario.get("ready", {}).get(tenant, [200, {}])
-    answer = {"status": "ready", "tenant": tenant, "version": image.rpartition(":")[2],
-              "schema_version": "0014_webhooks", **answer}
+    if status == 200:  # the answer of a ready server, with what the scenario changes
+        answer = {"status": "ready", "tenant": tenant, "version": image.rpartition(":")[2],
+                  "schema_version": "0014_webhooks", **answer}
     print(status, json.dumps(answer))
 else:
     fail(f"fake kubectl: unexpected {argv}")
@@ -350,23 +351,27 @@ def table(output: str) -> dict[str, str]:
 def test_status_shows_each_tenant_and_fails_naming_the_unhealthy_ones(fleet):
     now = datetime.now(UTC)
     backed_up = {"postgres-backup-full": now - timedelta(days=3), "postgres-backup-diff": now - timedelta(hours=5)}
-    # alpha is healthy; beta has one API replica of two ready; gamma has had no good backup for days;
-    # delta's API answers as another tenant (a wrong Service or database); zeta has no namespace.
+    # alpha is healthy; beta has one API replica of two ready, and it is not ready: a migration is
+    # pending; gamma has had no good backup for days; delta's API answers as another tenant (a wrong
+    # Service or database), and a version other than its image's; zeta has no namespace.
     objects = listing(fleet, now, alpha=backed_up, beta={**backed_up, "finance-api": 1},
                       gamma={"postgres-backup-full": now - timedelta(days=3)}, delta=backed_up)
     result = fleet.run("status", "--context", CONTEXT, listing=objects, deployed=["alpha", "beta", "gamma", "delta"],
-                       ready={"delta": [200, {"tenant": "alpha"}]})
+                       ready={"delta": [200, {"tenant": "alpha", "version": "0.0.9"}],
+                              "beta": [503, {"error": {"code": "migrations_pending", "message": "..."}}]})
     assert result.returncode == 1
     rows = table(result.stdout)
     assert rows["alpha"].split() == [
         "alpha", "https://alpha.finance.example.com", OLD, "2/2", "ready", "0014_webhooks",
         backed_up["postgres-backup-diff"].strftime("%Y-%m-%dT%H:%MZ"), "(5h", "ago)", "diff", "ok",
     ]
-    assert rows["beta"].split()[3] == "1/2" and rows["beta"].endswith("UNHEALTHY")
+    assert rows["beta"].split()[2:6] == [OLD, "1/2", "ready", "migrations_pending"]
+    assert rows["beta"].endswith("UNHEALTHY")
+    assert rows["delta"].split()[2:5] == [OLD, "(answers", "0.0.9)"]
     assert rows["gamma"].endswith("UNHEALTHY") and "3d0h ago" in rows["gamma"]
     assert "not deployed: no namespace finance-zeta" in rows["zeta"]
     assert result.stderr.splitlines() == [
-        "beta is unhealthy: 1 of 2 API replicas ready",
+        "beta is unhealthy: 1 of 2 API replicas ready; /health/ready answers 503 migrations_pending",
         "delta is unhealthy: the server answering is tenant 'alpha', not 'delta'",
         "gamma is unhealthy: no good backup for 3d0h",
     ]
