@@ -334,6 +334,8 @@ def listing(fleet: Fleet, now: datetime, **tenants: dict) -> list[dict]:
         for obj in yaml.safe_load_all(output):
             if not obj or obj["kind"] not in ("Namespace", "Deployment", "StatefulSet", "CronJob", "Ingress"):
                 continue
+            if "finance.example.com/tenant" not in obj["metadata"].get("labels", {}):
+                continue  # what -l finance.example.com/tenant would leave out
             obj["metadata"]["creationTimestamp"] = (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
             if obj["kind"] in ("Deployment", "StatefulSet"):
                 wanted = obj["spec"].get("replicas", 1)
