@@ -437,6 +437,21 @@ def test_what_has_no_openapi_3_words_here_is_refused_naming_it(change, named):
         convert(_minimal(**change))
 
 
+def test_a_response_example_goes_with_its_schema_and_one_of_a_type_not_answered_is_refused():
+    example = {"error": {"code": "not_found", "message": "No such probe"}}
+    document = _minimal()
+    document["paths"]["/probe"]["post"]["responses"]["404"] = {
+        "description": "No such probe", "schema": {"type": "object"}, "examples": {"application/json": example},
+    }  # fmt: skip
+
+    converted = convert(document)["paths"]["/probe"]["post"]["responses"]["404"]
+
+    assert converted["content"] == {"application/json": {"schema": {"type": "object"}, "example": example}}
+    document["paths"]["/probe"]["post"]["responses"]["404"]["examples"] = {"text/csv": "id\n"}
+    with pytest.raises(Unconvertible, match="text/csv"):
+        convert(document)
+
+
 def test_a_body_and_form_parameters_together_are_refused():
     document = _minimal()
     operation = document["paths"]["/probe"]["post"]
