@@ -346,14 +346,8 @@ def _account_id(description: str, example: int | None = None, **kwargs) -> Whole
 # The examples of request bodies (what Swagger UI's "Try it out" sends): a weekly shop.
 EXAMPLE_MOMENT = "2026-11-28T10:30:00+00:00"
 # A recurring rule's start may be at most 366 days back (core.recurring): the first of the month
-# this process started in always is.
+# this process started in is, for any process younger than eleven months.
 EXAMPLE_START = date.today().replace(day=1).isoformat()
-
-
-def _entry_description() -> fields.String:
-    return fields.String(
-        allow_none=True, validate=[Length(max=500), storable_text], metadata={"example": "Weekly shop"}
-    )
 
 
 class EntryCreate(Schema):
@@ -362,7 +356,9 @@ class EntryCreate(Schema):
     account_id = _account_id("One of the user's accounts; the default account when absent.")
     type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES), metadata={"example": "expense"})
     amount = Money(required=True, metadata={"example": "42.50"})
-    description = _entry_description()
+    description = fields.String(
+        allow_none=True, validate=[Length(max=500), storable_text], metadata={"example": "Weekly shop"}
+    )
     category = Category(metadata={"example": "groceries"})
 
 
