@@ -58,6 +58,8 @@ class JsonApi(Api):
 
     @property
     def __schema__(self):
+        """The Swagger 2 document, written once by ErrorExamples. A document that cannot be written
+        raises (a logged 500), where flask-restx would answer 200 with {"error": ...} as the document."""
         if not self._schema:
             self._schema = ErrorExamples(self).as_dict()
         return self._schema
