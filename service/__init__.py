@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     http_headers.init_app(app, settings.cors_allowed_origins)
     db.init_app(app, settings)
     metrics.init_app(app)
-    api.init_app(app)
+    api.init_app(app, settings.tenant_id)
     if settings.trusted_proxy_hops:
         # request.remote_addr becomes the client as the outermost trusted proxy saw it, taken from
         # X-Forwarded-For (the entries the proxies appended, never one the client sent).

@@ -277,7 +277,7 @@ class Credentials(Schema):
     username = Username(
         required=True,
         validate=[Length(min=3, max=254), storable_text],
-        metadata={"example": "sam.johnson@gmail.com"},
+        metadata={"example": "sam.johnson@example.com"},
     )
     password = fields.String(
         required=True,
@@ -333,26 +333,40 @@ class WholeNumber(fields.Integer):
         return super()._validated(value)
 
 
-def _account_id(description: str, **kwargs) -> WholeNumber:
-    """An id of one of the user's accounts (another user's is refused like one that does not exist)."""
-    return WholeNumber(validate=Range(min=1, max=MAX_ID), metadata={"description": description}, **kwargs)
+def _account_id(description: str, example: int | None = None, **kwargs) -> WholeNumber:
+    """An id of one of the user's accounts (another user's is refused like one that does not exist).
+    An optional one has no example: a request body's example (docs.model) leaves it out, as the
+    user's own ids are not known in advance."""
+    metadata: dict = {"description": description}
+    if example is not None:
+        metadata["example"] = example
+    return WholeNumber(validate=Range(min=1, max=MAX_ID), metadata=metadata, **kwargs)
+
+
+# The examples of request bodies (what Swagger UI's "Try it out" sends): a weekly shop.
+EXAMPLE_MOMENT = "2026-11-28T10:30:00+00:00"
+# A recurring rule's start may be at most 366 days back (core.recurring): the first of the month
+# this process started in is, for any process younger than eleven months.
+EXAMPLE_START = date.today().replace(day=1).isoformat()
 
 
 class EntryCreate(Schema):
     """What an income or expense is, as a transaction and a recurring rule take it."""
 
     account_id = _account_id("One of the user's accounts; the default account when absent.")
-    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES))
-    amount = Money(required=True)
-    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
-    category = Category()
+    type = fields.String(required=True, validate=OneOf(TRANSACTION_TYPES), metadata={"example": "expense"})
+    amount = Money(required=True, metadata={"example": "42.50"})
+    description = fields.String(
+        allow_none=True, validate=[Length(max=500), storable_text], metadata={"example": "Weekly shop"}
+    )
+    category = Category(metadata={"example": "groceries"})
 
 
 class TransactionCreate(EntryCreate):
     occurred_at = fields.AwareDateTime(
         format="iso",
         validate=supported_day,
-        metadata={"description": "ISO 8601 with an offset; defaults to now."},
+        metadata={"description": "ISO 8601 with an offset; defaults to now.", "example": EXAMPLE_MOMENT},
     )
 
 
@@ -513,13 +527,16 @@ def _account_name(**kwargs) -> fields.String:
 
 class AccountCreate(Schema):
     name = _account_name(required=True)
-    kind = fields.String(required=True, validate=OneOf(ACCOUNT_KINDS))
-    opening_balance = Money(signed=True, metadata={"description": "May be negative (a credit card); 0.00 when absent."})
+    kind = fields.String(required=True, validate=OneOf(ACCOUNT_KINDS), metadata={"example": "savings"})
+    opening_balance = Money(
+        signed=True,
+        metadata={"description": "May be negative (a credit card); 0.00 when absent.", "example": "250.00"},
+    )
 
 
 class AccountUpdate(Changes):
     name = _account_name()
-    kind = fields.String(validate=OneOf(ACCOUNT_KINDS))
+    kind = fields.String(validate=OneOf(ACCOUNT_KINDS), metadata={"example": "savings"})
     archived = fields.Boolean(metadata={"description": "An archived account takes no new records."})
     is_default = fields.Boolean(
         validate=Equal(True, error="Make another account the default instead."),
@@ -549,12 +566,16 @@ class AccountList(Schema):
 
 
 class TransferCreate(Schema):
-    from_account_id = _account_id("The account the money leaves.", required=True)
-    to_account_id = _account_id("The account the money enters.", required=True)
-    amount = Money(required=True)
-    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
+    from_account_id = _account_id("The account the money leaves.", example=1, required=True)
+    to_account_id = _account_id("The account the money enters.", example=2, required=True)
+    amount = Money(required=True, metadata={"example": "100.00"})
+    description = fields.String(
+        allow_none=True, validate=[Length(max=500), storable_text], metadata={"example": "Monthly saving"}
+    )
     occurred_at = fields.AwareDateTime(
-        format="iso", validate=supported_day, metadata={"description": "ISO 8601 with an offset; defaults to now."}
+        format="iso",
+        validate=supported_day,
+        metadata={"description": "ISO 8601 with an offset; defaults to now.", "example": EXAMPLE_MOMENT},
     )
 
     @validates_schema
@@ -564,9 +585,11 @@ class TransferCreate(Schema):
 
 
 class TransferUpdate(Changes):
-    amount = Money()
-    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
-    occurred_at = fields.AwareDateTime(format="iso", validate=supported_day)
+    amount = Money(metadata={"example": "100.00"})
+    description = fields.String(
+        allow_none=True, validate=[Length(max=500), storable_text], metadata={"example": "Monthly saving"}
+    )
+    occurred_at = fields.AwareDateTime(format="iso", validate=supported_day, metadata={"example": EXAMPLE_MOMENT})
 
 
 class TransferPublic(Schema):
@@ -607,9 +630,14 @@ class TransferPage(Schema):
 
 class BudgetCreate(Schema):
     category = NamedCategory(
-        required=True, metadata={"description": "Matched as the category filter of GET /transactions matches."}
+        required=True,
+        metadata={
+            "description": "Matched as the category filter of GET /transactions matches.", "example": "groceries"
+        },
     )
-    amount = Money(required=True, metadata={"description": "The monthly limit; it applies to every month."})
+    amount = Money(
+        required=True, metadata={"description": "The monthly limit; it applies to every month.", "example": "400.00"}
+    )
 
 
 class BudgetUpdate(BudgetCreate, Changes):
@@ -650,14 +678,17 @@ class BudgetList(Schema):
 
 
 class RecurringCreate(EntryCreate):
-    frequency = fields.String(required=True, validate=OneOf(FREQUENCIES))
+    frequency = fields.String(required=True, validate=OneOf(FREQUENCIES), metadata={"example": "weekly"})
     interval = WholeNumber(
         validate=Range(min=1, max=366),
-        metadata={"description": "Every this many days, weeks, months or years; 1 by default."},
+        metadata={"description": "Every this many days, weeks, months or years; 1 by default.", "example": 1},
     )
     start_date = fields.Date(
         required=True, validate=supported_day,
-        metadata={"description": "The first occurrence, in the tenant's time zone; at most 366 days ago."},
+        metadata={
+            "description": "The first occurrence, in the tenant's time zone; at most 366 days ago.",
+            "example": EXAMPLE_START,
+        },
     )
     end_date = fields.Date(
         allow_none=True, validate=supported_day, metadata={"description": "The last day an occurrence may fall on."}
@@ -719,15 +750,21 @@ class TokenName(fields.String):
 
 class PersonalTokenCreate(Schema):
     name = TokenName(
-        required=True, metadata={"description": "What the token is for; 1 to 100 characters.", "example": "Spreadsheet"}
+        required=True,
+        metadata={"description": "What the token is for; 1 to 100 characters.", "example": "Budget spreadsheet"},
     )
     scope = fields.String(
         required=True, validate=OneOf(TOKEN_SCOPES),
-        metadata={"description": "read: GET only; read_write: everything but what needs a login token."},
+        metadata={
+            "description": "read: GET only; read_write: everything but what needs a login token.", "example": "read"
+        },
     )
     expires_in_days = WholeNumber(
         load_default=DEFAULT_TOKEN_DAYS, validate=Range(min=1, max=MAX_TOKEN_DAYS),
-        metadata={"description": f"Days until it expires, 1 to {MAX_TOKEN_DAYS}; {DEFAULT_TOKEN_DAYS} by default."},
+        metadata={
+            "description": f"Days until it expires, 1 to {MAX_TOKEN_DAYS}; {DEFAULT_TOKEN_DAYS} by default.",
+            "example": DEFAULT_TOKEN_DAYS,
+        },
     )
 
 
@@ -830,16 +867,21 @@ class WebhookCreate(Schema):
         metadata={
             "description": "https, without a user or password or #fragment; its host must resolve to public"
             " addresses only.",
-            "example": "https://example.com/hooks/finance",
+            "example": "https://example.com/hooks",
         },
     )
     events = _webhook_events(required=True)
-    description = fields.String(allow_none=True, validate=[Length(max=500), storable_text])
+    description = fields.String(
+        allow_none=True, validate=[Length(max=500), storable_text], metadata={"example": "Budget app"}
+    )
 
 
 class WebhookUpdate(WebhookCreate, Changes):
     active = fields.Boolean(
-        metadata={"description": "false: no deliveries are made; true takes one the service turned off back up."}
+        metadata={
+            "description": "false: no deliveries are made; true takes one the service turned off back up.",
+            "example": True,
+        }
     )
 
 

@@ -9,10 +9,9 @@ from .. import db
 from ..core import access_tokens
 from ..schemas import PersonalTokenCreate, PersonalTokenIssued, PersonalTokenList
 from .common import UserResource, accepts_json, login_token_only, responds, user_item_route, user_route
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace("tokens", path="/", description="The logged-in user's personal access tokens, for scripts")
-error = error_model(ns)
 
 
 @user_route(ns, "/tokens")
@@ -25,7 +24,7 @@ class TokenCollection(UserResource):
     @login_token_only(ns)
     @accepts_json(ns, PersonalTokenCreate, invalid="Invalid name, scope or expires_in_days, or an unknown field")
     @responds(ns, 201, "Created; `token` is its secret, shown only here; Location names it", PersonalTokenIssued)
-    @ns.response(409, f"The user has {access_tokens.MAX_TOKENS} unexpired tokens (too_many_tokens)", error)
+    @refusal(ns, 409, f"The user has {access_tokens.MAX_TOKENS} unexpired tokens (too_many_tokens)", "too_many_tokens")
     def post(self, data: dict):
         """Make a personal access token: it authenticates like a login token, within its scope,
         until it expires or is deleted. A retry makes another token (no Idempotency-Key: the

@@ -9,10 +9,9 @@ from .. import db
 from ..core import accounts
 from ..schemas import AccountCreate, AccountList, AccountListQuery, AccountPublic, AccountUpdate
 from .common import UserResource, accepts_json, accepts_query, responds, user_item_route, user_route, with_currency
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace("accounts", path="/", description="The logged-in user's money accounts and their balances")
-error = error_model(ns)
 
 
 @user_route(ns, "/accounts")
@@ -26,7 +25,10 @@ class AccountCollection(UserResource):
 
     @accepts_json(ns, AccountCreate, invalid="Invalid account")
     @responds(ns, 201, "Created; Location names it", AccountPublic)
-    @ns.response(409, "An account of this name exists (account_exists), or 1,000 do (too_many_accounts)", error)
+    @refusal(
+        ns, 409, "An account of this name exists (account_exists), or 1,000 do (too_many_accounts)",
+        "account_exists", "too_many_accounts",
+    )
     def post(self, data: dict):
         """Open an account."""
         account = accounts.create(db.connection(), user_id=g.user_id, data=data)
@@ -42,14 +44,19 @@ class AccountItem(UserResource):
 
     @accepts_json(ns, AccountUpdate, invalid="Invalid change")
     @responds(ns, 200, "The changed account", AccountPublic)
-    @ns.response(409, "The name is taken (account_exists), or the default would be archived", error)
+    @refusal(
+        ns, 409, "The name is taken (account_exists), or the default would be archived (account_is_default)",
+        "account_exists", "account_is_default",
+    )
     def patch(self, changes: dict, account_id: int):
         """Rename, change the kind, archive or unarchive, or make it the default account."""
         changed = accounts.update(db.connection(), user_id=g.user_id, account_id=account_id, changes=changes)
         return with_currency(changed)
 
     @ns.response(204, "Deleted")
-    @ns.response(409, "The default account, or one that records or recurring rules use (account_in_use)", error)
+    @refusal(
+        ns, 409, "The default account, or one that records or recurring rules use (account_in_use)", "account_in_use"
+    )
     def delete(self, account_id: int):
         """Delete an account that nothing refers to (archive it otherwise)."""
         accounts.delete(db.connection(), user_id=g.user_id, account_id=account_id)

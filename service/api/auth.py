@@ -10,19 +10,18 @@ from ..schemas import Credentials, TokenPublic, UserPublic
 from ..security import IssuedToken
 from . import limits
 from .common import accepts_json, responds, settings
-from .docs import error_model
+from .docs import refusal
 
 # The tags and texts below are part of the published Swagger document (generated clients name
 # their classes after them): they keep the original wording.
 ns = Namespace("auth", path="/", description="Accounts and tokens")
-error = error_model(ns)
 
 
 @ns.route("/register")
 class Register(Resource):
     @accepts_json(ns, Credentials, invalid="Invalid username or password")
     @responds(ns, 201, "Account created", UserPublic)
-    @ns.response(409, "Username already taken", error)
+    @refusal(ns, 409, "Username already taken (username_taken)", "username_taken")
     @limits.documented(ns)
     def post(self, data: dict):
         """Create an account; usernames are unique whatever their letter case."""
@@ -34,8 +33,10 @@ class Register(Resource):
 class Login(Resource):
     @accepts_json(ns, Credentials, invalid="Malformed credentials")
     @responds(ns, 200, "Logged in", TokenPublic)
-    @ns.response(401, "Unknown username or wrong password", error)
-    @limits.documented(ns, also=", or too many failed logins for this username")
+    @refusal(ns, 401, "Unknown username or wrong password (invalid_credentials)", "invalid_credentials")
+    @limits.documented(
+        ns, also=", or too many failed logins for this username (too_many_attempts)", codes=("too_many_attempts",)
+    )
     def post(self, data: dict):
         """Exchange a username and password for a bearer token."""
         limits.enforce("login", account=rate_limits.account_key(data["username"]))

@@ -18,10 +18,9 @@ from .common import (
     user_route,
     with_currency,
 )
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace("budgets", path="/", description="The logged-in user's monthly budgets per category")
-error = error_model(ns)
 
 
 @user_route(ns, "/budgets")
@@ -37,7 +36,10 @@ class BudgetCollection(UserResource):
 
     @accepts_json(ns, BudgetCreate, invalid="Invalid budget")
     @responds(ns, 201, "Created; Location names it", BudgetPublic)
-    @ns.response(409, "A budget for this category exists (budget_exists), or 1,000 do (too_many_budgets)", error)
+    @refusal(
+        ns, 409, "A budget for this category exists (budget_exists), or 1,000 do (too_many_budgets)",
+        "budget_exists", "too_many_budgets",
+    )
     def post(self, data: dict):
         """Set a monthly budget for a category."""
         budget = budgets.create(db.connection(), user_id=g.user_id, data=data)
@@ -58,7 +60,7 @@ class BudgetItem(UserResource):
 
     @accepts_json(ns, BudgetUpdate, invalid="Invalid change")
     @responds(ns, 200, "The changed budget", BudgetPublic)
-    @ns.response(409, "Another budget has this category (budget_exists)", error)
+    @refusal(ns, 409, "Another budget has this category (budget_exists)", "budget_exists")
     def patch(self, changes: dict, budget_id: int):
         """Change a budget's category or amount."""
         return with_currency(budgets.update(db.connection(), user_id=g.user_id, budget_id=budget_id, changes=changes))

@@ -17,7 +17,7 @@ from ..core import idempotency, tokens
 from ..core.errors import Forbidden, TokenRefused
 from ..errors import ApiError
 from ..schemas import MAX_ID, parse_json_number
-from .docs import authenticated, error_model, model, query_params
+from .docs import authenticated, model, query_params, refusal
 
 TOKEN_HEADER = "x-access-token"  # noqa: S105 - a header name
 # The methods a personal access token of scope `read` may use.
@@ -75,14 +75,18 @@ def accepts_json(ns: Namespace, schema: type[Schema], *, invalid: str) -> Callab
     """Decorator: the method takes a JSON body of `schema`, validated and passed as its first
     argument; documented with the 400 its validation answers (`invalid` says when) and the 413 and
     415 of any body."""
-    refusals = {400: invalid, 413: "Larger than 1 MiB", 415: "The body is not JSON"}
+    refusals = {
+        400: (invalid, "validation_error", "malformed_json"),
+        413: ("Larger than 1 MiB", "payload_too_large"),
+        415: ("The body is not JSON", "unsupported_media_type"),
+    }
     return _accepts(ns, schema, load_body, refusals, expect=[model(ns, schema, for_input=True)])
 
 
 def accepts_query(ns: Namespace, schema: type[Schema], *, invalid: str) -> Callable:
     """Decorator: the method takes the query parameters of `schema`, validated and passed as its
     first argument; documented with the 400 their validation answers (`invalid` says when)."""
-    return _accepts(ns, schema, load_query, {400: invalid}, params=query_params(schema))
+    return _accepts(ns, schema, load_query, {400: (invalid, "validation_error")}, params=query_params(schema))
 
 
 def responds(ns: Namespace, status: int, description: str, schema: type[Schema]) -> Callable:
@@ -102,7 +106,9 @@ def responds(ns: Namespace, status: int, description: str, schema: type[Schema])
     return decorate
 
 
-def _accepts(ns: Namespace, schema: type[Schema], load: Callable, refusals: dict[int, str], **doc) -> Callable:
+def _accepts(
+    ns: Namespace, schema: type[Schema], load: Callable, refusals: dict[int, tuple[str, ...]], **doc
+) -> Callable:
     loader = schema()  # built once: building one per request costs more than using it
 
     def decorate(method: Callable) -> Callable:
@@ -110,8 +116,8 @@ def _accepts(ns: Namespace, schema: type[Schema], load: Callable, refusals: dict
         def loaded(self, *args, **kwargs):
             return method(self, load(loader), *args, **kwargs)
 
-        for status, why in refusals.items():
-            loaded = ns.response(status, why, error_model(ns))(loaded)
+        for status, (why, *codes) in refusals.items():
+            loaded = refusal(ns, status, why, *codes)(loaded)
         return ns.doc(**doc)(loaded)
 
     return decorate
@@ -133,7 +139,12 @@ def idempotent(ns: Namespace) -> Callable:
     }
 
     def decorate(method: Callable) -> Callable:
-        method = ns.response(422, "Idempotency-Key reused with a different body", error_model(ns))(method)
+        method = refusal(
+            ns, 422,
+            "Idempotency-Key reused with a different body (idempotency_key_reused), or more database time than one"
+            " request may use (request_too_expensive)",
+            "idempotency_key_reused", "request_too_expensive",
+        )(method)
         return ns.doc(params={"Idempotency-Key": header})(method)
 
     return decorate
@@ -170,7 +181,7 @@ def login_token_only(ns: Namespace) -> Callable:
 
     def decorate(method: Callable) -> Callable:
         setattr(method, _LOGIN_TOKEN_ONLY, True)
-        return ns.response(403, LOGIN_TOKEN_REQUIRED, error_model(ns))(method)
+        return refusal(ns, 403, LOGIN_TOKEN_REQUIRED, "login_token_required")(method)
 
     return decorate
 
@@ -219,7 +230,7 @@ def user_route(ns: Namespace, path: str) -> Callable:
         for name in getattr(cls, "methods", None) or ():
             method = getattr(cls, name.lower())
             if name not in READ_METHODS and not getattr(method, _LOGIN_TOKEN_ONLY, False):
-                ns.response(403, INSUFFICIENT_SCOPE, error_model(ns))(method)
+                refusal(ns, 403, INSUFFICIENT_SCOPE, "insufficient_scope")(method)
         return ns.route(path)(authenticated(ns)(cls))
 
     return decorate
@@ -233,7 +244,7 @@ def user_item_route(ns: Namespace, collection: str, record: str, below: str = ""
     path = f"{collection}/<int(max={MAX_ID}):{record}_id>{below}"
 
     def decorate(cls: type) -> type:
-        cls = ns.response(404, f"No such {record} of this user", error_model(ns))(cls)
+        cls = refusal(ns, 404, f"No such {record} of this user", "not_found")(cls)
         cls = ns.param(f"{record}_id", f"The {record}'s id")(cls)
         return user_route(ns, path)(cls)
 

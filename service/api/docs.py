@@ -266,6 +266,14 @@ class _SchemaModel(SchemaModel):
         return self._schema
 
 
+def _body_example(json_schema: dict) -> dict:
+    """A request body's example: each field's own example (schemas.py), the fields without one left
+    out. Swagger UI's "Try it out" starts from it; without it Swagger UI makes up a value from each
+    field's type and pattern (random text for a category) and sends every optional field, such as an
+    account id the user does not have."""
+    return {name: prop["example"] for name, prop in json_schema["properties"].items() if "example" in prop}
+
+
 def model(ns: Namespace, schema: type[Schema], *, for_input: bool = False) -> SchemaModel:
     """The Swagger model of a schema: its loadable fields for input, its dumped ones otherwise."""
     name = schema.__name__
@@ -286,6 +294,7 @@ def model(ns: Namespace, schema: type[Schema], *, for_input: bool = False) -> Sc
         json_schema.update(rules)
         if instance.unknown == RAISE:
             json_schema["additionalProperties"] = False
+        json_schema["example"] = _body_example(json_schema)
     return ns.add_model(name, _SchemaModel(name, json_schema, converter.refers_to, for_input=for_input))
 
 
@@ -317,13 +326,14 @@ def query_params(schema: type[Schema]) -> dict:
 
 
 def error_model(ns: Namespace) -> Model:
-    """The one error envelope, as a Swagger model."""
+    """The one error envelope, as a Swagger model. Its code has no example of its own: each error
+    response shows its own (`refusal`)."""
     if "Error" in ns.models:
         return ns.models["Error"]
     detail = ns.model(
         "ErrorDetail",
         {
-            "code": rx.String(required=True, example="validation_error"),
+            "code": rx.String(required=True, description="Stable, for programs; each response names its own."),
             "message": rx.String(required=True),
             "fields": rx.Raw(description="Per-field messages, for validation errors."),
         },
@@ -331,9 +341,37 @@ def error_model(ns: Namespace) -> Model:
     return ns.model("Error", {"error": rx.Nested(detail, required=True)})
 
 
-# Swagger security requirements: either header carries the token.
+# The keyword of ns.response that carries an error response's codes (read by
+# service.api.ErrorExamples, which writes the response's example from the first).
+CODES = "codes"
+
+
+def refusal(ns: Namespace, status: int, description: str, *codes: str, headers: dict | None = None):
+    """Decorator: document an error response in the envelope, with the codes the service answers it
+    with, the usual one first: the document shows an example of that one, so that a 401 does not
+    show the example of a 400. Every error response is documented through here."""
+    if not codes:
+        raise TypeError(f"{status} {description!r}: name the codes the service answers it with")
+    return ns.response(status, description, error_model(ns), headers=headers, **{CODES: codes})
+
+
+def error_example(code: str, description: str) -> dict:
+    """An error response's example body: its code, and its description as the message."""
+    return {"error": {"code": code, "message": description}}
+
+
+# Swagger security schemes: either header carries the token. `token` comes first and every
+# protected operation lists it: the token from POST /login goes in it as it comes, which is what
+# people paste into Swagger UI's Authorize dialog. `bearer` is the same token after "Bearer ":
+# Swagger 2 has no other words for it; the OpenAPI 3 document (which /docs shows) calls it an HTTP
+# bearer scheme, where Swagger UI and generated clients add "Bearer " themselves.
 AUTHORIZATIONS = {
-    "token": {"type": "apiKey", "in": "header", "name": "x-access-token"},
+    "token": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-access-token",
+        "description": "The token from POST /login (or a personal access token), as it comes",
+    },
     "bearer": {
         "type": "apiKey",
         "in": "header",
@@ -341,6 +379,8 @@ AUTHORIZATIONS = {
         "description": "Bearer <token>",
     },
 }
+# What every protected operation accepts, token first.
+SECURITY: list[dict[str, list]] = [{"token": []}, {"bearer": []}]
 
 
 # Any operation that reaches the database answers 503 while it is unreachable or while other
@@ -356,7 +396,7 @@ RETRY_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds to wai
 
 def database_unavailable(ns: Namespace):
     """Decorator: document the 503 of a database outage or of contention."""
-    return ns.response(503, DATABASE_UNAVAILABLE, error_model(ns), headers=RETRY_AFTER)
+    return refusal(ns, 503, DATABASE_UNAVAILABLE, "service_unavailable", "busy", headers=RETRY_AFTER)
 
 
 def authenticated(ns: Namespace):
@@ -365,9 +405,12 @@ def authenticated(ns: Namespace):
     statement timeout)."""
 
     def decorate(cls: type) -> type:
-        cls = ns.response(401, "Missing, invalid, expired or revoked token", error_model(ns))(cls)
-        cls = ns.response(422, TOO_EXPENSIVE, error_model(ns))(cls)
+        cls = refusal(
+            ns, 401, "Missing, invalid, expired or revoked token (authentication_required, invalid_token)",
+            "authentication_required", "invalid_token",
+        )(cls)
+        cls = refusal(ns, 422, TOO_EXPENSIVE, "request_too_expensive")(cls)
         cls = database_unavailable(ns)(cls)
-        return ns.doc(security=[{"token": []}, {"bearer": []}])(cls)
+        return ns.doc(security=SECURITY)(cls)
 
     return decorate

@@ -11,6 +11,7 @@ from flask_restx import Namespace, Resource
 from .. import db, migrate
 from ..errors import ApiError
 from .common import settings
+from .docs import refusal
 
 ns = Namespace("health", path="/", description="Probes for load balancers and Kubernetes")
 READY_TIMEOUT_SECONDS = 1.0
@@ -39,7 +40,12 @@ class Health(Resource):
 @ns.route("/health/ready")
 class Ready(Resource):
     @ns.response(200, "The database answers and its schema is current")
-    @ns.response(503, "The database is unreachable, migrations are pending or were run for another time zone")
+    @refusal(
+        ns, 503,
+        "The database is unreachable (service_unavailable), migrations are pending or were run for another time"
+        " zone (migrations_pending)",
+        "service_unavailable", "migrations_pending",
+    )
     def get(self):
         """Check the database and the schema version (readiness)."""
         conn = db.connection(timeout=READY_TIMEOUT_SECONDS)

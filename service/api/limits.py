@@ -10,7 +10,7 @@ from flask_restx import Namespace
 from .. import db
 from ..core import rate_limits
 from .common import settings
-from .docs import RETRY_AFTER, database_unavailable, error_model
+from .docs import RETRY_AFTER, database_unavailable, refusal
 
 TOO_MANY = "Too many requests from this client or for this account"
 
@@ -38,13 +38,13 @@ def enforce(action: str, *, account: str) -> None:
     rate_limits.enforce(db, settings(), action, client=client_address(), account=account)
 
 
-def documented(ns: Namespace, *, also: str = ""):
-    """Decorator: document the 429 of a rate-limited operation (`also`: its other reasons for one),
-    and the 503 of the database that counts its requests."""
+def documented(ns: Namespace, *, also: str = "", codes: tuple[str, ...] = ()):
+    """Decorator: document the 429 of a rate-limited operation (`also`: its other reasons for one,
+    `codes` theirs), and the 503 of the database that counts its requests."""
 
     def decorate(method):
         method = database_unavailable(ns)(method)
-        why = f"{TOO_MANY}{also}; retry after Retry-After seconds"
-        return ns.response(429, why, error_model(ns), headers=RETRY_AFTER)(method)
+        why = f"{TOO_MANY} (rate_limited){also}; retry after Retry-After seconds"
+        return refusal(ns, 429, why, "rate_limited", *codes, headers=RETRY_AFTER)(method)
 
     return decorate

@@ -10,12 +10,11 @@ from ..core import tokens, users
 from ..schemas import AccountDeletion, PasswordChange, TokenPublic
 from .auth import token_body
 from .common import UserResource, accepts_json, login_token_only, responds, settings, user_route
-from .docs import error_model
+from .docs import refusal
 
 # Tagged "account" in the published Swagger document, as it always was (generated clients name
 # their classes after tags); in the code, "account" is kept for the money accounts to come.
 ns = Namespace("account", path="/", description="The logged-in user's session, password and account")
-error = error_model(ns)
 REFUSED_401 = "Wrong password, or a missing, invalid, expired or revoked token"
 LOCKED = "Too many wrong passwords for this username (logins included); see Retry-After"
 UNLOCKS_AFTER = {"Retry-After": {"type": "integer", "description": "Seconds until the username is unlocked."}}
@@ -40,8 +39,8 @@ class Password(UserResource):
         invalid="A field missing, unknown or invalid; a new password as at registration, not the current",
     )
     @responds(ns, 200, "Changed; every earlier login token of the user is revoked: use this new one", TokenPublic)
-    @ns.response(401, REFUSED_401, error)
-    @ns.response(429, LOCKED, error, headers=UNLOCKS_AFTER)
+    @refusal(ns, 401, REFUSED_401, "invalid_credentials", "authentication_required", "invalid_token")
+    @refusal(ns, 429, LOCKED, "too_many_attempts", headers=UNLOCKS_AFTER)
     def post(self, data: dict):
         """Change the password (the current one confirms it) and revoke every earlier login token
         (personal access tokens stay valid: delete them with DELETE /tokens/{token_id})."""
@@ -57,8 +56,8 @@ class Me(UserResource):
     @login_token_only(ns)
     @accepts_json(ns, AccountDeletion, invalid="The password missing or invalid, or an unknown field")
     @ns.response(204, "Deleted, with every record and total of the user; their tokens, personal ones too, are refused")
-    @ns.response(401, REFUSED_401, error)
-    @ns.response(429, LOCKED, error, headers=UNLOCKS_AFTER)
+    @refusal(ns, 401, REFUSED_401, "invalid_credentials", "authentication_required", "invalid_token")
+    @refusal(ns, 429, LOCKED, "too_many_attempts", headers=UNLOCKS_AFTER)
     def delete(self, data: dict):
         """Delete the account and all of its data, for good; the password confirms it."""
         users.delete(db, settings(), user_id=g.user_id, token_version=g.token_claims["ver"], password=data["password"])

@@ -6,10 +6,10 @@ Swagger 2 only; code generators want OpenAPI 3.
 The conversion is what OpenAPI 3.0 renamed or moved, nothing more: definitions become
 components/schemas (every `$ref` follows), `x-nullable` becomes `nullable`, a body parameter
 becomes the requestBody and form parameters its multipart schema, every other parameter's value
-keywords move into its `schema`, a response's schema goes under `content`, securityDefinitions
-become components/securitySchemes (the `Authorization` header as an HTTP bearer scheme), and
-basePath (and host) become the one server. What it does not know how to convert it refuses,
-naming it, rather than leave out.
+keywords move into its `schema`, a response's schema and example go under `content`,
+securityDefinitions become components/securitySchemes (the `Authorization` header as an HTTP
+bearer scheme), and basePath (and host) become the one server. What it does not know how to
+convert it refuses, naming it, rather than leave out.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from flask import Flask, Response
 from flask_restx import Api
 
 OPENAPI_VERSION = "3.0.3"
+# The Flask endpoint of GET /openapi.json (Swagger UI reads it: service.api.JsonApi.specs_url).
+ENDPOINT = "openapi"
 JSON = "application/json"
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -154,6 +156,10 @@ def response(status: str, swagger: dict[str, Any], produces: list[str]) -> dict[
         converted["content"] = {media: {"schema": schema(swagger["schema"])} for media in types}
     elif others and status.startswith("2") and status != "204":
         converted["content"] = {media: {"schema": {"type": "string"}} for media in others}
+    for media, example in swagger.get("examples", {}).items():
+        if media not in converted.get("content", {}):
+            raise Unconvertible(f"response {status}: an example of {media}, which it does not answer")
+        converted["content"][media]["example"] = example
     return converted
 
 
@@ -258,4 +264,4 @@ def init_app(app: Flask, api: Api) -> None:
             kept.append(json.dumps(convert(api.__schema__)).encode())
         return app.response_class(kept[0], mimetype=JSON)
 
-    app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
+    app.add_url_rule("/openapi.json", ENDPOINT, openapi_json, methods=["GET"])

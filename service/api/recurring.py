@@ -19,13 +19,12 @@ from .common import (
     user_route,
     with_currency,
 )
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace(
     "recurring-transactions", path="/",
     description="Rules of the logged-in user whose occurrences become transactions (dated the start of their day)",
 )
-error = error_model(ns)
 
 
 @user_route(ns, "/recurring-transactions")
@@ -38,7 +37,10 @@ class RecurringCollection(UserResource):
     @accepts_json(ns, RecurringCreate, invalid="Invalid rule, or an account that is not the user's")
     @responds(ns, 201, "Created, with its occurrences due by today made; Location names it", RecurringPublic)
     @idempotent(ns)
-    @ns.response(409, "An archived account (account_archived), or 200 rules (too_many_recurring)", error)
+    @refusal(
+        ns, 409, "An archived account (account_archived), or 200 rules (too_many_recurring)",
+        "account_archived", "too_many_recurring",
+    )
     def post(self, data: dict):
         """Create a rule; its occurrences from start_date to today become transactions at once."""
 
@@ -57,7 +59,7 @@ class RecurringItem(UserResource):
 
     @accepts_json(ns, RecurringUpdate, invalid="Invalid change")
     @responds(ns, 200, "The changed rule, with its occurrences due by today made", RecurringPublic)
-    @ns.response(409, "An archived account (account_archived)", error)
+    @refusal(ns, 409, "An archived account (account_archived)", "account_archived")
     def patch(self, changes: dict, recurring_id: int):
         """Change a rule: it applies to the occurrences after the last one made."""
         changed = recurring.update(

@@ -33,10 +33,9 @@ from .common import (
     user_route,
     with_currency,
 )
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace("transactions", path="/", description="Income and expense records of the logged-in user")
-error = error_model(ns)
 
 
 def create_transaction(data: dict) -> tuple[dict, dict]:
@@ -47,7 +46,7 @@ def create_transaction(data: dict) -> tuple[dict, dict]:
 def _documented_create(method):
     """The Swagger description both create paths share."""
     method = idempotent(ns)(responds(ns, 201, "Created; Location names it", TransactionPublic)(method))
-    method = ns.response(409, "The account is archived (account_archived)", error)(method)
+    method = refusal(ns, 409, "The account is archived (account_archived)", "account_archived")(method)
     return accepts_json(ns, TransactionCreate, invalid="Invalid transaction, or an account that is not the user's")(
         method
     )
@@ -94,7 +93,7 @@ class TransactionItem(UserResource):
         return with_currency(transactions.get(db.connection(), user_id=g.user_id, transaction_id=transaction_id))
 
     @accepts_json(ns, TransactionUpdate, invalid="Invalid change, or an account that is not the user's")
-    @ns.response(409, "The account is archived (account_archived)", error)
+    @refusal(ns, 409, "The account is archived (account_archived)", "account_archived")
     @responds(ns, 200, "The updated transaction", TransactionPublic)
     def patch(self, changes: dict, transaction_id: int):
         """Change some fields of a transaction."""
@@ -153,10 +152,13 @@ class TransactionImport(UserResource):
         params={"file": {"in": "formData", "type": "file", "required": True, "description": "The CSV (multipart)"}},
     )
     @responds(ns, 201, "Every row imported", ImportResult)
-    @ns.response(400, "Not a readable CSV file", error)
-    @ns.response(413, "Larger than 1 MiB", error)
-    @ns.response(415, "Neither text/csv nor multipart/form-data", error)
-    @ns.response(422, "Some rows are invalid; nothing was imported", error)
+    @refusal(ns, 400, "Not a readable CSV file (invalid_csv), or no file part", "invalid_csv", "validation_error")
+    @refusal(ns, 413, "Larger than 1 MiB", "payload_too_large")
+    @refusal(ns, 415, "Neither text/csv nor multipart/form-data", "unsupported_media_type")
+    @refusal(
+        ns, 422, "Some rows are invalid (invalid_rows) or there are none (empty_import); nothing was imported",
+        "invalid_rows", "empty_import", "request_too_expensive",
+    )
     @limits.documented(ns)
     def post(self):
         """Import transactions from CSV: all rows or none."""

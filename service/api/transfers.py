@@ -27,10 +27,9 @@ from .common import (
     user_route,
     with_currency,
 )
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace("transfers", path="/", description="Money moved between the logged-in user's accounts")
-error = error_model(ns)
 
 
 @user_route(ns, "/transfers")
@@ -49,7 +48,7 @@ class TransferCollection(UserResource):
     @accepts_json(ns, TransferCreate, invalid="Invalid transfer, or an account that is not the user's")
     @responds(ns, 201, "Created; Location names it", TransferPublic)
     @idempotent(ns)
-    @ns.response(409, "An archived account (account_archived)", error)
+    @refusal(ns, 409, "An archived account (account_archived)", "account_archived")
     def post(self, data: dict):
         """Move money from one of the user's accounts to another."""
         return create_idempotently(transfers.create, "/transfers", data)

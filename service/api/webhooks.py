@@ -28,10 +28,9 @@ from .common import (
     user_item_route,
     user_route,
 )
-from .docs import error_model
+from .docs import refusal
 
 ns = Namespace("webhooks", path="/", description="Where the logged-in user's events are sent, and what was delivered")
-error = error_model(ns)
 
 
 def _allow_loopback() -> bool:
@@ -48,7 +47,7 @@ class WebhookCollection(UserResource):
     @login_token_only(ns)
     @accepts_json(ns, WebhookCreate, invalid="Invalid webhook, or a URL the service may not send to")
     @responds(ns, 201, "Created, with its signing secret (shown only here); Location names it", WebhookCreated)
-    @ns.response(409, "The user has 10 webhooks (too_many_webhooks)", error)
+    @refusal(ns, 409, "The user has 10 webhooks (too_many_webhooks)", "too_many_webhooks")
     def post(self, data: dict):
         """Add a webhook: its URL (https, public) and the event types it takes."""
         webhook = webhooks.create(db.connection(), user_id=g.user_id, data=data, allow_loopback=_allow_loopback())
@@ -84,7 +83,7 @@ class WebhookItem(UserResource):
 class WebhookTest(UserResource):
     @login_token_only(ns)
     @responds(ns, 202, "Queued: the webhook.test event's delivery, pending", DeliveryPublic)
-    @ns.response(409, "The webhook is not active (webhook_inactive)", error)
+    @refusal(ns, 409, "The webhook is not active (webhook_inactive)", "webhook_inactive")
     def post(self, webhook_id: int):
         """Send a webhook.test event to this webhook alone."""
         return webhooks.send_test(db.connection(), user_id=g.user_id, webhook_id=webhook_id)

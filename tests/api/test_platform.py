@@ -18,7 +18,8 @@ from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
 from service import create_app, migrate
 from service.config import Settings
-from tests.utils import assert_error, auth_headers, poll
+from tests.utils import assert_error, auth_headers, login, poll, register
+from tests.utils.webhooks import RECEIVER
 
 # Paths flask-restx and Flask add for the documentation itself ("/" is restx's root, a 404), and the
 # OpenAPI 3 document converted from /swagger.json (service/api/openapi.py).
@@ -195,6 +196,92 @@ def test_swagger_documents_errors_and_security(client):
         for method, operation in operations.items():
             if method != "parameters" and operation.get("security"):
                 assert {"401", "422", "503"} <= set(operation["responses"]), (method, path)
+
+
+# --- Swagger UI (/docs), as a browser uses it --------------------------------------------------
+
+
+def _docs(client: httpx.Client) -> tuple[str, dict]:
+    """The /docs page's title, and the document its Swagger UI loads (the page's `url`)."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    (title,) = re.findall(r"<title>(.*?)</title>", page.text)
+    (url,) = re.findall(r'url: "([^"]*)"', page.text)
+    return title, client.get(url).json()
+
+
+def test_the_docs_page_names_the_tenant_it_sends_requests_to(client, client2):
+    for http, tenant in ((client, "tenant1"), (client2, "tenant2")):
+        title, document = _docs(http)
+        assert title == document["info"]["title"] == f"Personal finance API — {tenant}"
+
+
+def _as_swagger_ui_sends(scheme: dict, token: str) -> dict[str, str]:
+    """The header Swagger UI sends for a security scheme authorized with `token` as pasted."""
+    if scheme["type"] == "apiKey":
+        return {scheme["name"]: token}
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer"), scheme
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_token_pasted_as_it_comes_works_in_every_scheme_swagger_ui_offers(client):
+    _, document = _docs(client)
+    schemes = document["components"]["securitySchemes"]
+    token = login(client, register(client)["username"])
+    listing = document["paths"]["/transactions"]["get"]
+
+    assert listing["security"][0] == {"token": []}
+    for requirement in listing["security"]:
+        (name,) = requirement
+        response = client.get("/transactions", headers=_as_swagger_ui_sends(schemes[name], token))
+        assert response.status_code == 200, (name, response.text)
+    shown = listing["responses"]["401"]["content"]["application/json"]["example"]["error"]["code"]
+    assert_error(client.get("/transactions"), 401, shown)
+
+
+# Every operation that takes a JSON body, in an order where each body example of /docs works as
+# shown on an empty tenant: ids restart at 1, so the user's default account is 1 and the
+# example's savings account 2, the accounts the transfer example names. A path's id is the record
+# the collection's POST made; DELETE /me confirms with the password the password change replaces.
+TRY_IT_OUT = [
+    ("post", "/register"), ("post", "/login"), ("post", "/accounts"), ("patch", "/accounts/{account_id}"),
+    ("post", "/transactions"), ("post", "/transaction"), ("patch", "/transactions/{transaction_id}"),
+    ("post", "/transfers"), ("patch", "/transfers/{transfer_id}"), ("post", "/budgets"),
+    ("patch", "/budgets/{budget_id}"), ("post", "/recurring-transactions"),
+    ("patch", "/recurring-transactions/{recurring_id}"), ("post", "/tokens"), ("post", "/webhooks"),
+    ("patch", "/webhooks/{webhook_id}"), ("delete", "/me"), ("post", "/register"), ("post", "/login"),
+    ("post", "/password"),
+]  # fmt: skip
+
+
+def test_every_request_body_example_succeeds_as_shown(client):
+    """What "Try it out" sends is the body model's example; each answers its documented success."""
+    _, document = _docs(client)
+    bodies = {
+        (method, path): operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rpartition("/")[2]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters" and "application/json" in operation.get("requestBody", {}).get("content", {})
+    }  # fmt: skip
+    assert set(TRY_IT_OUT) == set(bodies)
+    made: dict[str, int] = {}
+    headers: dict[str, str] = {}
+    for method, path in TRY_IT_OUT:
+        body = dict(document["components"]["schemas"][bodies[method, path]]["example"])
+        if "url" in body:
+            # A webhook's example.com is a public host a deployed tenant accepts; this machine
+            # resolves no names, and the test tenants allow a loopback receiver.
+            body["url"] = RECEIVER
+        collection, _, _ = path.partition("/{")
+        url = f"{collection}/{made[collection]}" if collection != path else path
+        (success,) = (status for status in document["paths"][path][method]["responses"] if status.startswith("2"))
+        response = client.request(method, url, json=body, headers=headers)
+        assert response.status_code == int(success), (method, path, body, response.text)
+        answer = response.json() if response.content else {}
+        if "token_type" in answer:  # a login token (not the personal access token POST /tokens makes)
+            headers = {"x-access-token": answer["token"]}
+        if method == "post" and "id" in answer:
+            made[path] = answer["id"]
 
 
 def test_migrate_is_idempotent_and_safe_to_run_concurrently(stack):

@@ -3,16 +3,23 @@ complete, and saying the same things in OpenAPI 3's words."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import re
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from openapi_spec_validator import OpenAPIV30SpecValidator
 from openapi_spec_validator import validate as validate_document
 
-from service import api
+import service
+from service import api, errors, schemas
 from service.api import openapi
+from service.api.common import UserResource
 from service.api.openapi import Unconvertible, convert
+from service.core import errors as domain_errors
+from service.core.errors import DomainError
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 
@@ -21,7 +28,7 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 def app() -> Flask:
     """The service's Api on a bare Flask app: the documents touch neither settings nor database."""
     app = Flask(__name__)
-    api.init_app(app)
+    api.init_app(app, "probe")
     return app
 
 
@@ -98,7 +105,9 @@ def test_both_token_headers_are_security_schemes(document):
     schemes = document["components"]["securitySchemes"]
 
     assert schemes["bearer"]["type"] == "http" and schemes["bearer"]["scheme"] == "bearer"
-    assert schemes["token"] == {"type": "apiKey", "in": "header", "name": "x-access-token"}
+    assert {key: schemes["token"][key] for key in ("type", "in", "name")} == {
+        "type": "apiKey", "in": "header", "name": "x-access-token",
+    }  # fmt: skip
     create = operations(document)["post_transaction_collection"]
     assert create["security"] == [{"token": []}, {"bearer": []}]
     assert "security" not in operations(document)["post_register"]
@@ -217,13 +226,179 @@ def test_the_document_is_converted_once_per_app(monkeypatch):
     calls = []
     monkeypatch.setattr(openapi, "convert", lambda swagger: calls.append(swagger) or convert(swagger))
     app = Flask(__name__)
-    api.init_app(app)
+    api.init_app(app, "probe")
     http = app.test_client()
 
     first, second = http.get("/openapi.json"), http.get("/openapi.json")
 
     assert first.data == second.data
     assert len(calls) == 1
+
+
+# --- what Swagger UI shows: the tenant, the token as it comes, examples that work ------------------
+
+
+def test_swagger_ui_shows_the_openapi_document_under_a_title_naming_the_tenant(app, document, swagger):
+    page = app.test_client().get("/docs").get_data(as_text=True)
+
+    (title,) = re.findall(r"<title>(.*?)</title>", page)
+    (url,) = re.findall(r'url: "([^"]*)"', page)
+    assert title == "Personal finance API — probe"
+    assert url == "/openapi.json"
+    assert document["info"]["title"] == swagger["info"]["title"] == title
+
+
+def _needing_a_token(app: Flask) -> set[str]:
+    """The paths, as the documents write them, of the resources that need a token (UserResource)."""
+    return {
+        re.sub(r"<(?:[^:<>]+:)?(\w+)>", r"{\1}", rule.rule)
+        for rule in app.url_map.iter_rules()
+        if issubclass(getattr(app.view_functions[rule.endpoint], "view_class", object), UserResource)
+    }
+
+
+def test_the_token_as_it_comes_is_the_first_scheme_of_every_protected_operation(app, swagger, document):
+    """Swagger UI's Authorize dialog offers the schemes in order; the first takes the token from
+    POST /login as it is. In the OpenAPI 3 document /docs shows, `bearer` is HTTP bearer: Swagger UI
+    adds "Bearer " itself, so a token pasted there works too."""
+    for schemes in (swagger["securityDefinitions"], document["components"]["securitySchemes"]):
+        name, scheme = next(iter(schemes.items()))
+        assert name == "token"
+        assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-access-token")
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    protected = _needing_a_token(app)
+    assert len(protected) > 15 and "/register" not in protected
+    for which in (swagger, document):
+        for operation_id, operation in operations(which).items():
+            if operation["path"] in protected:
+                assert operation["security"][0] == {"token": []}, operation_id
+            else:
+                assert "security" not in operation, operation_id
+
+
+def _json_bodies(swagger: dict) -> dict[str, str]:
+    """Each operation of the Swagger document that takes a JSON body, with its model's name."""
+    return {
+        operation_id: param["schema"]["$ref"].rpartition("/")[2]
+        for operation_id, operation in operations(swagger).items()
+        for param in operation.get("parameters", [])
+        if param["in"] == "body"
+    }
+
+
+def test_every_json_request_body_has_an_example_its_own_schema_accepts(swagger, document):
+    """Swagger UI's "Try it out" starts from the model's example; one the schema refused would fail
+    as shown (the random category text Swagger UI made up from its pattern, before)."""
+    bodies = _json_bodies(swagger)
+
+    assert {"post_transaction_collection", "post_register", "post_transfer_collection"} <= set(bodies)
+    for operation_id, name in bodies.items():
+        definition = swagger["definitions"][name]
+        example = definition["example"]
+        assert set(definition.get("required", ())) <= set(example), operation_id
+        for field, value in example.items():
+            assert definition["properties"][field]["example"] == value, (name, field)
+        getattr(schemas, name)().load(example)  # the schema the endpoint loads with: raises if refused
+        assert document["components"]["schemas"][name]["example"] == example
+
+
+def test_the_transaction_example_is_a_weekly_shop(swagger):
+    example = swagger["definitions"]["TransactionCreate"]["example"]
+
+    assert {key: example[key] for key in ("type", "amount", "category", "description")} == {
+        "type": "expense", "amount": "42.50", "category": "groceries", "description": "Weekly shop",
+    }  # fmt: skip
+    assert schemas.TransactionCreate().load(example)["occurred_at"].tzinfo is not None
+    assert "account_id" not in example  # the user's own ids are not known in advance
+
+
+def _relayed_codes(function: ast.FunctionDef, kinds: dict[str, type[DomainError]]) -> dict[str, type]:
+    """The parameters a function raises a domain error with as its code (quotas.make_room's `code`)."""
+    params = {arg.arg for arg in function.args.args + function.args.kwonlyargs}
+    return {
+        call.args[0].id: kinds[_callee(call)]
+        for call in ast.walk(function)
+        if isinstance(call, ast.Call) and _callee(call) in kinds and call.args
+        and isinstance(call.args[0], ast.Name) and call.args[0].id in params
+    }  # fmt: skip
+
+
+def _callee(call: ast.Call) -> str:
+    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
+
+
+def _literal(node: ast.expr | None) -> object:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def answered_codes() -> dict[int, set[str]]:
+    """Every code the service answers each status with, read from its source rather than typed
+    again: each `ApiError(status, "code", ...)`, each domain error made as `Kind("code", ...)` (its
+    status from errors.DOMAIN_STATUS), each `code="..."` given to a function that raises a domain
+    error with it, and werkzeug's own errors (errors.HTTP_CODES)."""
+    kinds = {
+        name: kind for name, kind in vars(domain_errors).items()
+        if isinstance(kind, type) and issubclass(kind, DomainError) and errors.domain_status(kind) is not None
+    }  # fmt: skip
+    trees = [ast.parse(path.read_text()) for path in sorted(Path(service.__file__).parent.rglob("*.py"))]
+    relays = {
+        node.name: relayed
+        for tree in trees for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and (relayed := _relayed_codes(node, kinds))
+    }  # fmt: skip
+    answered: dict[int, set[str]] = {status: {code} for status, code in errors.HTTP_CODES.items()}
+
+    def add(status: object, code: object) -> None:
+        if isinstance(status, int) and isinstance(code, str):
+            answered.setdefault(status, set()).add(code)
+
+    for tree in trees:
+        for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
+            name = _callee(call)
+            if name == "ApiError" and len(call.args) >= 2:
+                add(_literal(call.args[0]), _literal(call.args[1]))
+            elif name in kinds and call.args:
+                add(errors.domain_status(kinds[name]), _literal(call.args[0]))
+            for keyword in call.keywords if name in relays else ():
+                if keyword.arg in relays[name]:
+                    add(errors.domain_status(relays[name][keyword.arg]), _literal(keyword.value))
+    return answered
+
+
+def test_the_codes_are_read_from_every_way_the_service_answers_an_error():
+    answered = answered_codes()
+
+    assert {"not_found", "payload_too_large", "unsupported_media_type"} <= answered[404] | answered[413] | answered[415]
+    assert {"authentication_required", "invalid_token", "invalid_credentials"} <= answered[401]
+    assert {"account_exists", "too_many_accounts", "too_many_webhooks"} <= answered[409]  # made_room's code=
+    assert {"busy", "service_unavailable", "migrations_pending"} <= answered[503]
+    assert {"rate_limited", "too_many_attempts"} <= answered[429]
+    assert "validation_error" not in answered[401] | answered[413] | answered[415] | answered[429] | answered[503]
+
+
+def _example_code(document: dict, response: dict) -> str | None:
+    """The code of an error response's example, where each document says it."""
+    if "swagger" in document:
+        example = response.get("examples", {}).get("application/json")
+    else:
+        example = response.get("content", {}).get("application/json", {}).get("example")
+    return example["error"]["code"] if example else None
+
+
+@pytest.mark.parametrize("which", ["swagger", "document"])
+def test_every_error_response_shows_a_code_the_service_answers_that_status_with(which, request):
+    document = request.getfixturevalue(which)
+    answered = answered_codes()
+    shown = set()
+    for operation_id, operation in operations(document).items():
+        for status, response in operation["responses"].items():
+            if int(status) < 400:
+                continue
+            code = _example_code(document, response)
+            assert code in answered[int(status)], (operation_id, status, code)
+            shown.add(code)
+    assert len(shown) > 20
+    assert "validation_error" in shown
 
 
 # --- what the converter refuses rather than drop -------------------------------------------------
@@ -260,6 +435,21 @@ def test_a_minimal_document_converts_and_validates():
 def test_what_has_no_openapi_3_words_here_is_refused_naming_it(change, named):
     with pytest.raises(Unconvertible, match=named):
         convert(_minimal(**change))
+
+
+def test_a_response_example_goes_with_its_schema_and_one_of_a_type_not_answered_is_refused():
+    example = {"error": {"code": "not_found", "message": "No such probe"}}
+    document = _minimal()
+    document["paths"]["/probe"]["post"]["responses"]["404"] = {
+        "description": "No such probe", "schema": {"type": "object"}, "examples": {"application/json": example},
+    }  # fmt: skip
+
+    converted = convert(document)["paths"]["/probe"]["post"]["responses"]["404"]
+
+    assert converted["content"] == {"application/json": {"schema": {"type": "object"}, "example": example}}
+    document["paths"]["/probe"]["post"]["responses"]["404"]["examples"] = {"text/csv": "id\n"}
+    with pytest.raises(Unconvertible, match="text/csv"):
+        convert(document)
 
 
 def test_a_body_and_form_parameters_together_are_refused():
