@@ -164,6 +164,10 @@ OBJECT_STORE_PORT_PATCH = """\
 """
 
 
+# A kustomization's `images:` entries, each as its (key, value) pairs in order.
+Images = tuple[tuple[tuple[str, str], ...], ...]
+
+
 @dataclass(frozen=True)
 class Backup:
     """Where the tenant's pgBackRest repository lives, and how long it keeps backups."""
@@ -190,6 +194,8 @@ class Overlay:
     backup: Backup
     # The optional features of kubernetes/components the overlay uses, added by hand (README).
     components: tuple[str, ...] = ()
+    # The overlay's `images:` entries (the app image's tag that scripts/fleet upgrade wrote), kept.
+    images: Images = ()
 
     @property
     def name(self) -> str:
@@ -320,12 +326,12 @@ def check_backup(name: str, args: argparse.Namespace) -> Backup:
     return Backup(endpoint, port, bucket, region, uri_style, days, extra)
 
 
-def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...]]:
-    """The host, replica count and components an existing tenant's kustomization.yaml gives (None
-    where it gives none)."""
+def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...], Images]:
+    """The host, replica count, components and image pins an existing tenant's kustomization.yaml
+    gives (None, or empty, where it gives none)."""
     path = tenancy.tenant_dir(name) / "kustomization.yaml"
     if not path.exists():
-        return None, None, ()
+        return None, None, (), ()
     import yaml  # the venv's PyYAML: imported only for an existing tenant
 
     try:
@@ -334,6 +340,9 @@ def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...]]
             (entry["count"] for entry in kustomization.get("replicas", []) if entry.get("name") == "finance-api"), None
         )
         components = tuple(str(component) for component in kustomization.get("components") or [])
+        images = tuple(
+            tuple((str(key), str(value)) for key, value in entry.items()) for entry in kustomization.get("images") or []
+        )
         operations = [
             operation
             for patch in kustomization.get("patches", []) if patch.get("target", {}).get("kind") == "Ingress"
@@ -342,13 +351,13 @@ def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...]]
     except (yaml.YAMLError, AttributeError, KeyError, TypeError) as error:
         raise UsageError(f"tenants/{name}/kustomization.yaml cannot be read as onboarding writes it: {error}") from None
     hosts = [operation.get("value") for operation in operations if operation.get("path") == "/spec/rules/0/host"]
-    return (hosts[0] if hosts else None), (replicas if isinstance(replicas, int) else None), components
+    return (hosts[0] if hosts else None), (replicas if isinstance(replicas, int) else None), components, images
 
 
 def current_values(name: str) -> dict[str, str]:
     """What an existing tenant's files say today, as `setting_values` names it ({} for a new tenant)."""
     directory = tenancy.tenant_dir(name)
-    host, replicas, _ = current_overlay(name)
+    host, replicas, *_ = current_overlay(name)
     return {
         **({"host": host} if host else {}),
         **({"replicas": str(replicas)} if replicas is not None else {}),
@@ -410,7 +419,8 @@ def check_inputs(args: argparse.Namespace) -> Overlay:
     }
     # Its port for `make run`: its current one, or the next past every tenant's.
     tenant = tenancy.Tenant(name, settings, tenancy.local_ports(name)[name], local_only)
-    return Overlay(tenant, host, replicas, check_backup(name, args), current_overlay(name)[2])
+    _, _, components, images = current_overlay(name)
+    return Overlay(tenant, host, replicas, check_backup(name, args), components, images)
 
 
 def setting_values(overlay: Overlay) -> dict[str, str]:
@@ -481,6 +491,16 @@ def components_block(components: tuple[str, ...]) -> str:
     return "".join(["components:\n", *(f"  - {component}\n" for component in components)]) if components else ""
 
 
+def images_block(images: Images) -> str:
+    """The kustomization's `images:` list as scripts/fleet writes it, or nothing when it has none."""
+    if not images:
+        return ""
+    lines = ["# The app image's tag, written by scripts/fleet upgrade (deploy.yml pins it to its digest).", "images:"]
+    for entry in images:
+        lines += [f"{'  - ' if index == 0 else '    '}{key}: {value}" for index, (key, value) in enumerate(entry)]
+    return "\n".join(lines) + "\n"
+
+
 def overlay_files(overlay: Overlay) -> dict[str, str]:
     """Each file of tenants/NAME and its text."""
     extra_patches = OBJECT_STORE_PORT_PATCH.format(port=overlay.backup.port) if overlay.backup.port else ""
@@ -493,7 +513,7 @@ def overlay_files(overlay: Overlay) -> dict[str, str]:
             namespace=tenancy.namespace(overlay.name), label=tenancy.TENANT_LABEL, name=overlay.name,
             replicas=overlay.replicas, host=overlay.host, extra_patches=extra_patches,
             components=components_block(overlay.components),
-        ),
+        ) + images_block(overlay.images),
         "tenant.env": "".join(f"{key}={value}\n" for key, value in overlay.tenant.settings.items()),
         "backup.env": backup_env(overlay),
         "local.env": local_env(overlay),

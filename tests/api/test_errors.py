@@ -30,7 +30,7 @@ def failing_app(tenant_envs, monkeypatch):
     def fail(_conn):
         raise RuntimeError(SECRET_DETAIL)
 
-    monkeypatch.setattr(migrate, "pending", fail)
+    monkeypatch.setattr(migrate, "applied", fail)
 
     @app.route("/failing-route")
     def failing_route():

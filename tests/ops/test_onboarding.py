@@ -339,6 +339,29 @@ def test_force_keeps_what_was_added_by_hand(repo):
     assert one_of(objects, "ConfigMap", "pgbackrest-settings")["data"]["PGBACKREST_REPO1_STORAGE_VERIFY_TLS"] == "n"
 
 
+def test_force_keeps_the_image_tag_a_fleet_upgrade_wrote(repo):
+    """scripts/fleet upgrade writes the app image's tag into the overlay: onboarding again must not
+    quietly take the tenant back to the base's tag at the next apply."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    upgrade = "import pathlib, sys, fleet; fleet.set_overlay_tag(pathlib.Path(sys.argv[1]), sys.argv[2], '0.2.0')"
+    result = subprocess.run(
+        [sys.executable, "-c", upgrade, str(directory), "ghcr.io/finance-platform/finance-service"],
+        cwd=repo / "scripts", capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    upgraded = files_of(directory)["kustomization.yaml"]
+    assert "newTag: 0.2.0" in upgraded
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert files_of(directory)["kustomization.yaml"] == upgraded.replace("count: 2", "count: 3")
+    api = one_of(render(directory), "Deployment", "finance-api")
+    assert {c["image"] for c in api["spec"]["template"]["spec"]["containers"]} >= {
+        "ghcr.io/finance-platform/finance-service:0.2.0"
+    }
+
+
 def test_backup_settings_reach_the_render_and_force_keeps_them(repo):
     result = onboard(
         repo, "acme", "--host", HOST, "--backup-endpoint", "minio.backups.example.net:9000", "--backup-bucket",
