@@ -68,7 +68,8 @@ def confirm(name: str, delete_data: bool, local: bool = False) -> bool:
         plan = f"delete the namespace {namespace} with ALL its data and backups"
     else:
         plan = f"delete the workloads in {namespace} (its volumes, backups and Secret are kept)"
-    print(f"This will {plan}, then remove tenants/{name}.", file=sys.stderr)
+    then = f", then remove tenants/{name}" if tenancy.tenant_dir(name).is_dir() else ""
+    print(f"This will {plan}{then}.", file=sys.stderr)
     try:
         answer = input(f"Type the tenant's name ({name}) to go on: ")
     except EOFError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -340,11 +341,43 @@ def test_a_new_tenant_gets_no_port_that_is_named_served_bound_or_whose_postgresq
 
 
 @pytest.fixture
-def repo_without_cluster(tmp_path, monkeypatch) -> Path:
-    """A copy of the scripts, manifests and tenants, and a kubeconfig whose API server refuses connections."""
+def repo(tmp_path) -> Path:
+    """A copy of the scripts, manifests and tenants, to run the scripts in as a user does."""
     for folder in ("scripts", "kubernetes", "tenants"):
         shutil.copytree(ROOT / folder, tmp_path / "repo" / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "repo" / ".venv").symlink_to(ROOT / ".venv")
+    return tmp_path / "repo"
+
+
+@pytest.mark.parametrize(("answer", "code"), [("acme\n", 0), ("yes\n", 1)])
+def test_local_offboarding_on_a_terminal_asks_for_the_tenants_name(repo, answer, code):
+    (repo / "tenants" / "acme").mkdir()
+    (repo / "tenants" / "acme" / "tenant.env").write_text("TENANT_CURRENCY=USD\n")
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer.encode())
+        result = subprocess.run(
+            [str(repo / "scripts" / "offboard-tenant"), "acme", "--local"],
+            stdin=terminal, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert result.returncode == code, result.stderr
+    assert "This will stop acme's local server and PostgreSQL and keep its local data" in result.stderr
+    assert (repo / "tenants" / "acme").exists() == (code != 0)
+    if code == 0:
+        # Never started: nothing to stop, no data; only the folder goes.
+        prompt, done = result.stdout.split(": ", 1)
+        assert prompt == "Type the tenant's name (acme) to go on"
+        assert done.splitlines()[:3] == [
+            "acme was not running locally", "removed tenants/acme", "acme had no local data",
+        ]
+
+
+@pytest.fixture
+def repo_without_cluster(repo, tmp_path, monkeypatch) -> Path:
+    """A copy of the repository, and a kubeconfig whose API server refuses connections."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
@@ -354,7 +387,7 @@ def repo_without_cluster(tmp_path, monkeypatch) -> Path:
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.delenv("KUBECTL", raising=False)
-    return tmp_path / "repo"
+    return repo
 
 
 @pytest.mark.parametrize("args", [(), ("--delete-data",)])
