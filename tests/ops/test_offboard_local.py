@@ -298,6 +298,15 @@ def test_status_with_nothing_running_says_so_and_exits_3(local):
     assert result.stderr.splitlines() == ["no tenant is running locally; start them with `make up` (or `make run`)"]
 
 
+def test_make_status_with_nothing_running_says_so_and_is_no_error(repo):
+    shutil.copy2(ROOT / "Makefile", repo)
+    for command in (["make", "--no-print-directory", "status"], [str(repo / "scripts" / "dev"), "status"]):
+        result = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=120)
+        assert result.returncode == (0 if command[0] == "make" else 3), result.stderr
+        assert result.stdout == ""
+        assert result.stderr == "no tenant is running locally; start them with `make up` (or `make run`)\n"
+
+
 def test_status_reports_a_server_that_answers_as_another_tenant(local, impostor, live_pid):
     import dev
 
