@@ -151,7 +151,9 @@ def test_an_offboarded_tenants_port_goes_to_a_new_tenant_that_answers_as_itself(
     assert out.startswith("stopped acme's local server and PostgreSQL\nremoved tenants/acme\n")
     assert str(dev.STATE / "acme") in out and "scripts/offboard-tenant acme --local --delete-data" in out
 
+    # acme's port is free again, so zeta gets it: and zeta, not acme, answers there.
     zeta_port = onboard_locally("zeta")
+    assert zeta_port == acme_port
     result = dev_command("up")
     assert result.returncode == 0, result.stderr
     zeta_url = f"http://127.0.0.1:{zeta_port}"
