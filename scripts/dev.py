@@ -9,7 +9,13 @@ so that a developer can receive webhooks locally.
     scripts/dev run      start everything, print `<tenant> <base-url>` lines, stop on Ctrl-C
     scripts/dev up       the same, left running in the background
     scripts/dev down     stop everything `up` started
-    scripts/dev status   print the lines of the tenants that are running
+    scripts/dev status   print the lines of the tenants that run and answer as themselves
+
+`run` and `up` say on stderr what they are doing (each tenant's PostgreSQL, backup, migration and
+server); only the `<tenant> <base-url>` lines go to stdout, for scripts to read. A server that
+answers as another tenant is never reported as ready. `status` says on stderr what is wrong (a
+tenant not running, a server answering as another tenant, one whose tenants/ folder is gone) and
+exits 0 when every tenant runs, 3 when none does (as `systemctl status`), 1 otherwise.
 """
 
 import argparse
@@ -30,11 +36,19 @@ PG_PORT = int(os.environ.get("DEV_PG_PORT", "55432"))
 FIRST_APP_PORT = tenancy.FIRST_LOCAL_PORT
 # Seconds between two passes of a tenant's scheduler.
 SCHEDULER_EVERY = 60
+# `status`'s exit code when no tenant runs (LSB's "program is not running", as `systemctl status`).
+NOT_RUNNING = 3
+
+
+def pg_port(app_port: int) -> int:
+    """The PostgreSQL port of the tenant served on app_port: as far from PG_PORT as app_port is from
+    the first tenant's."""
+    return PG_PORT + app_port - FIRST_APP_PORT
 
 
 def stack(tenant: str, app_port: int) -> localstack.Stack:
     """The tenant's own cluster (on the port it runs on, if it runs), secrets, logs and archive."""
-    tenant_stack = localstack.Stack(STATE / tenant, PG_PORT + app_port - FIRST_APP_PORT, archived=True)
+    tenant_stack = localstack.Stack(STATE / tenant, pg_port(app_port), archived=True)
     tenant_stack.cluster.port = tenant_stack.cluster.running_port() or tenant_stack.cluster.port
     # The retention the tenant has in Kubernetes (tenants/<tenant>/backup.env), if it says one.
     backup_settings = tenancy.read_env_file(tenancy.tenant_dir(tenant) / "backup.env")
@@ -68,6 +82,17 @@ def running(tenant: str) -> tuple[int, str] | None:
     except (OSError, ValueError):
         return None
     return int(pid_text), url
+
+
+def serving() -> dict[str, tuple[int, str]]:
+    """(pid, url) of every gunicorn `up` started that is still alive, by tenant, also of a tenant
+    whose tenants/ folder has gone since (its server still holds its port)."""
+    servers = {}
+    for pid_file in sorted((STATE / "run").glob("*.pid")):
+        alive = running(pid_file.stem)
+        if alive:
+            servers[pid_file.stem] = alive
+    return servers
 
 
 def scheduler_running(tenant: str) -> int | None:
@@ -107,8 +132,9 @@ def up() -> list[localstack.Server]:
             )
         if not running(tenant) and localstack.port_taken(port):
             sys.exit(
-                f"port {port} of tenant {tenant} is taken (another checkout's `make run`?):"
-                f" choose a free one with LOCAL_PORT in tenants/{tenant}/local.env"
+                f"port {port} of tenant {tenant} is taken by {localstack.port_user(port)} (another checkout's"
+                f" `make run`, or a tenant offboarded by hand?): stop it (`scripts/dev down` where it was started)"
+                f" or choose a free port with LOCAL_PORT in tenants/{tenant}/local.env"
             )
     try:
         servers = [
@@ -123,23 +149,34 @@ def up() -> list[localstack.Server]:
 def serve(tenant_stack: localstack.Stack, tenant: tenancy.Tenant, port: int) -> localstack.Server | None:
     """Start the tenant's cluster (its archive made, and backed up when it has no backup of the
     last day), migrate it and start its gunicorn and then its scheduler and webhook dispatcher in
-    the background, unless they already run. A gunicorn that does not start leaves neither behind."""
+    the background, unless they already run. A gunicorn that does not start, or that another
+    tenant's server answers for, leaves neither behind. Each step is announced on stderr."""
+    _progress(tenant.name, f"PostgreSQL on port {tenant_stack.cluster.port}")
     tenant_stack.cluster.start()
     assert tenant_stack.cluster.archive is not None
+    _progress(tenant.name, "pgBackRest archive, and a backup when one is due")
     try:
         tenant_stack.cluster.archive.bootstrap()
     except RuntimeError:
         tenant_stack.cluster.stop()
         raise
-    if running(tenant.name):
+    if alive := running(tenant.name):
+        _progress(tenant.name, f"server already running at {alive[1]}")
         return None
+    _progress(tenant.name, "migrating its database")
     env = tenant_stack.prepare(tenant)
+    _progress(tenant.name, f"starting its server on port {port}")
     server = tenant_stack.start_server(tenant.name, env, port, detach=True)
     _pid_file(tenant.name).parent.mkdir(parents=True, exist_ok=True)
     _pid_file(tenant.name).write_text(f"{server.process.pid} {server.url}\n")
     start_scheduler(tenant_stack, tenant.name, env)
     start_dispatcher(tenant_stack, tenant.name, env)
     return server
+
+
+def _progress(tenant: str, step: str) -> None:
+    """Say what is being done, on stderr: stdout is for the `<tenant> <url>` lines alone."""
+    print(f"{tenant}: {step}", file=sys.stderr, flush=True)
 
 
 def start_scheduler(tenant_stack: localstack.Stack, tenant: str, env: dict[str, str]) -> None:
@@ -165,13 +202,42 @@ def start_dispatcher(tenant_stack: localstack.Stack, tenant: str, env: dict[str,
 
 
 def status() -> int:
-    shown = 0
-    for tenant in tenancy.discover_tenants():
-        alive = running(tenant.name)
-        if alive:
-            print(f"{tenant.name} {alive[1]}", flush=True)
-            shown += 1
-    return 0 if shown else 1
+    """Print `<tenant> <url>` for each tenant whose server runs and answers as itself (its /health
+    names it), and one line on stderr for each tenant that does not, or whose server still runs
+    after its tenants/ folder went. 0 when every tenant runs, NOT_RUNNING when none does, else 1."""
+    tenants = {tenant.name for tenant in tenancy.discover_tenants()}
+    servers = serving()
+    if not servers:
+        print("no tenant is running locally; start them with `make up` (or `make run`)", file=sys.stderr)
+        return NOT_RUNNING
+    problems = 0
+    for name in sorted(tenants | set(servers)):
+        problem = _server_problem(name, tenants, servers)
+        if problem:
+            print(problem, file=sys.stderr, flush=True)
+            problems += 1
+        else:
+            print(f"{name} {servers[name][1]}", flush=True)
+    return 1 if problems else 0
+
+
+def _server_problem(name: str, tenants: set[str], servers: dict[str, tuple[int, str]]) -> str | None:
+    """What is wrong with a tenant's local server; None when it runs and answers as itself."""
+    if name not in servers:
+        if restoring_marker(name).exists():
+            return f"{name}: not running while scripts/restore-tenant --local restores it"
+        return f"{name}: not running; `make up` starts it"
+    pid, url = servers[name]
+    if name not in tenants:
+        return (f"{name}: its server (pid {pid}) still runs at {url}, but tenants/{name} is gone:"
+                f" `scripts/offboard-tenant {name} --local` stops it")
+    answered = localstack.tenant_at(url)
+    if answered == name:
+        return None
+    if answered:
+        return (f"{name}: {url} answers as tenant {answered}, not as {name}: stop both with `scripts/dev down`,"
+                " then `make up`")
+    return f"{name}: its server (pid {pid}) does not answer at {url}; see .local/dev/{name}/logs"
 
 
 def stop_server(tenant: str) -> bool:

@@ -403,18 +403,60 @@ class Cluster(_Databases):
         }
 
 
-def _wait_ready(url: str, process: subprocess.Popen, log_file: Path, timeout: float = 60) -> None:
+def tenant_at(url: str, timeout: float = 2) -> str | None:
+    """The tenant the server at `url` says it is (its /health names it); None when nothing answers
+    there or what answers is not this service."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:  # noqa: S310
+            tenant = json.loads(response.read()).get("tenant")
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, AttributeError):
+        return None
+    return tenant if isinstance(tenant, str) else None
+
+
+def port_user(port: int) -> str:
+    """Who holds a port, for an error message: a tenant's server when this service answers there."""
+    other = tenant_at(f"http://127.0.0.1:{port}")
+    return f"tenant {other}'s server" if other else "another program"
+
+
+# What gunicorn logs when it cannot bind its port (it retries for 5 s, then exits with code 1).
+PORT_IN_USE = "Connection in use"
+
+
+def _wait_ready(
+    url: str, tenant: str, process: subprocess.Popen, log_file: Path, log_start: int = 0, timeout: float = 60
+) -> None:
+    """Wait until the server at `url` is ready and says it is `tenant`. Raise when the process exits
+    (saying so when its port was in use) or when another tenant's server answers on the port: a
+    server that cannot bind keeps retrying for a few seconds while the one holding the port answers,
+    and that one must never be taken for this tenant's (issue 16). `log_start`: where this start's
+    lines begin in the log, which earlier starts appended to."""
+    port = url.rpartition(":")[2]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-20:])
+            lines = log_file.read_bytes()[log_start:].decode(errors="replace").splitlines()
+            if any(PORT_IN_USE in line for line in lines):
+                raise RuntimeError(
+                    f"tenant {tenant}'s server could not start: port {port} is in use by {port_user(int(port))};"
+                    " stop that (`scripts/dev down`) or free the port"
+                )
+            tail = "\n".join(lines[-20:])
             raise RuntimeError(f"{url} exited with code {process.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(f"{url}/health/ready", timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+                answered = json.loads(response.read()).get("tenant") if response.status == 200 else None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, AttributeError):
+            answered = None
+        else:
+            if answered == tenant:
+                return
+            holder = f"tenant {answered}'s server" if isinstance(answered, str) else "another program"
+            raise RuntimeError(
+                f"port {port} answers as {holder}, not as tenant {tenant}: stop it (`scripts/dev down`, in the"
+                f" checkout that started it) or free the port, then start {tenant} again"
+            )
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not become ready within {timeout:.0f} s; see {log_file}")
 
@@ -521,7 +563,8 @@ class Stack:
         metrics_port: int | None = None,
     ) -> Server:
         """Start gunicorn with the production config on 127.0.0.1:port and (unless told not to)
-        wait until it is ready.
+        wait until it is ready and answers as its tenant (env's TENANT_ID). A port that something
+        already listens on is refused before anything starts, naming who holds it.
 
         Its metrics are served on 127.0.0.1:metrics_port (a free port unless given; 0: off), from
         a multiprocess directory of its own, `metrics/<tenant>-<port>` of the stack's folder.
@@ -536,6 +579,12 @@ class Stack:
         log_dir = self.directory / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         log_file = log_dir / f"{tenant}-{port}.log"
+        if port_taken(port):
+            raise RuntimeError(
+                f"port {port} is taken by {port_user(port)}, so tenant {tenant}'s server cannot start there:"
+                " stop that (`scripts/dev down`, in the checkout that started it) or free the port"
+            )
+        log_start = log_file.stat().st_size if log_file.exists() else 0
         with log_file.open("ab") as log:
             process = subprocess.Popen(
                 [str(VENV_PYTHON), "-m", "gunicorn", "-c", str(GUNICORN_CONF), "service:create_app()"],
@@ -546,7 +595,7 @@ class Stack:
         if not wait_ready:
             return server
         try:
-            _wait_ready(url, process, log_file)
+            _wait_ready(url, env.get("TENANT_ID", tenant), process, log_file, log_start)
         except RuntimeError:
             server.stop()
             raise

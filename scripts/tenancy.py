@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -126,14 +127,39 @@ def discover_tenants() -> list[Tenant]:
 
 def local_ports(*new_names: str) -> dict[str, int]:
     """Each tenant's port for `make run` (and of `new_names`, tenants about to be written): its
-    LOCAL_PORT, else the next port past every one taken, in name order."""
+    LOCAL_PORT; else the port its running server has; else the next port past every one taken
+    that is free: no tenant folder names it, no server `make run` started runs on it (also one
+    of a tenant whose folder was removed by hand), nothing listens on it, and nothing on the
+    PostgreSQL port `make run` derives from it. So a new tenant never gets the port of a server
+    that would answer in its place (issue 16)."""
+    import dev  # scripts/dev's servers and ports; imported here: it needs the venv, this module does not
+
     tenants = discover_tenants()
     ports = {tenant.name: tenant.local_port for tenant in tenants if tenant.local_port}
+    serving = {name: int(url.rpartition(":")[2]) for name, (_, url) in dev.serving().items()}
+    unnamed = [tenant.name for tenant in tenants if tenant.name not in ports]
+    for name in unnamed:
+        if name in serving and serving[name] not in ports.values():
+            ports[name] = serving[name]
     next_port = max([FIRST_LOCAL_PORT - 1, *ports.values()]) + 1
-    for name in [*(tenant.name for tenant in tenants), *new_names]:
-        if name not in ports:
-            ports[name], next_port = next_port, next_port + 1
+    for name in [*unnamed, *new_names]:
+        if name in ports:
+            continue
+        # A tenant that exists keeps the port it had (its own cluster may hold the PostgreSQL one).
+        while next_port in {*ports.values(), *serving.values()} or (
+            name in new_names and not _free_for_new_tenant(next_port)
+        ):
+            next_port += 1
+        ports[name], next_port = next_port, next_port + 1
     return ports
+
+
+def _free_for_new_tenant(port: int) -> bool:
+    """Whether nothing listens on the port, nor on the PostgreSQL port scripts/dev derives from it."""
+    import dev
+    from localstack import port_taken
+
+    return not port_taken(port) and not port_taken(dev.pg_port(port))
 
 
 def kubectl_command(*args: str) -> list[str]:
@@ -142,22 +168,41 @@ def kubectl_command(*args: str) -> list[str]:
 
 
 def kubectl(
-    *args: str, stdin: str | IO | None = None, capture: bool = False, check: bool = True
+    *args: str, stdin: str | IO | None = None, capture: bool = False, check: bool = True, quiet: bool = False
 ) -> subprocess.CompletedProcess:
     """Run kubectl with these arguments, `stdin` (a text, or a file to read) as its input; raise
-    StepError, naming the command and kubectl's last error line, when it fails and check is set."""
+    StepError, naming the command and kubectl's last error line, when it fails and check is set.
+
+    `quiet`: its stdout still shows, but its error lines only in the StepError (one line): a
+    kubectl that cannot reach its cluster repeats the same error half a dozen times. What it
+    writes to stderr when it succeeds (warnings) is shown."""
     command = kubectl_command(*args)
     feed = {"stdin": stdin} if stdin is not None and not isinstance(stdin, str) else {"input": stdin}
+    streams = {"capture_output": True} if capture else {"stderr": subprocess.PIPE} if quiet else {}
     try:
-        result = subprocess.run(command, **feed, capture_output=capture, text=True, check=False)
+        result = subprocess.run(command, **feed, **streams, text=True, check=False)
     except FileNotFoundError:
         raise StepError(f"{command[0]} not found: install kubectl 1.32 or newer, or set KUBECTL") from None
+    if quiet and not capture and result.returncode == 0 and result.stderr:
+        sys.stderr.write(result.stderr)
     if check and result.returncode != 0:
         # The command up to what runs in a container (a script, SQL): enough to say which step it was.
         shown = " ".join(itertools.takewhile(lambda arg: arg != "--" and "\n" not in arg, args))
         errors = (result.stderr or "").strip().splitlines()
         raise StepError(f"kubectl {shown} failed: {errors[-1] if errors else f'exit code {result.returncode}'}")
     return result
+
+
+def cluster_unreachable() -> str | None:
+    """Why kubectl cannot reach the current context's cluster (its last error line), None when it can."""
+    try:
+        result = kubectl("version", "--request-timeout=10s", capture=True, check=False)
+    except StepError as error:  # no kubectl at all
+        return str(error)
+    if result.returncode == 0:
+        return None
+    errors = (result.stderr or "").strip().splitlines()
+    return errors[-1] if errors else f"kubectl version exited with code {result.returncode}"
 
 
 def kubectl_output(*args: str, stdin: str | IO | None = None) -> str:
