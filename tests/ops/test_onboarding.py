@@ -412,7 +412,7 @@ def test_local_run_picks_up_the_new_tenant(repo, monkeypatch):
     tenants = {tenant.name: tenant for tenant in tenancy.discover_tenants()}
     assert set(tenants) == {"acme", "tenant1", "tenant2"}
     demo_ports = {tenants["tenant1"].local_port, tenants["tenant2"].local_port}
-    assert tenants["acme"].local_port == max(demo_ports) + 1
+    assert tenants["acme"].local_port > max(demo_ports)  # the next one nothing on this machine listens on
     assert tenants["acme"].settings == {"TENANT_CURRENCY": "JPY", "TENANT_TIMEZONE": "Asia/Tokyo"}
 
 
