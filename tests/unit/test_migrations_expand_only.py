@@ -19,6 +19,7 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "service" / "migrations"
 # Migrations from before the rule, each with the reason its contractions were safe then: the
 # service ran one release at a time (no rolling upgrade overlapped two versions of the code).
 CONTRACTED_BEFORE_THE_RULE = {
+    "0004_token_revocation": "adds users.token_version with a CHECK that its default 0 meets, so older writes pass it",
     "0006_amount_checks": "adds the amounts' range checks that the API's schemas already enforced",
     "0007_set_based_insert_totals": "replaces a trigger by a set-based one in the same transaction; no code names it",
     "0008_totals_names": "renames functions and triggers that only the database itself calls",
@@ -46,8 +47,18 @@ CONTRACTING = [
      "adds a NOT NULL column without a default, which the running code's inserts leave out"),
     (re.compile(r"\bADD\s+(CONSTRAINT\s+\w+\s+)?(CHECK|UNIQUE|PRIMARY\s+KEY|FOREIGN\s+KEY|EXCLUDE)\b", re.I),
      "adds a constraint to an existing table that the running code's writes may break"),
+    # A column's own constraint: the running code's writes leave the column to its default (or NULL),
+    # which a CHECK or a UNIQUE may refuse, and a REFERENCES with a default may point nowhere.
+    (re.compile(r"\bADD\s+(COLUMN\s+)?(IF\s+NOT\s+EXISTS\s+)?\w+\s[^,;]*"
+                r"\b(CHECK|UNIQUE|PRIMARY\s+KEY|REFERENCES|EXCLUDE)\b", re.I),
+     "adds a column with a constraint that the running code's writes may break"),
     (re.compile(r"\bTRUNCATE\b", re.I), "empties a table"),
 ]
+# A unique index on a table the same migration does not create: the running code's writes may break it.
+UNIQUE_INDEX = re.compile(
+    r"\bCREATE\s+UNIQUE\s+INDEX\b[^;]*?\bON\s+(ONLY\s+)?(?:\w+\.)?(\w+)", re.I,
+)
+CREATED_TABLE = re.compile(r"\bCREATE\s+(?:UNLOGGED\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?(?:\w+\.)?(\w+)", re.I)
 
 
 def statements(sql: str) -> list[tuple[str, str]]:
@@ -74,12 +85,16 @@ def statements(sql: str) -> list[tuple[str, str]]:
 def contractions(sql: str) -> list[str]:
     """What contracts the schema in this SQL without the marker: one line each, with the statement."""
     problems = []
-    for comments, code in statements(sql):
+    found = statements(sql)
+    created = {match.group(2).lower() for _, code in found for match in CREATED_TABLE.finditer(code)}
+    for comments, code in found:
         if MARKER.search(comments):
             continue
-        for form, why in CONTRACTING:
-            if form.search(code):
-                problems.append(f"{why}: {' '.join(code.split())[:120]}")
+        whys = [why for form, why in CONTRACTING if form.search(code)]
+        index = UNIQUE_INDEX.search(code)
+        if index and index.group(2).lower() not in created:
+            whys.append("adds a unique index to an existing table that the running code's writes may break")
+        problems += [f"{why}: {' '.join(code.split())[:120]}" for why in whys]
     return problems
 
 
@@ -127,6 +142,11 @@ def test_the_migrations_from_before_the_rule_exist_and_do_contract():
     "ALTER TABLE transactions ADD CONSTRAINT positive CHECK (amount > 0);",
     "ALTER TABLE transactions ADD UNIQUE (user_id, description);",
     "TRUNCATE daily_totals;",
+    "CREATE UNIQUE INDEX transactions_description_key ON transactions (user_id, description);",
+    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_key ON ONLY public.transactions (user_id, description);",
+    "ALTER TABLE transactions ADD COLUMN points int NOT NULL DEFAULT 0 CHECK (points > 0);",
+    "ALTER TABLE transactions ADD COLUMN reference text UNIQUE;",
+    "ALTER TABLE transactions ADD COLUMN payee_id bigint DEFAULT 1 REFERENCES payees (id);",
     # A marker elsewhere in the file does not cover another statement.
     "-- contract: note unused since 0.3.0\nALTER TABLE transactions DROP COLUMN note;\nDROP TABLE payees;",
 ])
@@ -140,6 +160,9 @@ def test_each_contracting_form_is_caught(sql):
     "ALTER TABLE transactions ADD COLUMN memo text;",
     "ALTER TABLE transactions ADD COLUMN IF NOT EXISTS flagged boolean NOT NULL DEFAULT false;",
     "CREATE INDEX transactions_memo_idx ON transactions (user_id, memo, id);",
+    # A unique index on a table the same migration creates: no running code writes it yet.
+    "CREATE TABLE payees (id bigint, user_id bigint, name text);\n"
+    "CREATE UNIQUE INDEX payees_name_key ON payees (user_id, lower(name));",
     "ALTER TABLE transactions ALTER COLUMN category DROP NOT NULL;",
     "ALTER TABLE transactions ALTER COLUMN memo SET DEFAULT '';",
     "ALTER TABLE transactions ALTER COLUMN memo DROP DEFAULT;",
