@@ -3,7 +3,8 @@
 #
 #   .github/deploy/choose-tenants.sh all|NAME      (from the repository's root)
 #
-# `all` is every folder of tenants/ with a kustomization.yaml, except the local-only ones: a
+# A tenant is a folder of tenants/ named as a DNS label with a kustomization.yaml and a tenant.env,
+# as scripts/tenancy.py (and so scripts/fleet) has it. `all` is every tenant except the local-only ones: a
 # tenant whose local.env says LOCAL_ONLY=true (the demo tenants tenant1 and tenant2, which
 # `make run` and `make test` serve) is never deployed, so naming one is refused, as is a name
 # without a folder. Refusals are one line on stderr (a GitHub error annotation) and exit code 2.
@@ -24,6 +25,11 @@ local_only() {
     && grep -Eq '^[[:space:]]*LOCAL_ONLY[[:space:]]*=[[:space:]]*true[[:space:]]*$' "$tenants_dir/$1/local.env"
 }
 
+# Whether tenants/NAME is a tenant: a DNS label, with its overlay and its settings.
+is_tenant() {
+  [[ $1 =~ $dns_label ]] && [ -f "$tenants_dir/$1/kustomization.yaml" ] && [ -f "$tenants_dir/$1/tenant.env" ]
+}
+
 [ "$#" = 1 ] || refuse "usage: choose-tenants.sh all|NAME"
 choice=$1
 
@@ -33,6 +39,7 @@ if [ "$choice" = all ]; then
   for overlay in "$tenants_dir"/*/kustomization.yaml; do
     [ -f "$overlay" ] || continue
     name=$(basename "$(dirname "$overlay")")
+    is_tenant "$name" || continue
     if local_only "$name"; then
       echo "skipping $name: local.env says LOCAL_ONLY=true" >&2
       continue
@@ -41,8 +48,8 @@ if [ "$choice" = all ]; then
     found=yes
   done
   [ -n "$found" ] || refuse "no tenant to deploy: every folder of $tenants_dir/ is LOCAL_ONLY or has no kustomization.yaml"
-elif ! [[ $choice =~ $dns_label ]] || ! [ -f "$tenants_dir/$choice/kustomization.yaml" ]; then
-  refuse "no tenant $choice: there is no $tenants_dir/$choice/kustomization.yaml"
+elif ! is_tenant "$choice"; then
+  refuse "no tenant $choice: there is no $tenants_dir/$choice/ with a kustomization.yaml and a tenant.env"
 elif local_only "$choice"; then
   refuse "$choice is a local-only tenant (LOCAL_ONLY=true in $tenants_dir/$choice/local.env), for make run and make test: it is never deployed"
 else

@@ -203,7 +203,7 @@ def test_one_named_tenant_is_chosen_alone(repo):
 
 @pytest.mark.parametrize(("name", "says"), [
     ("demo", "demo is a local-only tenant (LOCAL_ONLY=true in tenants/demo/local.env)"),
-    ("zeta", "no tenant zeta: there is no tenants/zeta/kustomization.yaml"),
+    ("zeta", "no tenant zeta: there is no tenants/zeta/ with a kustomization.yaml and a tenant.env"),
     ("../tenants/alpha", "no tenant ../tenants/alpha"),
     ("", "no tenant : there is no"),
 ])
@@ -220,6 +220,19 @@ def test_nothing_to_deploy_is_refused(repo):
         shutil.rmtree(repo / "tenants" / name)
     result = choose(repo, "all")
     assert result.returncode == 2 and "no tenant to deploy" in result.stderr and result.stdout == ""
+
+
+def test_a_tenant_is_what_the_python_scripts_call_one(repo, monkeypatch):
+    """A folder without tenant.env is no tenant for scripts/tenancy.py (and scripts/fleet), nor one
+    whose name is no DNS label for any script: the workflow neither deploys it with `all` nor takes
+    it by name."""
+    (repo / "tenants" / "bravo" / "tenant.env").unlink()
+    shutil.copytree(repo / "tenants" / "charlie", repo / "tenants" / "Delta x")
+    monkeypatch.setattr(tenancy, "TENANTS_DIR", repo / "tenants")
+    assert "bravo" not in [tenant.name for tenant in tenancy.discover_tenants()]
+    assert choose(repo, "all").stdout.split() == ["alpha", "charlie"]
+    assert choose(repo, "bravo").returncode == 2
+    assert choose(repo, "Delta x").returncode == 2
 
 
 @pytest.mark.parametrize("local_env", [
