@@ -42,7 +42,8 @@ SECRET_KEYS_OUTPUT = "--output=go-template={{.metadata.name}}{{range $key, $valu
 
 # Records each call as a JSON line, renders with the real kubectl, and plays the cluster's part
 # for `get secret` (FAKE_SECRET_KEYS: the keys of an existing finance-secrets, FAKE_TLS_KEYS: those
-# of an existing pgbackrest-tls) and failures (FAKE_FAIL: a subcommand that exits 1).
+# of an existing pgbackrest-tls), `config current-context` (kind-finance), `get namespace` (it
+# exists unless FAKE_NO_NAMESPACE) and failures (FAKE_FAIL: a subcommand that exits 1).
 FAKE_KUBECTL = """#!{python}
 import json, os, sys
 args = sys.argv[1:]
@@ -51,12 +52,17 @@ with open(os.environ["KUBECTL_LOG"], "a") as log:
     log.write(json.dumps({{"args": args, "stdin": stdin}}) + "\\n")
 if args[0] == "kustomize":
     os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *args])
+args = [arg for arg in args if not arg.startswith("--context=")]
 if args[0] == os.environ.get("FAKE_FAIL"):
     sys.exit("error: the server could not be reached")
 if args[:3] == ["get", "secret", "finance-secrets"] and "FAKE_SECRET_KEYS" in os.environ:
     print("finance-secrets", os.environ["FAKE_SECRET_KEYS"])
 if args[:3] == ["get", "secret", "pgbackrest-tls"] and "FAKE_TLS_KEYS" in os.environ:
     print("pgbackrest-tls", os.environ["FAKE_TLS_KEYS"])
+if args == ["config", "current-context"]:
+    print("kind-finance")
+if args[:2] == ["get", "namespace"] and "FAKE_NO_NAMESPACE" not in os.environ:
+    print("namespace/" + args[2])
 """
 
 
@@ -774,6 +780,13 @@ def test_offboarding_without_a_terminal_needs_yes(repo_with_acme, acme, fake_kub
     assert recorded(fake_kubectl) == []
 
 
+# Before anything is deleted: kubectl's current context, read once, and the tenant's namespace in it.
+CONTEXT_CHECKS = [
+    ["config", "current-context"],
+    ["--context=kind-finance", "get", "namespace", "finance-acme", "--ignore-not-found", "--output=name"],
+]
+
+
 def test_offboarding_deletes_the_workloads_but_keeps_the_data(repo_with_acme, acme, fake_kubectl):
     kept_kinds = {"Namespace", "PersistentVolumeClaim", "Secret"}
     rendered = render(acme)
@@ -783,20 +796,21 @@ def test_offboarding_deletes_the_workloads_but_keeps_the_data(repo_with_acme, ac
     assert result.returncode == 0, result.stderr
     assert not acme.exists()
     calls = [call["args"] for call in recorded(fake_kubectl)]
-    assert calls[0] == ["kustomize", str(acme)]
+    assert calls[:3] == [*CONTEXT_CHECKS, ["kustomize", str(acme)]]
     expected_types = sorted({tenancy.resource_type(o) for o in rendered if o["kind"] not in kept_kinds})
-    assert calls[1:] == [[
-        "delete", ",".join(expected_types), "--namespace", "finance-acme",
+    assert calls[3:] == [[
+        "--context=kind-finance", "delete", ",".join(expected_types), "--namespace", "finance-acme",
         "--selector", f"{tenancy.TENANT_LABEL}=acme", "--ignore-not-found", "--wait=true",
     ]]
-    deleted = set(calls[1][1].split(","))
+    deleted = set(calls[3][2].split(","))
     assert {
         "deployment.apps", "statefulset.apps", "cronjob.batch", "service", "configmap",
         "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io",
         "horizontalpodautoscaler.autoscaling", "poddisruptionbudget.policy",
     } <= deleted
     assert not {t for t in deleted if t.split(".")[0] in ("persistentvolumeclaim", "secret", "namespace")}
-    assert "kubectl delete namespace finance-acme" in result.stdout
+    assert "deleted the workloads of finance-acme (context kind-finance)" in result.stdout
+    assert "kubectl --context kind-finance delete namespace finance-acme" in result.stdout
 
 
 def test_offboarding_with_delete_data_deletes_the_namespace(repo_with_acme, acme, fake_kubectl):
@@ -804,8 +818,39 @@ def test_offboarding_with_delete_data_deletes_the_namespace(repo_with_acme, acme
     assert result.returncode == 0, result.stderr
     assert not acme.exists()
     assert [call["args"] for call in recorded(fake_kubectl)] == [
-        ["delete", "namespace", "finance-acme", "--ignore-not-found", "--wait=true"],
+        *CONTEXT_CHECKS,
+        ["--context=kind-finance", "delete", "namespace", "finance-acme", "--ignore-not-found", "--wait=true"],
     ]
+
+
+@pytest.mark.parametrize("args", [(), ("--delete-data",)])
+def test_offboarding_a_namespace_the_cluster_lacks_changes_nothing(repo_with_acme, acme, fake_kubectl, monkeypatch,
+                                                                   args):
+    """`kubectl delete --ignore-not-found` succeeds in any cluster: without this check the wrong
+    context (or a tenant of make run) would lose its folder while nothing was deleted (issue 16)."""
+    monkeypatch.setenv("FAKE_NO_NAMESPACE", "1")
+    before = snapshot(repo_with_acme)
+    result = run(repo_with_acme, "offboard-tenant", "acme", *args, "--yes")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "there is no namespace finance-acme in context kind-finance, so nothing was deleted" in lines[0]
+    assert "scripts/offboard-tenant acme --local" in lines[0]
+    assert [call["args"] for call in recorded(fake_kubectl)] == CONTEXT_CHECKS
+    assert snapshot(repo_with_acme) == before
+
+
+@pytest.mark.parametrize("args", [(), ("--delete-data",)])
+def test_offboarding_a_local_only_tenant_from_a_cluster_is_refused(untouched_repo, fake_kubectl, args):
+    """The demo tenants are never deployed, and make test needs their folders."""
+    before = snapshot(untouched_repo)
+    result = run(untouched_repo, "offboard-tenant", "tenant1", *args, "--yes")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "tenant1 is a local-only tenant" in result.stderr
+    assert "scripts/offboard-tenant tenant1 --local" in result.stderr
+    assert recorded(fake_kubectl) == []
+    assert snapshot(untouched_repo) == before
 
 
 def test_a_failed_kubectl_keeps_the_overlay(repo_with_acme, acme, fake_kubectl, monkeypatch):
@@ -823,12 +868,14 @@ def test_offboarding_refuses_a_statefulset_that_would_take_its_volumes_along(rep
     result = run(repo_with_acme, "offboard-tenant", "acme", "--yes")
     assert result.returncode == 1
     assert "persistentVolumeClaimRetentionPolicy" in result.stderr
-    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["kustomize"]
+    assert [call["args"] for call in recorded(fake_kubectl)] == [*CONTEXT_CHECKS, ["kustomize", str(acme)]]
     assert acme.is_dir()
 
 
 @pytest.mark.parametrize(("answer", "code"), [("acme\n", 0), ("yes\n", 1)])
-def test_offboarding_on_a_terminal_asks_for_the_tenants_name(repo_with_acme, acme, fake_kubectl, answer, code):
+def test_offboarding_on_a_terminal_names_the_context_and_asks_for_the_tenants_name(
+    repo_with_acme, acme, fake_kubectl, answer, code
+):
     controller, terminal = pty.openpty()
     try:
         os.write(controller, answer.encode())
@@ -837,6 +884,11 @@ def test_offboarding_on_a_terminal_asks_for_the_tenants_name(repo_with_acme, acm
         os.close(controller)
         os.close(terminal)
     assert result.returncode == code, result.stderr
+    assert "delete the workloads in finance-acme (context kind-finance;" in result.stderr
     assert "Type the tenant's name" in result.stdout
     assert acme.exists() == (code != 0)
-    assert bool(recorded(fake_kubectl)) == (code == 0)
+    calls = [call["args"] for call in recorded(fake_kubectl)]
+    assert calls[:2] == CONTEXT_CHECKS
+    assert bool([args for args in calls if "delete" in args]) == (code == 0)
+    # The context read before the question is the one every call to the cluster after it names.
+    assert all(args[0] == "--context=kind-finance" for args in calls[1:] if args[0] != "kustomize")
