@@ -386,8 +386,7 @@ def check_inputs(args: argparse.Namespace) -> Overlay:
     exists = directory.exists()
     if exists and not args.force:
         raise UsageError(f"tenant {name!r} already exists in tenants/{name}; pass --force to replace its overlay")
-    local = tenancy.read_env_file(directory / "local.env")
-    local_only = local.get("LOCAL_ONLY") == "true"
+    local_only = tenancy.read_tenant(name).local_only
     if args.apply and local_only:
         raise UsageError(
             f"tenant {name!r} is local only (LOCAL_ONLY=true in tenants/{name}/local.env): "
