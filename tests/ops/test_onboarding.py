@@ -357,15 +357,130 @@ def test_force_keeps_the_image_tag_a_fleet_upgrade_wrote(repo):
     )
     assert result.returncode == 0, result.stderr
     upgraded = files_of(directory)["kustomization.yaml"]
-    assert "newTag: 0.2.0" in upgraded
+    assert re.search(r'^    newTag: "?0\.2\.0"?$', upgraded, re.MULTILINE)
 
     result = onboard(repo, "acme", "--force", "--replicas", "3")
     assert result.returncode == 0, result.stderr
-    assert files_of(directory)["kustomization.yaml"] == upgraded.replace("count: 2", "count: 3")
+    # Onboarding writes the tag quoted, as the fleet does (an unquoted one it quotes, and says so).
+    quoted = upgraded.replace("count: 2", "count: 3").replace("newTag: 0.2.0", 'newTag: "0.2.0"')
+    assert files_of(directory)["kustomization.yaml"] == quoted
+    rewrote = "rewrote kustomization.yaml, as this onboarding script writes it"
+    assert (rewrote in result.stdout.splitlines()) == ("newTag: 0.2.0" in upgraded)
     api = one_of(render(directory), "Deployment", "finance-api")
     assert {c["image"] for c in api["spec"]["template"]["spec"]["containers"]} >= {
         "ghcr.io/finance-platform/finance-service:0.2.0"
     }
+
+
+IMAGES = "ghcr.io/finance-platform/finance-service"
+
+
+@pytest.mark.parametrize("written", ['"1.10"', "1.10"], ids=["quoted, as the fleet writes it", "unquoted"])
+def test_force_keeps_a_number_like_image_tag_as_written(repo, written):
+    """kustomize reads an unquoted 1.10 as a number and fails; onboarding writes every newTag
+    quoted, so a tag that looks like a number keeps its digits and renders."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    with (directory / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write(f"images:\n  - name: {IMAGES}\n    newTag: {written}\n")
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    text = files_of(directory)["kustomization.yaml"]
+    assert f'  - name: {IMAGES}\n    newTag: "1.10"\n' in text
+    api = one_of(render(directory), "Deployment", "finance-api")
+    assert f"{IMAGES}:1.10" in {c["image"] for c in api["spec"]["template"]["spec"]["containers"]}
+    again = onboard(repo, "acme", "--force")
+    assert again.returncode == 0 and "nothing changed" in again.stdout.splitlines(), again.stdout
+    assert files_of(directory)["kustomization.yaml"] == text
+
+
+# The patch docs/operations.md ("Image pull secrets") has operators add to a tenant's overlay.
+PULL_SECRET_PATCHES = """\
+  - target:
+      kind: (Deployment|StatefulSet)
+    patch: |-
+      - op: add
+        path: /spec/template/spec/imagePullSecrets
+        value: [{name: registry-pull}]
+  - target:
+      kind: CronJob
+    patch: |-
+      - op: add
+        path: /spec/jobTemplate/spec/template/spec/imagePullSecrets
+        value: [{name: registry-pull}]
+"""
+
+
+def pull_secrets(objects: list[dict]) -> dict[str, list]:
+    """Each Deployment's, StatefulSet's and CronJob's pod imagePullSecrets."""
+    def pod(obj: dict) -> dict:
+        template = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+        return template["template"]["spec"]
+
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": pod(o).get("imagePullSecrets")
+        for o in objects if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
+    }
+
+
+def test_the_docs_image_pull_secrets_patch_is_in_the_operations_guide():
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert "```yaml\npatches:\n" + PULL_SECRET_PATCHES + "```" in guide
+
+
+@pytest.mark.parametrize("extra", [(), ("--backup-endpoint", "minio.backups.example.net:9000")],
+                         ids=["HTTPS object store", "object store on its own port"])
+def test_force_keeps_patches_added_by_hand(repo, extra):
+    """deploy-tenants.sh tells operators to run onboard-tenant NAME --apply --force: a pull-secret
+    patch dropped there would apply at once, and every pod would fail to pull its image."""
+    assert onboard(repo, "acme", "--host", HOST, *extra).returncode == 0
+    directory = repo / "tenants" / "acme"
+    kustomization = directory / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + PULL_SECRET_PATCHES)
+    by_hand = render(directory)
+    assert set(map(str, pull_secrets(by_hand).values())) == {"[{'name': 'registry-pull'}]"}, "the patch applies"
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("changed ", "rewrote ", "nothing"))] == [
+        "changed replicas: 2 -> 3",
+    ], "the patch is written back as it was, so no rewrite to report"
+    objects = render(directory)
+    assert pull_secrets(objects) == pull_secrets(by_hand)
+    assert one_of(objects, "Deployment", "finance-api")["spec"]["replicas"] == 3
+    assert one_of(objects, "Ingress", "finance-api")["spec"]["rules"][0]["host"] == HOST
+    assert kustomization.read_text().count("imagePullSecrets") == 2
+    assert kustomization.read_text().count("kind: Ingress") == 1, "onboarding's own patches are not doubled"
+    assert kustomization.read_text().count("name: object-store") == (1 if extra else 0)
+
+
+def test_force_says_it_rewrote_a_patch_added_in_another_form(repo):
+    """A patch added in another style (flow style, a comment) is rewritten once in onboarding's,
+    renders the same, is reported beside the setting that changed, and is then left as it is."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    kustomization = directory / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + (
+        "  # the registry's pull secret\n"
+        """  - {target: {kind: CronJob}, patch: '[{"op": "add", "path": "/spec/jobTemplate/spec/template/spec/"""
+        """imagePullSecrets", "value": [{"name": "registry-pull"}]}]'}\n"""
+    ))
+    by_hand = pull_secrets(render(directory))
+    cronjobs = [secrets for name, secrets in by_hand.items() if name.startswith("CronJob/")]
+    assert cronjobs and all(secrets == [{"name": "registry-pull"}] for secrets in cronjobs), "the patch applies"
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("changed ", "rewrote ", "nothing"))] == [
+        "changed replicas: 2 -> 3", "rewrote kustomization.yaml, as this onboarding script writes it",
+    ]
+    assert pull_secrets(render(directory)) == by_hand
+    rewritten = kustomization.read_text()
+    again = onboard(repo, "acme", "--force")
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stdout.splitlines()
+    assert kustomization.read_text() == rewritten
 
 
 def test_backup_settings_reach_the_render_and_force_keeps_them(repo):
