@@ -13,6 +13,12 @@ started them) and its PostgreSQL cluster; its data (.local/dev/NAME: the cluster
 archive, the secrets, the logs) is kept unless --delete-data. It also offboards a tenant whose
 folder was already removed by hand but whose server or data is still here.
 
+Without --local it refuses a local-only tenant (LOCAL_ONLY=true: the demo tenants, which only
+`make run` serves), and a tenant whose namespace is not in the cluster: kubectl would delete
+nothing there and succeed, and the folder of a tenant that `make run` serves would go while its
+server runs on. kubectl's current context is read once, named in the confirmation, and given to
+every call, so that a context switched meanwhile does not redirect the run.
+
 Asks for the tenant's name as confirmation unless --yes; without a terminal, --yes is required.
 """
 
@@ -48,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_tenant(name: str, local: bool = False) -> str:
     tenancy.check_name(name)
     if tenancy.tenant_dir(name).is_dir():
+        if not local and tenancy.read_tenant(name).local_only:
+            raise UsageError(
+                f"{name} is a local-only tenant (LOCAL_ONLY=true in tenants/{name}/local.env), never deployed: "
+                f"to offboard it from make run on this machine: scripts/offboard-tenant {name} --local"
+            )
         return name
     if local and local_traces(name):
         return name
@@ -57,27 +68,22 @@ def check_tenant(name: str, local: bool = False) -> str:
     raise UsageError(f"unknown tenant {name!r}: {where}")
 
 
-def confirm(name: str, delete_data: bool, local: bool = False) -> bool:
-    """Ask on the terminal; the answer must be the tenant's name."""
+def confirm(name: str, delete_data: bool, context: str | None = None) -> bool:
+    """Say what will be done, and in which context (None: locally), and ask for the tenant's name."""
     namespace = tenancy.namespace(name)
-    if local:
+    if context is None:
         data = shown(local_state(name))
         kept = f"delete its local data in {data}" if delete_data else f"keep its local data in {data}"
         plan = f"stop {name}'s local server and PostgreSQL and {kept}"
     elif delete_data:
-        plan = f"delete the namespace {namespace} with ALL its data and backups"
+        plan = f"delete the namespace {namespace} (context {context}) with ALL its data and backups"
     else:
-        plan = f"delete the workloads in {namespace} (its volumes, backups and Secret are kept)"
+        plan = f"delete the workloads in {namespace} (context {context}; its volumes, backups and Secret are kept)"
     then = f", then remove tenants/{name}" if tenancy.tenant_dir(name).is_dir() else ""
-    print(f"This will {plan}{then}.", file=sys.stderr)
-    try:
-        answer = input(f"Type the tenant's name ({name}) to go on: ")
-    except EOFError:
-        return False
-    return answer.strip() == name
+    return tenancy.confirm(name, f"This will {plan}{then}.")
 
 
-def delete_workloads(name: str) -> None:
+def delete_workloads(name: str, context: str) -> None:
     """Delete, by the tenant's label, every kind the overlay renders except those holding data."""
     objects = tenancy.render(tenancy.tenant_dir(name))
     for obj in objects:
@@ -88,32 +94,61 @@ def delete_workloads(name: str) -> None:
                 "(persistentVolumeClaimRetentionPolicy.whenDeleted: Delete): pass --delete-data to accept that"
             )
     types = sorted({tenancy.resource_type(obj) for obj in objects if obj["kind"] not in KEPT_KINDS})
-    delete(
-        name, ",".join(types), "--namespace", tenancy.namespace(name),
+    in_cluster(
+        name, context, "delete", ",".join(types), "--namespace", tenancy.namespace(name),
         "--selector", f"{tenancy.TENANT_LABEL}={name}", "--ignore-not-found", "--wait=true",
     )
 
 
-def delete_namespace(name: str) -> None:
-    delete(name, "namespace", tenancy.namespace(name), "--ignore-not-found", "--wait=true")
+def delete_namespace(name: str, context: str) -> None:
+    in_cluster(name, context, "delete", "namespace", tenancy.namespace(name), "--ignore-not-found", "--wait=true")
 
 
 class NoCluster(StepError):
-    """kubectl reaches no cluster at all: nothing was deleted."""
+    """kubectl reaches no cluster at all, or not the tenant's namespace in it: nothing was deleted."""
 
 
-def delete(name: str, *args: str) -> None:
-    """`kubectl delete` with these arguments; NoCluster when it failed because no cluster answers,
-    in one line (kubectl's own are half a dozen) that points to --local for a tenant of `make run`."""
+def to_local(name: str) -> str:
+    return f"to offboard a tenant that `make run` serves on this machine: scripts/offboard-tenant {name} --local"
+
+
+def cluster_context(name: str) -> str:
+    """kubectl's current context, read once: every later call names it; NoCluster when none is set."""
     try:
-        tenancy.kubectl("delete", *args, quiet=True)
+        return tenancy.current_context()
+    except StepError as error:
+        raise NoCluster(
+            f"kubectl has no current context ({error}), so nothing was deleted and tenants/{name} is kept; "
+            f"{to_local(name)}"
+        ) from None
+
+
+def check_namespace(name: str, context: str) -> None:
+    """NoCluster unless the tenant's namespace is in the context's cluster: `kubectl delete
+    --ignore-not-found` would succeed there without deleting anything, and the folder would go."""
+    namespace = tenancy.namespace(name)
+    found = in_cluster(name, context, "get", "namespace", namespace, "--ignore-not-found", "--output=name",
+                       capture=True)
+    if not found.strip():
+        raise NoCluster(
+            f"there is no namespace {namespace} in context {context}, so nothing was deleted and tenants/{name} is "
+            f"kept; check the context (docs/operations.md, Choosing the cluster), or {to_local(name)}"
+        )
+
+
+def in_cluster(name: str, context: str, *args: str, capture: bool = False) -> str:
+    """kubectl with these arguments on the context, and its output when captured; NoCluster when it
+    failed because no cluster answers, in one line (kubectl's own are half a dozen) that points to
+    --local for a tenant of `make run`."""
+    try:
+        return tenancy.kubectl(*args, quiet=True, capture=capture, context=context).stdout or ""
     except StepError:
-        unreachable = tenancy.cluster_unreachable()
+        unreachable = tenancy.cluster_unreachable(context)
         if unreachable is None:
             raise
         raise NoCluster(
-            f"no Kubernetes cluster is reachable ({unreachable}), so nothing was deleted and tenants/{name} is kept;"
-            f" to offboard a tenant that `make run` serves on this machine: scripts/offboard-tenant {name} --local"
+            f"no Kubernetes cluster is reachable in context {context} ({unreachable}), so nothing was deleted and "
+            f"tenants/{name} is kept; {to_local(name)}"
         ) from None
 
 
@@ -230,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"offboard-tenant: error: {error}", file=sys.stderr)
         return 2
-    if not args.yes and not confirm(name, args.delete_data, args.local):
-        print("offboard-tenant: not confirmed; nothing was changed", file=sys.stderr)
-        return 1
     if args.local:
+        if not args.yes and not confirm(name, args.delete_data):
+            print("offboard-tenant: not confirmed; nothing was changed", file=sys.stderr)
+            return 1
         try:
             done = offboard_locally(name, args.delete_data)
         except StepError as error:
@@ -243,10 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     namespace = tenancy.namespace(name)
     try:
+        context = cluster_context(name)
+        check_namespace(name, context)
+        if not args.yes and not confirm(name, args.delete_data, context):
+            print("offboard-tenant: not confirmed; nothing was changed", file=sys.stderr)
+            return 1
         if args.delete_data:
-            delete_namespace(name)
+            delete_namespace(name, context)
         else:
-            delete_workloads(name)
+            delete_workloads(name, context)
     except NoCluster as error:
         print(f"offboard-tenant: {error}", file=sys.stderr)
         return 1
@@ -255,11 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     remove_overlay(name)
     if args.delete_data:
-        print(f"deleted namespace {namespace} with its data; removed tenants/{name}")
+        print(f"deleted namespace {namespace} (context {context}) with its data; removed tenants/{name}")
     else:
-        print(f"deleted the workloads of {namespace}; removed tenants/{name}")
+        print(f"deleted the workloads of {namespace} (context {context}); removed tenants/{name}")
         print(f"kept in {namespace}: its PersistentVolumeClaims (database, backups) and Secret {tenancy.SECRET_NAME}")
-        print(f"to delete them too: kubectl delete namespace {namespace}")
+        print(f"to delete them too: kubectl --context {context} delete namespace {namespace}")
     print(f"next: commit the removal of tenants/{name}")
     return 0
 

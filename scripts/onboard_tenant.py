@@ -13,8 +13,10 @@ failure leaves nothing behind. The --backup-* options describe the tenant's pgBa
 
 --force rewrites an existing tenant's overlay: an option not given keeps the tenant's current value
 (host and replicas from kustomization.yaml, settings from tenant.env, repository from backup.env;
-local.env as it is), so --host is only needed for a new tenant. It prints each setting that
-changed, or that nothing did.
+local.env as it is), so --host is only needed for a new tenant. What was added to the overlay by
+hand stays: its components, its image tags and every patch but the two onboarding writes (the
+Ingress host, the object store's port). It prints each setting that changed, each file rewritten
+beyond that, or that nothing changed.
 
 Beside the overlay it writes the tenant's Postman environments: postman_environment.json (its
 public host) and postman_environment.local.json (its `make run` port). A local-only tenant
@@ -196,6 +198,9 @@ class Overlay:
     components: tuple[str, ...] = ()
     # The overlay's `images:` entries (the app image's tag that scripts/fleet upgrade wrote), kept.
     images: Images = ()
+    # The overlay's other `patches:` entries (an imagePullSecrets patch added by hand,
+    # docs/operations.md), as YAML list items under `patches:`, kept.
+    patches: str = ""
 
     @property
     def name(self) -> str:
@@ -326,12 +331,54 @@ def check_backup(name: str, args: argparse.Namespace) -> Backup:
     return Backup(endpoint, port, bucket, region, uri_style, days, extra)
 
 
-def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...], Images]:
-    """The host, replica count, components and image pins an existing tenant's kustomization.yaml
-    gives (None, or empty, where it gives none)."""
+# The `patches:` entries onboarding writes from its settings, by their target and the paths they
+# replace: rewritten every time; every other entry of an overlay is kept as it is.
+ONBOARDING_PATCHES = (
+    ({"kind": "Ingress"}, ["/spec/rules/0/host", "/spec/tls/0/hosts/0"]),
+    ({"kind": "NetworkPolicy", "name": "object-store"}, ["/spec/egress/0/ports/0/port"]),
+)
+
+
+def patch_operations(patch: dict) -> list[dict]:
+    """The JSON 6902 operations of an inline `patches:` entry ([] for a patch file or a strategic merge)."""
+    import yaml
+
+    operations = yaml.safe_load(patch["patch"]) if isinstance(patch.get("patch"), str) else None
+    return operations if isinstance(operations, list) and all(isinstance(op, dict) for op in operations) else []
+
+
+def written_by_onboarding(patch: dict) -> bool:
+    """Whether a `patches:` entry is one of the two onboarding writes (ONBOARDING_PATCHES)."""
+    operations = patch_operations(patch)
+    replaced = sorted(str(op.get("path")) for op in operations if op.get("op") == "replace")
+    return len(replaced) == len(operations) and (patch.get("target"), replaced) in ONBOARDING_PATCHES
+
+
+def patches_block(patches: list[dict]) -> str:
+    """`patches:` entries as YAML list items under the kustomization's `patches:` (block style, a
+    patch's text as a literal block, keys in their order), as onboarding writes its own; what this
+    writes reads back to the same entries, and is then written the same again."""
+    if not patches:
+        return ""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    dumped = yaml.dump(patches, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=4096)
+    return "".join(f"  {line}" if line.strip() else line for line in dumped.splitlines(keepends=True))
+
+
+def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...], Images, str]:
+    """The host, replica count, components, image pins and patches of its own (patches_block) an
+    existing tenant's kustomization.yaml gives (None, or empty, where it gives none)."""
     path = tenancy.tenant_dir(name) / "kustomization.yaml"
     if not path.exists():
-        return None, None, (), ()
+        return None, None, (), (), ""
     import yaml  # the venv's PyYAML: imported only for an existing tenant
 
     try:
@@ -340,18 +387,20 @@ def current_overlay(name: str) -> tuple[str | None, int | None, tuple[str, ...],
             (entry["count"] for entry in kustomization.get("replicas", []) if entry.get("name") == "finance-api"), None
         )
         components = tuple(str(component) for component in kustomization.get("components") or [])
-        images = tuple(
-            tuple((str(key), str(value)) for key, value in entry.items()) for entry in kustomization.get("images") or []
-        )
+        # Read as written, every value a string: a tag such as 1.10 is not the number 1.1.
+        written = yaml.load(path.read_text(), Loader=yaml.BaseLoader) or {}  # noqa: S506 - it builds only strings
+        images = tuple(tuple(entry.items()) for entry in written.get("images") or [])
+        patches = kustomization.get("patches") or []
+        own = [patch for patch in patches if not written_by_onboarding(patch)]
         operations = [
-            operation
-            for patch in kustomization.get("patches", []) if patch.get("target", {}).get("kind") == "Ingress"
-            for operation in yaml.safe_load(patch.get("patch", "")) or []
+            operation for patch in patches if written_by_onboarding(patch) and patch["target"]["kind"] == "Ingress"
+            for operation in patch_operations(patch)
         ]
     except (yaml.YAMLError, AttributeError, KeyError, TypeError) as error:
         raise UsageError(f"tenants/{name}/kustomization.yaml cannot be read as onboarding writes it: {error}") from None
     hosts = [operation.get("value") for operation in operations if operation.get("path") == "/spec/rules/0/host"]
-    return (hosts[0] if hosts else None), (replicas if isinstance(replicas, int) else None), components, images
+    replicas = replicas if isinstance(replicas, int) else None
+    return (hosts[0] if hosts else None), replicas, components, images, patches_block(own)
 
 
 def current_values(name: str) -> dict[str, str]:
@@ -386,8 +435,7 @@ def check_inputs(args: argparse.Namespace) -> Overlay:
     exists = directory.exists()
     if exists and not args.force:
         raise UsageError(f"tenant {name!r} already exists in tenants/{name}; pass --force to replace its overlay")
-    local = tenancy.read_env_file(directory / "local.env")
-    local_only = local.get("LOCAL_ONLY") == "true"
+    local_only = tenancy.read_tenant(name).local_only
     if args.apply and local_only:
         raise UsageError(
             f"tenant {name!r} is local only (LOCAL_ONLY=true in tenants/{name}/local.env): "
@@ -419,8 +467,8 @@ def check_inputs(args: argparse.Namespace) -> Overlay:
     }
     # Its port for `make run`: its current one, or the next past every tenant's.
     tenant = tenancy.Tenant(name, settings, tenancy.local_ports(name)[name], local_only)
-    _, _, components, images = current_overlay(name)
-    return Overlay(tenant, host, replicas, check_backup(name, args), components, images)
+    _, _, components, images, patches = current_overlay(name)
+    return Overlay(tenant, host, replicas, check_backup(name, args), components, images, patches)
 
 
 def setting_values(overlay: Overlay) -> dict[str, str]:
@@ -492,18 +540,22 @@ def components_block(components: tuple[str, ...]) -> str:
 
 
 def images_block(images: Images) -> str:
-    """The kustomization's `images:` list as scripts/fleet writes it, or nothing when it has none."""
+    """The kustomization's `images:` list as scripts/fleet writes it, or nothing when it has none:
+    newTag quoted (JSON-style), since kustomize reads a tag such as 0.10 as a number and fails."""
     if not images:
         return ""
     lines = ["# The app image's tag, written by scripts/fleet upgrade (deploy.yml pins it to its digest).", "images:"]
     for entry in images:
-        lines += [f"{'  - ' if index == 0 else '    '}{key}: {value}" for index, (key, value) in enumerate(entry)]
+        lines += [
+            f"{'  - ' if index == 0 else '    '}{key}: {json.dumps(value) if key == 'newTag' else value}"
+            for index, (key, value) in enumerate(entry)
+        ]
     return "\n".join(lines) + "\n"
 
 
 def overlay_files(overlay: Overlay) -> dict[str, str]:
     """Each file of tenants/NAME and its text."""
-    extra_patches = OBJECT_STORE_PORT_PATCH.format(port=overlay.backup.port) if overlay.backup.port else ""
+    port_patch = OBJECT_STORE_PORT_PATCH.format(port=overlay.backup.port) if overlay.backup.port else ""
     local_url = f"http://127.0.0.1:{overlay.tenant.local_port}"
     public = {} if overlay.tenant.local_only else {
         POSTMAN_ENVIRONMENT: postman_environment(overlay.name, overlay.base_url),
@@ -511,7 +563,7 @@ def overlay_files(overlay: Overlay) -> dict[str, str]:
     return {
         "kustomization.yaml": KUSTOMIZATION.format(
             namespace=tenancy.namespace(overlay.name), label=tenancy.TENANT_LABEL, name=overlay.name,
-            replicas=overlay.replicas, host=overlay.host, extra_patches=extra_patches,
+            replicas=overlay.replicas, host=overlay.host, extra_patches=port_patch + overlay.patches,
             components=components_block(overlay.components),
         ) + images_block(overlay.images),
         "tenant.env": "".join(f"{key}={value}\n" for key, value in overlay.tenant.settings.items()),
@@ -825,11 +877,24 @@ def folder_files(name: str) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(directory.iterdir()) if path.is_file()}
 
 
-def report_changes(before: dict[str, str], overlay: Overlay, files_before: dict[str, str]) -> None:
+def unchanged_files(name: str) -> dict[str, str] | None:
+    """The files onboarding would write for an existing tenant given no option (its current
+    settings), to tell a rewrite from a change of setting; None when its files cannot be read so."""
+    try:
+        return overlay_files(check_inputs(parse_args([name, "--force"])))
+    except UsageError:
+        return None
+
+
+def report_changes(
+    before: dict[str, str], overlay: Overlay, files_before: dict[str, str], unchanged: dict[str, str] | None
+) -> None:
     """What --force changed in an existing tenant's files: each setting, and what a change does
     where it matters; the files added or removed (the Postman environment of a tenant onboarded
-    before there were two), or rewritten with no setting changed (by a newer onboarding script);
-    else that nothing changed."""
+    before there were two), and those rewritten beyond the settings named: whose text differs from
+    what onboarding writes for the tenant's current settings (`unchanged`; None when those cannot
+    be written, and then every file whose text changed), say by a newer onboarding script or in
+    the form of a patch added by hand; else that nothing changed."""
     changed = changes(before, setting_values(overlay))
     for key, old, new in changed:
         print(f"changed {key}: {old} -> {new}")
@@ -839,11 +904,10 @@ def report_changes(before: dict[str, str], overlay: Overlay, files_before: dict[
     files_after = folder_files(overlay.name)
     files = [f"added {name}" for name in files_after if name not in files_before]
     files += [f"removed {name}" for name in files_before if name not in files_after]
-    if not changed:
-        files += [
-            f"rewrote {name}, as this onboarding script writes it" for name, text in files_after.items()
-            if files_before.get(name, text) != text
-        ]
+    files += [
+        f"rewrote {name}, as this onboarding script writes it" for name, text in files_after.items()
+        if files_before.get(name, text) != text and (unchanged is None or unchanged.get(name) != files_before[name])
+    ]
     for line in files:
         print(line)
     if not changed and not files:
@@ -874,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         existing = tenancy.tenant_dir(overlay.name).exists()
         before = current_values(overlay.name) if existing else {}
         files_before = folder_files(overlay.name)
+        unchanged = unchanged_files(overlay.name) if existing else None
         if args.apply:
             if refused := short_cipher_pass():
                 raise UsageError(refused)
@@ -887,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     report_written(overlay, objects)
     if existing:
-        report_changes(before, overlay, files_before)
+        report_changes(before, overlay, files_before, unchanged)
     if args.apply:
         sys.stdout.flush()  # before kubectl's own output
         try:

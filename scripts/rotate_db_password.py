@@ -21,8 +21,10 @@ script again: it sets a fresh password in both places.
 
 A Secret kept by the External Secrets Operator is refused: the secret manager holds the password,
 and docs/operations.md ("Rotating the database passwords") gives the order to follow there.
-Without --context, kubectl's current context is used. Asks for the tenant's name as confirmation
-unless --yes; without a terminal, --yes is required. No password is ever printed.
+Without --context, kubectl's current context is used, read once at the start and named on every
+call, so that a context switched meanwhile (in another terminal) does not redirect the run. Asks
+for the tenant's name as confirmation unless --yes; without a terminal, --yes is required. No
+password is ever printed.
 """
 
 import argparse
@@ -80,8 +82,7 @@ def check_tenant(name: str) -> str:
     tenancy.check_name(name)
     if not tenancy.tenant_dir(name).is_dir():
         raise UsageError(f"unknown tenant {name!r}: there is no tenants/{name}")
-    local = tenancy.read_env_file(tenancy.tenant_dir(name) / "local.env")
-    if local.get("LOCAL_ONLY") == "true":
+    if tenancy.read_tenant(name).local_only:
         raise UsageError(f"{name} is a local-only tenant (LOCAL_ONLY=true in tenants/{name}/local.env): "
                          "it has no cluster Secret to rotate")
     return name
@@ -119,21 +120,15 @@ def alter_role_sql(role: Role, verifier: str) -> str:
 
 
 class Cluster:
-    """kubectl in the tenant's namespace, in the chosen context."""
+    """kubectl in the tenant's namespace, in one context: the one given, else the current one,
+    resolved once, so that the context the confirmation names is the one every call acts on."""
 
     def __init__(self, name: str, context: str | None):
         self.namespace = tenancy.namespace(name)
-        self.context = context
+        self.context = context or tenancy.current_context()
 
     def run(self, *args: str, stdin: str | None = None) -> str:
-        context = (f"--context={self.context}",) if self.context else ()
-        return tenancy.kubectl_output(*context, "--namespace", self.namespace, *args, stdin=stdin)
-
-    def context_name(self) -> str:
-        """The context kubectl will use, to show before anything changes."""
-        if self.context:
-            return self.context
-        return tenancy.kubectl_output("config", "current-context").strip()
+        return tenancy.kubectl_output("--namespace", self.namespace, *args, stdin=stdin, context=self.context)
 
 
 def check_secret(cluster: Cluster, role: Role) -> None:
@@ -157,15 +152,12 @@ def check_secret(cluster: Cluster, role: Role) -> None:
 
 
 def confirm(name: str, role: Role, context: str) -> bool:
-    """Ask on the terminal; the answer must be the tenant's name."""
+    """Say what will change, where, and ask for the tenant's name."""
     restarts = f", then restart {' and '.join(role.deployments)}" if role.deployments else ""
-    print(f"This will give the role {role.name} of {tenancy.namespace(name)} (context {context}) a new password "
-          f"in PostgreSQL and in {tenancy.SECRET_NAME} ({role.key}){restarts}.", file=sys.stderr)
-    try:
-        answer = input(f"Type the tenant's name ({name}) to go on: ")
-    except EOFError:
-        return False
-    return answer.strip() == name
+    return tenancy.confirm(name, (
+        f"This will give the role {role.name} of {tenancy.namespace(name)} (context {context}) a new password "
+        f"in PostgreSQL and in {tenancy.SECRET_NAME} ({role.key}){restarts}."
+    ))
 
 
 def scrubbed(error: Exception, *secret_values: str) -> str:
@@ -242,10 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"rotate-db-password: error: {error}", file=sys.stderr)
         return 2
-    cluster = Cluster(name, args.context)
     try:
+        cluster = Cluster(name, args.context)
         check_secret(cluster, role)
-        if not args.yes and not confirm(name, role, cluster.context_name()):
+        if not args.yes and not confirm(name, role, cluster.context):
             print("rotate-db-password: not confirmed; nothing was changed", file=sys.stderr)
             return 1
     except (UsageError, StepError) as error:

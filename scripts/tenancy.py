@@ -111,18 +111,31 @@ class Tenant:
     local_only: bool = False
 
 
+def read_tenant(name: str) -> Tenant:
+    """The tenant as tenants/NAME says (no settings, no port, not local only, where it says nothing).
+    The one place LOCAL_ONLY is read, so that every script draws the same line around the demo tenants."""
+    directory = tenant_dir(name)
+    local = read_env_file(directory / "local.env")
+    port = local.get("LOCAL_PORT")
+    return Tenant(
+        name, read_env_file(directory / "tenant.env"), int(port) if port else None, local.get("LOCAL_ONLY") == "true"
+    )
+
+
 def discover_tenants() -> list[Tenant]:
     """Every tenant folder with a tenant.env, in name order."""
-    tenants = []
-    for directory in tenant_dirs():
-        if (directory / "tenant.env").is_file():
-            local = read_env_file(directory / "local.env")
-            port = local.get("LOCAL_PORT")
-            tenants.append(Tenant(
-                directory.name, read_env_file(directory / "tenant.env"), int(port) if port else None,
-                local.get("LOCAL_ONLY") == "true",
-            ))
-    return tenants
+    return [read_tenant(directory.name) for directory in tenant_dirs() if (directory / "tenant.env").is_file()]
+
+
+def confirm(name: str, plan: str) -> bool:
+    """Say the plan (on stderr) and ask on the terminal; the answer must be the tenant's name, so
+    that a habit of typing "y" cannot take down the wrong tenant."""
+    print(plan, file=sys.stderr)
+    try:
+        answer = input(f"Type the tenant's name ({name}) to go on: ")
+    except EOFError:
+        return False
+    return answer.strip() == name
 
 
 def local_ports(*new_names: str) -> dict[str, int]:
@@ -162,21 +175,34 @@ def _free_for_new_tenant(port: int) -> bool:
     return not port_taken(port) and not port_taken(dev.pg_port(port))
 
 
-def kubectl_command(*args: str) -> list[str]:
-    """The command line that runs kubectl (`$KUBECTL`, default `kubectl`) with these arguments."""
-    return [os.environ.get("KUBECTL", "kubectl"), *args]
+def kubectl_command(*args: str, context: str | None = None) -> list[str]:
+    """The command line that runs kubectl (`$KUBECTL`, default `kubectl`) with these arguments, on
+    the given context (else kubectl's current one)."""
+    return [os.environ.get("KUBECTL", "kubectl"), *((f"--context={context}",) if context else ()), *args]
+
+
+def current_context() -> str:
+    """kubectl's current context, to resolve once and pass to every later call (`context=`): the
+    context a script names when it asks for confirmation is then the one it acts on, even if
+    another terminal switches kubectl's current context meanwhile. StepError when none is set."""
+    context = kubectl_output("config", "current-context").strip()
+    if not context:
+        raise StepError("kubectl config current-context names no context")
+    return context
 
 
 def kubectl(
-    *args: str, stdin: str | IO | None = None, capture: bool = False, check: bool = True, quiet: bool = False
+    *args: str, stdin: str | IO | None = None, capture: bool = False, check: bool = True, quiet: bool = False,
+    context: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run kubectl with these arguments, `stdin` (a text, or a file to read) as its input; raise
-    StepError, naming the command and kubectl's last error line, when it fails and check is set.
+    """Run kubectl with these arguments on `context` (else the current one), `stdin` (a text, or a
+    file to read) as its input; raise StepError, naming the command and kubectl's last error line,
+    when it fails and check is set.
 
     `quiet`: its stdout still shows, but its error lines only in the StepError (one line): a
     kubectl that cannot reach its cluster repeats the same error half a dozen times. What it
     writes to stderr when it succeeds (warnings) is shown."""
-    command = kubectl_command(*args)
+    command = kubectl_command(*args, context=context)
     feed = {"stdin": stdin} if stdin is not None and not isinstance(stdin, str) else {"input": stdin}
     streams = {"capture_output": True} if capture else {"stderr": subprocess.PIPE} if quiet else {}
     try:
@@ -193,10 +219,10 @@ def kubectl(
     return result
 
 
-def cluster_unreachable() -> str | None:
-    """Why kubectl cannot reach the current context's cluster (its last error line), None when it can."""
+def cluster_unreachable(context: str | None = None) -> str | None:
+    """Why kubectl cannot reach the context's cluster (its last error line), None when it can."""
     try:
-        result = kubectl("version", "--request-timeout=10s", capture=True, check=False)
+        result = kubectl("version", "--request-timeout=10s", capture=True, check=False, context=context)
     except StepError as error:  # no kubectl at all
         return str(error)
     if result.returncode == 0:
@@ -205,9 +231,9 @@ def cluster_unreachable() -> str | None:
     return errors[-1] if errors else f"kubectl version exited with code {result.returncode}"
 
 
-def kubectl_output(*args: str, stdin: str | IO | None = None) -> str:
-    """What kubectl prints with these arguments; StepError when it fails."""
-    return kubectl(*args, stdin=stdin, capture=True).stdout or ""
+def kubectl_output(*args: str, stdin: str | IO | None = None, context: str | None = None) -> str:
+    """What kubectl prints with these arguments (on `context`, else the current one); StepError when it fails."""
+    return kubectl(*args, stdin=stdin, capture=True, context=context).stdout or ""
 
 
 def render(directory: Path) -> list[dict]:

@@ -388,7 +388,10 @@ def test_local_offboarding_on_a_terminal_asks_for_the_tenants_name(repo, answer,
 
 @pytest.fixture
 def repo_without_cluster(repo, tmp_path, monkeypatch) -> Path:
-    """A copy of the repository, and a kubeconfig whose API server refuses connections."""
+    """A copy of the repository with a deployable tenant, acme, and a kubeconfig whose API server
+    refuses connections."""
+    (repo / "tenants" / "acme").mkdir()
+    (repo / "tenants" / "acme" / "tenant.env").write_text("TENANT_CURRENCY=USD\n")
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
@@ -401,17 +404,34 @@ def repo_without_cluster(repo, tmp_path, monkeypatch) -> Path:
     return repo
 
 
-@pytest.mark.parametrize("args", [(), ("--delete-data",)])
-def test_offboarding_without_a_reachable_cluster_is_one_line_pointing_to_local(repo_without_cluster, args):
+def offboard_without_cluster(repo: Path, *args: str) -> subprocess.CompletedProcess:
     if shutil.which("kubectl") is None:
         pytest.fail("kubectl is not installed (1.32 or newer)")
-    result = subprocess.run(
-        [str(repo_without_cluster / "scripts" / "offboard-tenant"), "tenant1", *args, "--yes"],
+    return subprocess.run(
+        [str(repo / "scripts" / "offboard-tenant"), "acme", *args, "--yes"],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
+
+
+@pytest.mark.parametrize("args", [(), ("--delete-data",)])
+def test_offboarding_without_a_reachable_cluster_is_one_line_pointing_to_local(repo_without_cluster, args):
+    result = offboard_without_cluster(repo_without_cluster, *args)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "no Kubernetes cluster is reachable" in lines[0]
-    assert "scripts/offboard-tenant tenant1 --local" in lines[0]
-    assert (repo_without_cluster / "tenants" / "tenant1" / "tenant.env").is_file()
+    assert "no Kubernetes cluster is reachable in context gone" in lines[0]
+    assert "scripts/offboard-tenant acme --local" in lines[0]
+    assert (repo_without_cluster / "tenants" / "acme" / "tenant.env").is_file()
+
+
+def test_offboarding_without_a_current_context_is_one_line_pointing_to_local(repo_without_cluster, tmp_path,
+                                                                              monkeypatch):
+    (tmp_path / "empty-kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "empty-kubeconfig"))
+    result = offboard_without_cluster(repo_without_cluster)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "kubectl has no current context" in lines[0] and "nothing was deleted" in lines[0]
+    assert "scripts/offboard-tenant acme --local" in lines[0]
+    assert (repo_without_cluster / "tenants" / "acme" / "tenant.env").is_file()

@@ -42,7 +42,8 @@ SECRET_KEYS_OUTPUT = "--output=go-template={{.metadata.name}}{{range $key, $valu
 
 # Records each call as a JSON line, renders with the real kubectl, and plays the cluster's part
 # for `get secret` (FAKE_SECRET_KEYS: the keys of an existing finance-secrets, FAKE_TLS_KEYS: those
-# of an existing pgbackrest-tls) and failures (FAKE_FAIL: a subcommand that exits 1).
+# of an existing pgbackrest-tls), `config current-context` (kind-finance), `get namespace` (it
+# exists unless FAKE_NO_NAMESPACE) and failures (FAKE_FAIL: a subcommand that exits 1).
 FAKE_KUBECTL = """#!{python}
 import json, os, sys
 args = sys.argv[1:]
@@ -51,12 +52,17 @@ with open(os.environ["KUBECTL_LOG"], "a") as log:
     log.write(json.dumps({{"args": args, "stdin": stdin}}) + "\\n")
 if args[0] == "kustomize":
     os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *args])
+args = [arg for arg in args if not arg.startswith("--context=")]
 if args[0] == os.environ.get("FAKE_FAIL"):
     sys.exit("error: the server could not be reached")
 if args[:3] == ["get", "secret", "finance-secrets"] and "FAKE_SECRET_KEYS" in os.environ:
     print("finance-secrets", os.environ["FAKE_SECRET_KEYS"])
 if args[:3] == ["get", "secret", "pgbackrest-tls"] and "FAKE_TLS_KEYS" in os.environ:
     print("pgbackrest-tls", os.environ["FAKE_TLS_KEYS"])
+if args == ["config", "current-context"]:
+    print("kind-finance")
+if args[:2] == ["get", "namespace"] and "FAKE_NO_NAMESPACE" not in os.environ:
+    print("namespace/" + args[2])
 """
 
 
@@ -351,15 +357,130 @@ def test_force_keeps_the_image_tag_a_fleet_upgrade_wrote(repo):
     )
     assert result.returncode == 0, result.stderr
     upgraded = files_of(directory)["kustomization.yaml"]
-    assert "newTag: 0.2.0" in upgraded
+    assert re.search(r'^    newTag: "?0\.2\.0"?$', upgraded, re.MULTILINE)
 
     result = onboard(repo, "acme", "--force", "--replicas", "3")
     assert result.returncode == 0, result.stderr
-    assert files_of(directory)["kustomization.yaml"] == upgraded.replace("count: 2", "count: 3")
+    # Onboarding writes the tag quoted, as the fleet does (an unquoted one it quotes, and says so).
+    quoted = upgraded.replace("count: 2", "count: 3").replace("newTag: 0.2.0", 'newTag: "0.2.0"')
+    assert files_of(directory)["kustomization.yaml"] == quoted
+    rewrote = "rewrote kustomization.yaml, as this onboarding script writes it"
+    assert (rewrote in result.stdout.splitlines()) == ("newTag: 0.2.0" in upgraded)
     api = one_of(render(directory), "Deployment", "finance-api")
     assert {c["image"] for c in api["spec"]["template"]["spec"]["containers"]} >= {
         "ghcr.io/finance-platform/finance-service:0.2.0"
     }
+
+
+IMAGES = "ghcr.io/finance-platform/finance-service"
+
+
+@pytest.mark.parametrize("written", ['"1.10"', "1.10"], ids=["quoted, as the fleet writes it", "unquoted"])
+def test_force_keeps_a_number_like_image_tag_as_written(repo, written):
+    """kustomize reads an unquoted 1.10 as a number and fails; onboarding writes every newTag
+    quoted, so a tag that looks like a number keeps its digits and renders."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    with (directory / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write(f"images:\n  - name: {IMAGES}\n    newTag: {written}\n")
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    text = files_of(directory)["kustomization.yaml"]
+    assert f'  - name: {IMAGES}\n    newTag: "1.10"\n' in text
+    api = one_of(render(directory), "Deployment", "finance-api")
+    assert f"{IMAGES}:1.10" in {c["image"] for c in api["spec"]["template"]["spec"]["containers"]}
+    again = onboard(repo, "acme", "--force")
+    assert again.returncode == 0 and "nothing changed" in again.stdout.splitlines(), again.stdout
+    assert files_of(directory)["kustomization.yaml"] == text
+
+
+# The patch docs/operations.md ("Image pull secrets") has operators add to a tenant's overlay.
+PULL_SECRET_PATCHES = """\
+  - target:
+      kind: (Deployment|StatefulSet)
+    patch: |-
+      - op: add
+        path: /spec/template/spec/imagePullSecrets
+        value: [{name: registry-pull}]
+  - target:
+      kind: CronJob
+    patch: |-
+      - op: add
+        path: /spec/jobTemplate/spec/template/spec/imagePullSecrets
+        value: [{name: registry-pull}]
+"""
+
+
+def pull_secrets(objects: list[dict]) -> dict[str, list]:
+    """Each Deployment's, StatefulSet's and CronJob's pod imagePullSecrets."""
+    def pod(obj: dict) -> dict:
+        template = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+        return template["template"]["spec"]
+
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": pod(o).get("imagePullSecrets")
+        for o in objects if o["kind"] in ("Deployment", "StatefulSet", "CronJob")
+    }
+
+
+def test_the_docs_image_pull_secrets_patch_is_in_the_operations_guide():
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert "```yaml\npatches:\n" + PULL_SECRET_PATCHES + "```" in guide
+
+
+@pytest.mark.parametrize("extra", [(), ("--backup-endpoint", "minio.backups.example.net:9000")],
+                         ids=["HTTPS object store", "object store on its own port"])
+def test_force_keeps_patches_added_by_hand(repo, extra):
+    """deploy-tenants.sh tells operators to run onboard-tenant NAME --apply --force: a pull-secret
+    patch dropped there would apply at once, and every pod would fail to pull its image."""
+    assert onboard(repo, "acme", "--host", HOST, *extra).returncode == 0
+    directory = repo / "tenants" / "acme"
+    kustomization = directory / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + PULL_SECRET_PATCHES)
+    by_hand = render(directory)
+    assert set(map(str, pull_secrets(by_hand).values())) == {"[{'name': 'registry-pull'}]"}, "the patch applies"
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("changed ", "rewrote ", "nothing"))] == [
+        "changed replicas: 2 -> 3",
+    ], "the patch is written back as it was, so no rewrite to report"
+    objects = render(directory)
+    assert pull_secrets(objects) == pull_secrets(by_hand)
+    assert one_of(objects, "Deployment", "finance-api")["spec"]["replicas"] == 3
+    assert one_of(objects, "Ingress", "finance-api")["spec"]["rules"][0]["host"] == HOST
+    assert kustomization.read_text().count("imagePullSecrets") == 2
+    assert kustomization.read_text().count("kind: Ingress") == 1, "onboarding's own patches are not doubled"
+    assert kustomization.read_text().count("name: object-store") == (1 if extra else 0)
+
+
+def test_force_says_it_rewrote_a_patch_added_in_another_form(repo):
+    """A patch added in another style (flow style, a comment) is rewritten once in onboarding's,
+    renders the same, is reported beside the setting that changed, and is then left as it is."""
+    assert onboard(repo).returncode == 0
+    directory = repo / "tenants" / "acme"
+    kustomization = directory / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text() + (
+        "  # the registry's pull secret\n"
+        """  - {target: {kind: CronJob}, patch: '[{"op": "add", "path": "/spec/jobTemplate/spec/template/spec/"""
+        """imagePullSecrets", "value": [{"name": "registry-pull"}]}]'}\n"""
+    ))
+    by_hand = pull_secrets(render(directory))
+    cronjobs = [secrets for name, secrets in by_hand.items() if name.startswith("CronJob/")]
+    assert cronjobs and all(secrets == [{"name": "registry-pull"}] for secrets in cronjobs), "the patch applies"
+
+    result = onboard(repo, "acme", "--force", "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if line.startswith(("changed ", "rewrote ", "nothing"))] == [
+        "changed replicas: 2 -> 3", "rewrote kustomization.yaml, as this onboarding script writes it",
+    ]
+    assert pull_secrets(render(directory)) == by_hand
+    rewritten = kustomization.read_text()
+    again = onboard(repo, "acme", "--force")
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stdout.splitlines()
+    assert kustomization.read_text() == rewritten
 
 
 def test_backup_settings_reach_the_render_and_force_keeps_them(repo):
@@ -774,6 +895,13 @@ def test_offboarding_without_a_terminal_needs_yes(repo_with_acme, acme, fake_kub
     assert recorded(fake_kubectl) == []
 
 
+# Before anything is deleted: kubectl's current context, read once, and the tenant's namespace in it.
+CONTEXT_CHECKS = [
+    ["config", "current-context"],
+    ["--context=kind-finance", "get", "namespace", "finance-acme", "--ignore-not-found", "--output=name"],
+]
+
+
 def test_offboarding_deletes_the_workloads_but_keeps_the_data(repo_with_acme, acme, fake_kubectl):
     kept_kinds = {"Namespace", "PersistentVolumeClaim", "Secret"}
     rendered = render(acme)
@@ -783,20 +911,21 @@ def test_offboarding_deletes_the_workloads_but_keeps_the_data(repo_with_acme, ac
     assert result.returncode == 0, result.stderr
     assert not acme.exists()
     calls = [call["args"] for call in recorded(fake_kubectl)]
-    assert calls[0] == ["kustomize", str(acme)]
+    assert calls[:3] == [*CONTEXT_CHECKS, ["kustomize", str(acme)]]
     expected_types = sorted({tenancy.resource_type(o) for o in rendered if o["kind"] not in kept_kinds})
-    assert calls[1:] == [[
-        "delete", ",".join(expected_types), "--namespace", "finance-acme",
+    assert calls[3:] == [[
+        "--context=kind-finance", "delete", ",".join(expected_types), "--namespace", "finance-acme",
         "--selector", f"{tenancy.TENANT_LABEL}=acme", "--ignore-not-found", "--wait=true",
     ]]
-    deleted = set(calls[1][1].split(","))
+    deleted = set(calls[3][2].split(","))
     assert {
         "deployment.apps", "statefulset.apps", "cronjob.batch", "service", "configmap",
         "ingress.networking.k8s.io", "networkpolicy.networking.k8s.io",
         "horizontalpodautoscaler.autoscaling", "poddisruptionbudget.policy",
     } <= deleted
     assert not {t for t in deleted if t.split(".")[0] in ("persistentvolumeclaim", "secret", "namespace")}
-    assert "kubectl delete namespace finance-acme" in result.stdout
+    assert "deleted the workloads of finance-acme (context kind-finance)" in result.stdout
+    assert "kubectl --context kind-finance delete namespace finance-acme" in result.stdout
 
 
 def test_offboarding_with_delete_data_deletes_the_namespace(repo_with_acme, acme, fake_kubectl):
@@ -804,8 +933,39 @@ def test_offboarding_with_delete_data_deletes_the_namespace(repo_with_acme, acme
     assert result.returncode == 0, result.stderr
     assert not acme.exists()
     assert [call["args"] for call in recorded(fake_kubectl)] == [
-        ["delete", "namespace", "finance-acme", "--ignore-not-found", "--wait=true"],
+        *CONTEXT_CHECKS,
+        ["--context=kind-finance", "delete", "namespace", "finance-acme", "--ignore-not-found", "--wait=true"],
     ]
+
+
+@pytest.mark.parametrize("args", [(), ("--delete-data",)])
+def test_offboarding_a_namespace_the_cluster_lacks_changes_nothing(repo_with_acme, acme, fake_kubectl, monkeypatch,
+                                                                   args):
+    """`kubectl delete --ignore-not-found` succeeds in any cluster: without this check the wrong
+    context (or a tenant of make run) would lose its folder while nothing was deleted (issue 16)."""
+    monkeypatch.setenv("FAKE_NO_NAMESPACE", "1")
+    before = snapshot(repo_with_acme)
+    result = run(repo_with_acme, "offboard-tenant", "acme", *args, "--yes")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "there is no namespace finance-acme in context kind-finance, so nothing was deleted" in lines[0]
+    assert "scripts/offboard-tenant acme --local" in lines[0]
+    assert [call["args"] for call in recorded(fake_kubectl)] == CONTEXT_CHECKS
+    assert snapshot(repo_with_acme) == before
+
+
+@pytest.mark.parametrize("args", [(), ("--delete-data",)])
+def test_offboarding_a_local_only_tenant_from_a_cluster_is_refused(untouched_repo, fake_kubectl, args):
+    """The demo tenants are never deployed, and make test needs their folders."""
+    before = snapshot(untouched_repo)
+    result = run(untouched_repo, "offboard-tenant", "tenant1", *args, "--yes")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "tenant1 is a local-only tenant" in result.stderr
+    assert "scripts/offboard-tenant tenant1 --local" in result.stderr
+    assert recorded(fake_kubectl) == []
+    assert snapshot(untouched_repo) == before
 
 
 def test_a_failed_kubectl_keeps_the_overlay(repo_with_acme, acme, fake_kubectl, monkeypatch):
@@ -823,12 +983,14 @@ def test_offboarding_refuses_a_statefulset_that_would_take_its_volumes_along(rep
     result = run(repo_with_acme, "offboard-tenant", "acme", "--yes")
     assert result.returncode == 1
     assert "persistentVolumeClaimRetentionPolicy" in result.stderr
-    assert [call["args"][0] for call in recorded(fake_kubectl)] == ["kustomize"]
+    assert [call["args"] for call in recorded(fake_kubectl)] == [*CONTEXT_CHECKS, ["kustomize", str(acme)]]
     assert acme.is_dir()
 
 
 @pytest.mark.parametrize(("answer", "code"), [("acme\n", 0), ("yes\n", 1)])
-def test_offboarding_on_a_terminal_asks_for_the_tenants_name(repo_with_acme, acme, fake_kubectl, answer, code):
+def test_offboarding_on_a_terminal_names_the_context_and_asks_for_the_tenants_name(
+    repo_with_acme, acme, fake_kubectl, answer, code
+):
     controller, terminal = pty.openpty()
     try:
         os.write(controller, answer.encode())
@@ -837,6 +999,11 @@ def test_offboarding_on_a_terminal_asks_for_the_tenants_name(repo_with_acme, acm
         os.close(controller)
         os.close(terminal)
     assert result.returncode == code, result.stderr
+    assert "delete the workloads in finance-acme (context kind-finance;" in result.stderr
     assert "Type the tenant's name" in result.stdout
     assert acme.exists() == (code != 0)
-    assert bool(recorded(fake_kubectl)) == (code == 0)
+    calls = [call["args"] for call in recorded(fake_kubectl)]
+    assert calls[:2] == CONTEXT_CHECKS
+    assert bool([args for args in calls if "delete" in args]) == (code == 0)
+    # The context read before the question is the one every call to the cluster after it names.
+    assert all(args[0] == "--context=kind-finance" for args in calls[1:] if args[0] != "kustomize")

@@ -99,10 +99,13 @@ def calls(env: dict[str, str]) -> list[dict]:
 
 
 def steps(env: dict[str, str]) -> list[list[str]]:
-    """Each call's arguments up to what runs in the pod, without the context and namespace."""
+    """Each call's arguments up to what runs in the pod, without the context and namespace, and
+    without the reading of the current context (test_the_current_context_is_read_once_and_named_on_every_call)."""
     shown = []
     for call in calls(env):
         args = [arg for arg in call["args"] if not arg.startswith("--context=")]
+        if args == ["config", "current-context"]:
+            continue
         if args[:1] == ["--namespace"]:
             assert args[1] == "finance-acme"
             args = args[2:]
@@ -207,6 +210,16 @@ def test_backup_and_superuser_roles_restart_nothing(repo, kubectl_env, role, nam
 def test_context_is_given_to_every_call(repo, kubectl_env):
     assert rotate(repo, kubectl_env, "acme", "--context", "prod-eu", "--yes").returncode == 0
     assert calls(kubectl_env) and all(call["args"][0] == "--context=prod-eu" for call in calls(kubectl_env))
+
+
+def test_the_current_context_is_read_once_and_named_on_every_call(repo, kubectl_env):
+    """Without --context, the context is resolved first and every later call names it: a context
+    switched in another terminal while the rollout runs cannot send the rest to another cluster."""
+    result = rotate(repo, kubectl_env, "acme", "--yes")
+    assert result.returncode == 0, result.stderr
+    first, *rest = [call["args"] for call in calls(kubectl_env)]
+    assert first == ["config", "current-context"]
+    assert len(rest) == 7 and all(args[0] == "--context=kind-finance" for args in rest), rest
 
 
 # --- refusals and failures ------------------------------------------------------------------------
