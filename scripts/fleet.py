@@ -5,12 +5,15 @@ then in waves, stopping at the first failure (upgrade).
     scripts/fleet upgrade --image TAG [--canary NAME] [--wave N] [--tenants A,B] [--dry-run] [--context CTX]
     scripts/fleet upgrade --local [--canary NAME] [--wave N] [--tenants A,B] [--dry-run]
 
-In a cluster (kubectl's current context, or --context), the tenants are the namespaces labelled
-finance.example.com/tenant; an upgrade reaches those of them that have a folder in tenants/ and are
-not LOCAL_ONLY. It writes the tag into each tenant's overlay (tenants/NAME/kustomization.yaml,
-`images:`), which deploy.yml then pins to its digest, and applies the overlay, so git and the
-cluster say the same. A rollback is an upgrade to the previous tag: migrations are expand-only
-within a release (docs/architecture.md), so the older code runs on the newer schema.
+In a cluster (kubectl's current context when the command starts, or --context: every call is made
+on that one), the tenants are the namespaces labelled finance.example.com/tenant; an upgrade
+reaches those of them that have a folder in tenants/ and are not LOCAL_ONLY. TAG is a release
+version (X.Y.Z, or X.Y.Z-PRERELEASE), the version /health/ready answers. It writes the tag into
+each tenant's overlay (tenants/NAME/kustomization.yaml, `images:`), which deploy.yml then pins to
+its digest, and applies the overlay with every other image pinned to the digest the live workloads
+run, so that only the app's pods change and git and the cluster say the same. A rollback is an
+upgrade to the previous tag: migrations are expand-only within a release (docs/architecture.md),
+so the older code runs on the newer schema.
 Locally (--local) the tenants are those of tenants/ with the servers of scripts/dev; an upgrade
 restarts each running one on this checkout's code (migrating it first), in the same order.
 docs/operations.md, "Fleet: status, upgrades and rollback", says more.
@@ -23,11 +26,15 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,9 +48,10 @@ if TYPE_CHECKING:
 
 APP_IMAGE = "finance-service"
 API = "finance-api"
-# The Deployments that run the app image and must finish their rollout; the scheduler CronJob
-# runs it too, and takes the new image at its next run.
-ROLLED_OUT = ("finance-api", "finance-webhooks")
+# What must finish its rollout after an apply: the database first (its pod template should not
+# change, as its image keeps its digest; if it does, this notices), then the Deployments that run
+# the app image. The scheduler CronJob runs it too, and takes the new image at its next run.
+ROLLED_OUT = ("statefulset/postgres", "deployment/finance-api", "deployment/finance-webhooks")
 ROLLOUT_TIMEOUT = "300s"
 BACKUP_CRONJOBS = ("postgres-backup-full", "postgres-backup-diff")
 # As the alert FinanceBackupTooOld (components/alerts): no good backup for this long is unhealthy.
@@ -52,8 +60,13 @@ BACKUP_TOO_OLD = timedelta(hours=26)
 # while they drain (their preStop sleep). FLEET_SMOKE_SECONDS changes it (the tests shorten it).
 SMOKE_SECONDS = float(os.environ.get("FLEET_SMOKE_SECONDS", "60"))
 DEFAULT_WAVE = 1
-# A Docker tag: what `docker tag` accepts.
-TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# A release version tag, as publish.yml's `{{version}}` makes it from a git tag vX.Y.Z: semver, with
+# an optional pre-release (e2e upgrades to `<version>-e2e-next`). Only such a tag is what the image's
+# /health/ready answers as its version, which the smoke request checks; publish.yml's other tags
+# (`X.Y`, `main`, `sha-...`) name images whose version is something else.
+VERSION_TAG = re.compile(
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+)
 # Asked inside the API container, so that neither the Ingress nor a port-forward is needed.
 READY_PROBE = (
     "import urllib.request, urllib.error\n"
@@ -68,13 +81,17 @@ READY_PROBE = (
 # --- what is shown ------------------------------------------------------------------------------
 
 
+# A row's version until something names it: also what an answer without one leaves.
+NO_VERSION = "-"
+
+
 @dataclass
 class Row:
     """One line of `status`: what a tenant runs and whether it is healthy (no problems)."""
 
     tenant: str
     url: str = "-"
-    version: str = "-"
+    version: str = NO_VERSION
     replicas: str = "-"
     database: str = "-"
     schema: str = "-"
@@ -147,13 +164,25 @@ def check_ready_answer(status: int, body: str, tenant: str, row: Row | None = No
 
 
 class Cluster:
-    """kubectl on one context (the current one unless given)."""
+    """kubectl on one context, named on every call: the one given, else the current one when the
+    command starts. A `kubectl config use-context` in another terminal during a long upgrade then
+    cannot send the later waves to another cluster."""
 
     def __init__(self, context: str | None) -> None:
-        self.context = context
+        self.context = context or self.current_context()
+
+    @staticmethod
+    def current_context() -> str:
+        """kubectl's current context, read once; UsageError when there is none."""
+        result = tenancy.kubectl("config", "current-context", capture=True, check=False)
+        context = (result.stdout or "").strip() if result.returncode == 0 else ""
+        if not context:
+            raise UsageError("kubectl has no current context: name the cluster with --context CTX"
+                             " (kubectl config get-contexts lists them)")
+        return context
 
     def args(self, *args: str) -> list[str]:
-        return [*(("--context", self.context) if self.context else ()), *args]
+        return ["--context", self.context, *args]
 
     def run(self, *args: str) -> str:
         return tenancy.kubectl_output(*self.args(*args))
@@ -161,9 +190,6 @@ class Cluster:
     def command(self, *args: str) -> str:
         """The command line, as the plan shows it."""
         return shlex.join(["kubectl", *self.args(*args)])
-
-    def name(self) -> str:
-        return self.context or self.run("config", "current-context").strip() or "(current context)"
 
     def tenant_namespaces(self) -> dict[str, str]:
         """{tenant: namespace} of the namespaces labelled with a tenant."""
@@ -180,6 +206,11 @@ class Cluster:
         return self.command(
             "-n", namespace, "exec", f"deploy/{API}", "-c", "api", "--", "python", "-c", "<GET /health/ready>"
         )
+
+    def live_images(self, namespace: str) -> set[str]:
+        """Every image the tenant's workloads name now (StatefulSets, Deployments, CronJobs)."""
+        listing = json.loads(self.run("-n", namespace, "get", "statefulsets,deployments,cronjobs", "-o", "json"))
+        return workload_images(listing["items"])
 
 
 def cluster_rows(cluster: Cluster, now: datetime) -> list[Row]:
@@ -356,7 +387,8 @@ def waves(tenants: list[str], canary: str | None, size: int) -> list[list[str]]:
 def choose(candidates: list[str], left_alone: list[str], args) -> list[list[str]]:
     """The waves of an upgrade among `candidates`, checking --canary and --tenants (UsageError)."""
     if args.tenants:
-        named = [name for name in args.tenants.split(",") if name]
+        # Each once, however often it is named: a tenant upgraded twice would be restarted twice.
+        named = list(dict.fromkeys(name for name in args.tenants.split(",") if name))
         unknown = [name for name in named if name not in candidates]
         if unknown:
             raise UsageError(f"--tenants: {', '.join(unknown)} cannot be upgraded here ({describe(candidates)})")
@@ -372,41 +404,104 @@ def describe(candidates: list[str]) -> str:
     return f"it reaches {', '.join(sorted(candidates))}" if candidates else "it reaches none"
 
 
+def print_plan_header(args, what: str, plan: list[list[str]], left_alone: list[str]) -> None:
+    """The first lines of an upgrade, in a cluster or locally: what it does, in which order, and
+    which tenants it leaves alone."""
+    print(f"{'Plan: ' if args.dry_run else ''}{what}: the canary {plan[0][0]} first, then waves of {args.wave}")
+    if left_alone:
+        print(f"left alone: {', '.join(left_alone)}")
+
+
 def set_overlay_tag(directory: Path, repository: str, tag: str) -> None:
     """Write the app image's tag into the overlay's `images:` (adding the entry, or the list, the
-    first time), keeping the rest of the file as it is."""
+    first time), keeping the rest of the file as it is. The tag is written quoted (`newTag: "0.2.0"`):
+    unquoted, a tag such as 0.10 is a number to kustomize, which then fails to render. An entry
+    written either way (onboard-tenant --force writes back what it reads) is found and rewritten."""
     path = directory / "kustomization.yaml"
     text = path.read_text()
+    quoted = json.dumps(tag)
     entry = re.compile(rf"^(  - name: {re.escape(repository)}\n    newTag: )\S+$", re.MULTILINE)
     if entry.search(text):
-        text = entry.sub(lambda match: match.group(1) + tag, text)
+        text = entry.sub(lambda match: match.group(1) + quoted, text)
     elif re.search(r"^images:\n", text, re.MULTILINE):
-        text = re.sub(r"^images:\n", f"images:\n  - name: {repository}\n    newTag: {tag}\n", text, count=1,
-                      flags=re.MULTILINE)
+        text = re.sub(r"^images:\n", lambda _: f"images:\n  - name: {repository}\n    newTag: {quoted}\n", text,
+                      count=1, flags=re.MULTILINE)
     else:
         text = text.rstrip("\n") + (
             "\n# The app image's tag, written by scripts/fleet upgrade (deploy.yml pins it to its digest).\n"
-            f"images:\n  - name: {repository}\n    newTag: {tag}\n"
+            f"images:\n  - name: {repository}\n    newTag: {quoted}\n"
         )
     path.write_text(text)
 
 
-def overlay_path(name: str) -> str:
-    """The tenant's overlay folder as kubectl is given it: relative to where the command runs (tenants/NAME
-    from the repository's root), as an operator would type it."""
-    return os.path.relpath(tenancy.tenant_dir(name))
-
-
-def rendered_app_image(directory: Path) -> str:
-    """The app image the overlay renders for the API."""
-    objects = tenancy.render(directory)
+def app_image(objects: list[dict]) -> str:
+    """The app image a rendered overlay names for the API."""
     api = next(obj for obj in objects if obj["kind"] == "Deployment" and obj["metadata"]["name"] == API)
     return container_image(api["spec"]["template"]["spec"], "api")
 
 
+def workload_images(objects: list[dict]) -> set[str]:
+    """The image of every container and init container of these objects' pod templates (a
+    Deployment's or StatefulSet's, and a CronJob's job template's)."""
+    images = set()
+    for obj in objects:
+        spec = obj.get("spec", {})
+        pod = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec", {})
+        images.update(container["image"] for container in [*pod.get("initContainers", []), *pod.get("containers", [])])
+    return images
+
+
+def image_repository(image: str) -> str:
+    """`repo` of `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…` (a registry's `:port` is not a tag)."""
+    head, _, last = image.partition("@")[0].rpartition("/")
+    return f"{head}/{last.partition(':')[0]}" if head else last.partition(":")[0]
+
+
+def digest_pins(rendered: set[str], live: set[str]) -> list[str]:
+    """`repo:tag@digest` for each image the overlay renders by tag alone while the live workloads
+    run that same repository and tag by digest (deploy.yml applies every image so). Applying these
+    leaves those pod templates as they are: an app upgrade does not restart PostgreSQL. The app
+    image under its new tag is not among them (the live ones run the old tag). A repository rendered
+    under two names (kustomize's `images:` sets one for all of them), or a tag run under two digests,
+    is left as rendered."""
+    running: dict[str, set[str]] = {}
+    for image in live:
+        name, _, digest = image.partition("@")
+        if digest:
+            running.setdefault(name, set()).add(digest)
+    by_repository: dict[str, set[str]] = {}
+    for image in rendered:
+        by_repository.setdefault(image_repository(image), set()).add(image)
+    pins = []
+    for images in by_repository.values():
+        image = next(iter(images))
+        if len(images) == 1 and "@" not in image and len(running.get(image, ())) == 1:
+            pins.append(f"{image}@{next(iter(running[image]))}")
+    return sorted(pins)
+
+
+@contextmanager
+def pinned_overlay(name: str, pins: list[str]) -> Iterator[Path]:
+    """A temporary overlay of tenants/NAME that adds the digest of each pin, as deploy.yml's does:
+    a hidden folder beside it (tenants/.fleet-NAME-XXXX, which no script takes for a tenant),
+    removed afterwards whatever happens."""
+    folder = Path(tempfile.mkdtemp(prefix=f".fleet-{name}-", dir=tenancy.TENANTS_DIR))
+    try:
+        lines = [f"# scripts/fleet upgrade's overlay of tenants/{name}, pinned to the digests its workloads run.",
+                 "resources:", f"  - ../{name}"]
+        lines += ["images:"] if pins else []
+        for pin in pins:
+            image, _, digest = pin.partition("@")
+            repository = image_repository(image)
+            lines += [f"  - name: {repository}", f"    newTag: {json.dumps(image[len(repository) + 1:])}",
+                      f"    digest: {digest}"]
+        (folder / "kustomization.yaml").write_text("\n".join(lines) + "\n")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def upgrade_cluster(args) -> int:
-    if not TAG.match(args.image):
-        raise UsageError(f"--image {args.image!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
     cluster = Cluster(args.context)
     deployed = cluster.tenant_namespaces()
     folders = {tenant.name: tenant for tenant in tenancy.discover_tenants()}
@@ -416,27 +511,17 @@ def upgrade_cluster(args) -> int:
                    if name not in deployed and not folders[name].local_only]
     left_alone += [f"{name} (no folder tenants/{name})" for name in sorted(deployed) if name not in folders]
     plan = choose(candidates, left_alone, args)
-    current = {name: rendered_app_image(tenancy.tenant_dir(name)) for wave in plan for name in wave}
-    repository = current[plan[0][0]].partition("@")[0].rpartition(":")[0]
-    print(f"{'Plan: ' if args.dry_run else ''}image {repository}:{args.image} in context {cluster.name()}:"
-          f" the canary {plan[0][0]} first, then waves of {args.wave}")
-    if left_alone:
-        print(f"left alone: {', '.join(left_alone)}")
+    rendered = {name: tenancy.render(tenancy.tenant_dir(name)) for wave in plan for name in wave}
+    current = {name: app_image(objects) for name, objects in rendered.items()}
+    repository = image_repository(current[plan[0][0]])
+    print_plan_header(args, f"image {repository}:{args.image} in context {cluster.context}", plan, left_alone)
     done: list[str] = []
     for number, wave in enumerate(plan):
         print(f"wave {number}{' (canary)' if number == 0 else ''}: "
               + ", ".join(f"{name} ({image_tag(current[name])} -> {args.image})" for name in wave), flush=True)
-        for name in wave:
-            steps = [
-                f"set images: newTag {args.image} in tenants/{name}/kustomization.yaml",
-                cluster.command("apply", "-k", overlay_path(name)),
-                *(cluster.command("-n", deployed[name], "rollout", "status", f"deployment/{deployment}",
-                                  f"--timeout={ROLLOUT_TIMEOUT}") for deployment in ROLLED_OUT),
-                f"{cluster.probe_command(deployed[name])}: ready, tenant {name}, version {args.image}",
-            ]
-            if args.dry_run:
-                print("\n".join(f"  {step}" for step in steps))
         if args.dry_run:
+            for name in wave:
+                print_steps(cluster, name, deployed[name], rendered[name], repository, args.image)
             continue
         failed = roll_wave(cluster, wave, deployed, repository, args.image)
         done += [name for name in wave if name not in failed]
@@ -450,32 +535,39 @@ def upgrade_cluster(args) -> int:
     return 0
 
 
+def print_steps(cluster: Cluster, name: str, namespace: str, objects: list[dict], repository: str, tag: str) -> None:
+    """What an upgrade would do to one tenant (--dry-run), with the pins it would apply today."""
+    images = {f"{repository}:{tag}" if image_repository(image) == repository else image
+              for image in workload_images(objects)}
+    pins = digest_pins(images, cluster.live_images(namespace))
+    steps = [
+        f"set images: newTag {json.dumps(tag)} in tenants/{name}/kustomization.yaml",
+        f"pin to the digests running now: {', '.join(pins) or 'none (no image of the render runs by digest)'}",
+        f"{cluster.command('apply', '-k', f'tenants/.fleet-{name}-XXXX')} (tenants/{name} with those pins;"
+        " removed afterwards)",
+        *(cluster.command("-n", namespace, "rollout", "status", workload, f"--timeout={ROLLOUT_TIMEOUT}")
+          for workload in ROLLED_OUT),
+        f"{cluster.probe_command(namespace)}: ready, tenant {name}, version {tag}",
+    ]
+    print("\n".join(f"  {step}" for step in steps))
+
+
 def roll_wave(
     cluster: Cluster, wave: list[str], namespaces: dict[str, str], repository: str, tag: str
 ) -> dict[str, str]:
     """Apply the tag to every tenant of the wave, then wait for each; {tenant: why} of those that failed."""
     failed: dict[str, str] = {}
     for name in wave:
-        directory = tenancy.tenant_dir(name)
-        before = (directory / "kustomization.yaml").read_text()
-        set_overlay_tag(directory, repository, tag)
         try:
-            image = rendered_app_image(directory)
-            if image != f"{repository}:{tag}":
-                (directory / "kustomization.yaml").write_text(before)
-                raise StepError(
-                    f"tenants/{name} renders {image}, not {repository}:{tag}: its overlay sets the image otherwise"
-                )
-            cluster.run("apply", "-k", overlay_path(name))
+            apply_tag(cluster, name, namespaces[name], repository, tag)
         except StepError as error:
             failed[name] = str(error)
     for name in wave:
         if name in failed:
             continue
         try:
-            for deployment in ROLLED_OUT:
-                cluster.run("-n", namespaces[name], "rollout", "status", f"deployment/{deployment}",
-                            f"--timeout={ROLLOUT_TIMEOUT}")
+            for workload in ROLLED_OUT:
+                cluster.run("-n", namespaces[name], "rollout", "status", workload, f"--timeout={ROLLOUT_TIMEOUT}")
             smoke(lambda name=name: cluster.ready_probe(namespaces[name]), name, tag)
             print(f"  {name}: {tag} rolled out, ready", flush=True)
         except StepError as error:
@@ -483,20 +575,48 @@ def roll_wave(
     return failed
 
 
+def apply_tag(cluster: Cluster, name: str, namespace: str, repository: str, tag: str) -> None:
+    """Write the tag into the tenant's overlay, check that the API renders it, and apply the overlay
+    with every other image pinned to the digest its live workloads run (deploy.yml applied them by
+    digest: applied by tag alone, PostgreSQL's pod template would change and postgres-0 restart).
+    Until the apply has succeeded, any failure puts the overlay back as it was (StepError)."""
+    path = tenancy.tenant_dir(name) / "kustomization.yaml"
+    before = path.read_text()
+    try:
+        set_overlay_tag(path.parent, repository, tag)
+        objects = tenancy.render(path.parent)
+        image = app_image(objects)
+        if image != f"{repository}:{tag}":
+            raise StepError(
+                f"tenants/{name} renders {image}, not {repository}:{tag}: its overlay sets the image otherwise"
+            )
+        pins = digest_pins(workload_images(objects), cluster.live_images(namespace))
+        with pinned_overlay(name, pins) as overlay:
+            cluster.run("apply", "-k", os.path.relpath(overlay))
+    except BaseException:
+        path.write_text(before)
+        raise
+
+
 def smoke(probe, tenant: str, version: str) -> None:
     """Ask /health/ready until it answers ready, as the tenant, with the new version (old pods may
-    still answer for a while as they drain); StepError when it does not within SMOKE_SECONDS."""
+    still answer for a while as they drain); StepError when it does not within SMOKE_SECONDS.
+    An answer without a version (an image from before /health named it) is accepted, with a note:
+    the version cannot be checked."""
     deadline = time.monotonic() + SMOKE_SECONDS
     while True:
+        row = Row(tenant)
         try:
             status, body = probe()
-            row = Row(tenant)
             problem = check_ready_answer(status, body, tenant, row)
-            if problem is None and row.version != version:
+            if problem is None and row.version not in (NO_VERSION, version):
                 problem = f"/health/ready answers version {row.version}, not {version}"
         except (StepError, ValueError) as error:
             problem = f"readiness not answered: {error}"
         if problem is None:
+            if row.version == NO_VERSION:
+                print(f"  {tenant}: /health/ready does not name its version (an image from before it did):"
+                      f" the version could not be checked", flush=True)
             return
         if time.monotonic() > deadline:
             raise StepError(f"smoke request: {problem}")
@@ -516,8 +636,29 @@ def stopped(tag: str, plan: list[list[str]], number: int, done: list[str], faile
     for name in changed:
         previous.setdefault(image_tag(current[name]), []).append(name)
     for old, names in previous.items():
-        print(f"roll back with: scripts/fleet upgrade --image {old} --tenants {','.join(names)}", file=sys.stderr)
+        if VERSION_TAG.match(old):
+            print(f"roll back with: scripts/fleet upgrade --image {old} --tenants {','.join(names)}", file=sys.stderr)
+        else:
+            print(f"roll back {', '.join(names)} by hand: they ran {old}, not a release version that fleet upgrade"
+                  " takes: put their overlays back (git checkout tenants/) and deploy them with deploy.yml",
+                  file=sys.stderr)
     return 1
+
+
+@contextmanager
+def restarting(name: str) -> Iterator[None]:
+    """Mark the tenant as deliberately down while its server restarts: `scripts/dev run` stops
+    every tenant as soon as one server is down, unless that tenant has dev's restoring marker
+    (restore-tenant --local's, which this borrows). Removed afterwards, whatever happens."""
+    import dev
+
+    marker = dev.restoring_marker(name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def upgrade_local(args) -> int:
@@ -533,10 +674,7 @@ def upgrade_local(args) -> int:
     plan = choose(running, left_alone, args)
     version = importlib.metadata.version("finance-service")
     ports = tenancy.local_ports()
-    print(f"{'Plan: ' if args.dry_run else ''}restart the local servers on this checkout's code ({version}):"
-          f" the canary {plan[0][0]} first, then waves of {args.wave}")
-    if left_alone:
-        print(f"left alone: {', '.join(left_alone)}")
+    print_plan_header(args, f"restart the local servers on this checkout's code ({version})", plan, left_alone)
     done: list[str] = []
     for number, wave in enumerate(plan):
         print(f"wave {number}{' (canary)' if number == 0 else ''}: {', '.join(wave)}", flush=True)
@@ -547,8 +685,9 @@ def upgrade_local(args) -> int:
                       f" ready, tenant {name}, version {version}")
                 continue
             try:
-                dev.stop_server(name)
-                dev.serve(dev.stack(name, ports[name]), tenants[name], ports[name])
+                with restarting(name):
+                    dev.stop_server(name)
+                    dev.serve(dev.stack(name, ports[name]), tenants[name], ports[name])
                 smoke(lambda url=url: http_ready(url), name, version)
             except (StepError, RuntimeError) as error:
                 print(f"fleet upgrade: {name} failed: {error}", file=sys.stderr)
@@ -576,7 +715,7 @@ def parse(argv: list[str] | None):
         where = command.add_mutually_exclusive_group()
         where.add_argument("--context", help="kubectl's context (default: the current one)")
         where.add_argument("--local", action="store_true", help="the tenants of tenants/ served by scripts/dev")
-    upgrade.add_argument("--image", help="the app image's tag to run (not with --local)")
+    upgrade.add_argument("--image", help="the release version tag to run, X.Y.Z[-PRERELEASE] (not with --local)")
     upgrade.add_argument("--canary", help="the tenant upgraded first, alone (default: the first by name)")
     upgrade.add_argument("--wave", type=int, default=DEFAULT_WAVE,
                          help=f"tenants upgraded together after the canary (default {DEFAULT_WAVE})")
@@ -591,6 +730,10 @@ def parse(argv: list[str] | None):
                              " `upgrade --local` restarts them on it")
         if not args.local and not args.image:
             raise UsageError("upgrade needs --image TAG (or --local)")
+        if args.image and (not VERSION_TAG.match(args.image) or len(args.image) > 128):
+            raise UsageError(f"--image {args.image!r} is not a release version tag (X.Y.Z or X.Y.Z-PRERELEASE, as"
+                             " publish.yml tags a release): the smoke request checks that the tenant answers with"
+                             " that version")
         if args.wave < 1:
             raise UsageError(f"--wave {args.wave}: a wave is at least one tenant")
     return args

@@ -7,6 +7,7 @@ apply with the real `kubectl kustomize`. Locally: against real servers started b
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -32,7 +33,8 @@ FLEET = ["alpha", "beta", "delta", "gamma"]
 
 # The stand-in kubectl: records argv (one JSON line each), renders `apply -k DIR` with the real
 # kubectl into applied/<namespace>.json ({"Kind/name/container": image} of every container running
-# the app image), and answers the rest as scenario.json says.
+# the app image) and into live/<namespace>.json (the workloads as the cluster now runs them, which a
+# namespaced `get statefulsets,deployments,cronjobs` answers), and answers the rest as scenario.json says.
 FAKE_KUBECTL = r'''
 import json, subprocess, sys
 from pathlib import Path
@@ -44,6 +46,7 @@ with (here / "calls").open("a") as calls:
     calls.write(json.dumps(argv) + "\n")
 if argv[:1] == ["--context"]:
     argv = argv[2:]
+WORKLOADS = ("Deployment", "StatefulSet", "CronJob")
 namespace = None
 if argv[:1] == ["-n"]:
     namespace, argv = argv[1], argv[2:]
@@ -57,11 +60,18 @@ def fail(message):
 if argv[:1] == ["kustomize"]:
     sys.exit(subprocess.run([scenario["kubectl"], *argv]).returncode)
 elif argv[:2] == ["config", "current-context"]:
-    print("the-current-context")
+    # The first answer, then another: what a `kubectl config use-context` in another terminal does.
+    if scenario.get("current_context", "the-current-context") is None:
+        fail("error: current-context is not set")
+    asked = sum('"current-context"' in line for line in (here / "calls").read_text().splitlines())
+    print(scenario.get("current_context", "the-current-context") if asked == 1 else "another-context")
 elif argv[:2] == ["get", "namespaces"]:
     print(json.dumps({"items": [
         {"kind": "Namespace", "metadata": {"name": f"finance-{name}", "labels": {LABEL: name}}}
         for name in scenario["deployed"]]}))
+elif argv[:2] == ["get", "statefulsets,deployments,cronjobs"] and namespace:
+    live = here / "live" / f"{namespace}.json"
+    print(json.dumps({"items": json.loads(live.read_text()) if live.exists() else []}))
 elif argv[:1] == ["get"]:
     print(json.dumps({"items": scenario["listing"]}))
 elif argv[:2] == ["apply", "-k"]:
@@ -79,6 +89,7 @@ elif argv[:2] == ["apply", "-k"]:
                 images[f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}"] = container["image"]
     (here / "applied").mkdir(exist_ok=True)
     (here / "applied" / f"{target}.json").write_text(json.dumps(images))
+    (here / "live" / f"{target}.json").write_text(json.dumps([obj for obj in objects if obj["kind"] in WORKLOADS]))
     print(f"deployment.apps/finance-api configured")
 elif argv[:2] == ["rollout", "status"]:
     if tenant in scenario.get("rollout_fails", []):
@@ -89,9 +100,10 @@ elif argv[:1] == ["exec"]:
     if applied.exists():
         image = json.loads(applied.read_text())["Deployment/finance-api/api"]
     status, answer = scenario.get("ready", {}).get(tenant, [200, {}])
-    if status == 200:  # the answer of a ready server, with what the scenario changes
-        answer = {"status": "ready", "tenant": tenant, "version": image.rpartition(":")[2],
+    if status == 200:  # the answer of a ready server, with what the scenario changes (None: left out)
+        answer = {"status": "ready", "tenant": tenant, "version": image.partition("@")[0].rpartition(":")[2],
                   "schema_version": "0014_webhooks", **answer}
+        answer = {key: value for key, value in answer.items() if value is not None}
     print(status, json.dumps(answer))
 else:
     fail(f"fake kubectl: unexpected {argv}")
@@ -118,6 +130,30 @@ class Fleet:
         self.env = {**os.environ, "KUBECTL": str(kubectl_path), "FLEET_SMOKE_SECONDS": "0"}
         self.scenario: dict = {"kubectl": kubectl(), "deployed": [*FLEET, "tenant1"], "running": OLD, "listing": []}
         self.overlays = {name: self.overlay(name).read_text() for name in [*FLEET, "tenant1", "zeta"]}
+        (self.cluster / "live").mkdir()
+        for name in FLEET:
+            self.deploy_pinned(name)
+
+    def deploy_pinned(self, name: str) -> None:
+        """The tenant's workloads in the stand-in cluster as deploy.yml applies them: every image
+        that the overlay names by tag, by tag and digest (a digest made up from the image)."""
+        output = subprocess.run([kubectl(), "kustomize", str(self.overlay(name).parent)], capture_output=True,
+                                text=True, check=True, timeout=60).stdout
+        for image in {line.split("image: ")[1] for line in output.splitlines() if "image: " in line}:
+            if "@" not in image:
+                output = output.replace(f"image: {image}\n", f"image: {image}@{fake_digest(image)}\n")
+        workloads = [obj for obj in yaml.safe_load_all(output) if obj and obj["kind"] in WORKLOADS]
+        self.live_path(name).write_text(json.dumps(workloads))
+
+    def live_path(self, name: str) -> Path:
+        return self.cluster / "live" / f"finance-{name}.json"
+
+    def live(self, name: str) -> dict[tuple[str, str], dict]:
+        """The tenant's workloads as the stand-in cluster runs them, by (kind, name)."""
+        return {(obj["kind"], obj["metadata"]["name"]): obj for obj in json.loads(self.live_path(name).read_text())}
+
+    def hidden_folders(self) -> list[str]:
+        return [path.name for path in (self.root / "tenants").iterdir() if path.name.startswith(".")]
 
     def add_tenant(self, name: str) -> None:
         """A tenant folder as onboarding writes it (tenant1's, renamed), not LOCAL_ONLY."""
@@ -145,8 +181,9 @@ class Fleet:
 
     def changing_calls(self) -> list[str]:
         """The calls that change the cluster or wait on a change, without the --context prefix."""
-        calls = [" ".join(call[2:] if call[:1] == ["--context"] else call) for call in self.calls]
-        return [call for call in calls if not call.startswith(("get ", "kustomize ", "config "))]
+        calls = [call[2:] if call[:1] == ["--context"] else call for call in self.calls]
+        return [" ".join(call) for call in calls
+                if (call[2:] if call[:1] == ["-n"] else call)[:1] not in (["get"], ["kustomize"], ["config"])]
 
     def applied(self, name: str) -> dict[str, str] | None:
         path = self.cluster / "applied" / f"finance-{name}.json"
@@ -160,28 +197,38 @@ class Fleet:
         return {image for image in images if "finance-service" in image}
 
 
+WORKLOADS = ("Deployment", "StatefulSet", "CronJob")
+
+
+def fake_digest(image: str) -> str:
+    return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+
+
 @pytest.fixture
 def fleet(tmp_path) -> Fleet:
     return Fleet(tmp_path)
 
 
 def tenant_steps(name: str) -> list[str]:
-    """What an upgrade does to one tenant, in order (the smoke request being an exec)."""
+    """What an upgrade does to one tenant, in order (the smoke request being an exec); a step
+    ending in "…" is compared up to there (the temporary overlay's random suffix, the exec's script)."""
     namespace = f"finance-{name}"
     return [
-        f"apply -k tenants/{name}",
+        f"apply -k tenants/.fleet-{name}-…",
+        f"-n {namespace} rollout status statefulset/postgres --timeout=300s",
         f"-n {namespace} rollout status deployment/finance-api --timeout=300s",
         f"-n {namespace} rollout status deployment/finance-webhooks --timeout=300s",
-        f"-n {namespace} exec deploy/finance-api -c api -- python -c",
+        f"-n {namespace} exec deploy/finance-api -c api -- python -c …",
     ]
 
 
 def assert_steps(fleet: Fleet, expected: list[str]) -> None:
-    """The changing calls are these, in this order (an exec compared up to its script)."""
+    """The changing calls are these, in this order."""
     got = fleet.changing_calls()
     assert len(got) == len(expected), "\n".join(got)
     for call, step in zip(got, expected, strict=True):
-        assert call.startswith(step) if step.endswith("-c") else call == step, f"{call!r} is not {step!r}"
+        matches = call.startswith(step[:-1]) if step.endswith("…") else call == step
+        assert matches, f"{call!r} is not {step!r}"
 
 
 # --- upgrade in a cluster -------------------------------------------------------------------------
@@ -197,8 +244,13 @@ def test_dry_run_prints_the_waves_and_each_command_and_changes_nothing(fleet):
     assert "wave 2: delta (0.1.0 -> 0.2.0)" in out
     assert out.index("wave 0") < out.index("wave 1") < out.index("wave 2")
     assert "left alone: tenant1 (LOCAL_ONLY), zeta (no namespace finance-zeta)" in out
-    assert f"kubectl --context {CONTEXT} apply -k tenants/gamma" in out
-    assert f"kubectl --context {CONTEXT} -n finance-gamma rollout status deployment/finance-api --timeout=300s" in out
+    assert 'set images: newTag "0.2.0" in tenants/gamma/kustomization.yaml' in out
+    # Every image but the app's is pinned to the digest the live workloads run.
+    postgres = "ghcr.io/finance-platform/finance-postgres:0.1.0"
+    assert f"pin to the digests running now: {postgres}@{fake_digest(postgres)}\n" in out
+    assert f"kubectl --context {CONTEXT} apply -k tenants/.fleet-gamma-XXXX (tenants/gamma with those pins" in out
+    assert out.index(f"kubectl --context {CONTEXT} -n finance-gamma rollout status statefulset/postgres") < out.index(
+        f"kubectl --context {CONTEXT} -n finance-gamma rollout status deployment/finance-api --timeout=300s")
     assert f"kubectl --context {CONTEXT} -n finance-gamma rollout status deployment/finance-webhooks" in out
     assert "dry run: nothing changed" in out
     # Only reads, every one on the context given; no overlay written.
@@ -242,6 +294,82 @@ def test_upgrade_goes_to_the_canary_then_in_waves_and_a_rollback_restores_the_ol
     assert fleet.applied("tenant1") is None
 
 
+def images_of(workload: dict) -> dict[str, str]:
+    """{container: image} of a workload's pod template, init containers included."""
+    spec = workload["spec"]
+    pod = spec.get("jobTemplate", {}).get("spec", spec)["template"]["spec"]
+    return {container["name"]: container["image"] for container in [*pod.get("initContainers", []), *pod["containers"]]}
+
+
+def test_an_upgrade_and_its_rollback_change_the_app_image_alone_and_keep_every_digest(fleet):
+    # deploy.yml applied every image by digest; an apply by tag alone would change PostgreSQL's pod
+    # template and replace postgres-0.
+    before = fleet.live("alpha")
+    for tag in (NEW, OLD):
+        result = fleet.run("upgrade", "--image", tag, "--tenants", "alpha")
+        assert result.returncode == 0, result.stdout + result.stderr
+        after = fleet.live("alpha")
+        assert after.keys() == before.keys()
+        postgres = ("StatefulSet", "postgres")
+        assert after[postgres]["spec"]["template"] == before[postgres]["spec"]["template"]
+        for key, workload in after.items():
+            for container, image in images_of(workload).items():
+                kept = images_of(before[key])[container]
+                assert image == (f"{REPOSITORY}:{tag}" if REPOSITORY in image else kept), (key, container)
+        # The temporary overlay is gone; the tenant's own names the tag, without a digest.
+        assert fleet.hidden_folders() == []
+        assert fleet.rendered_images("alpha") == {f"{REPOSITORY}:{tag}"}
+
+
+def test_every_call_names_the_context_current_when_the_upgrade_started(fleet):
+    # The stand-in's current context changes after the first time it is asked.
+    result = fleet.run("upgrade", "--image", NEW, "--wave", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "in context the-current-context:" in result.stdout
+    calls = [call for call in fleet.calls if call[:1] != ["kustomize"]]  # rendering reaches no cluster
+    assert calls[0] == ["config", "current-context"]
+    assert all(call[:2] == ["--context", "the-current-context"] for call in calls[1:]), calls
+    assert len(fleet.changing_calls()) == len(FLEET) * len(tenant_steps("alpha"))
+
+
+def test_without_a_current_context_it_refuses_in_one_line(fleet):
+    result = fleet.run("upgrade", "--image", NEW, current_context=None)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "scripts/fleet: error: kubectl has no current context: name the cluster with --context CTX"
+        " (kubectl config get-contexts lists them)"
+    )
+    assert fleet.calls == [["config", "current-context"]]
+
+
+def test_a_tenant_answering_without_a_version_passes_the_smoke_request_with_a_note(fleet):
+    # An image from before /health/ready named its version, as a rollback to an old release meets.
+    result = fleet.run("upgrade", "--image", NEW, "--tenants", "alpha", ready={"alpha": [200, {"version": None}]})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("alpha: /health/ready does not name its version (an image from before it did): the version could not"
+            " be checked") in result.stdout
+
+
+@pytest.mark.parametrize("tag", ["1.10.0", "0.1.0-e2e-next"])
+@pytest.mark.parametrize("written", ["", OLD, f'"{OLD}"'])
+def test_a_version_tag_is_written_quoted_and_renders_whatever_entry_the_overlay_had(fleet, tag, written):
+    # No entry yet, or one as onboard-tenant --force writes it back (unquoted), or as the fleet writes it.
+    if written:
+        fleet.overlay("alpha").write_text(
+            fleet.overlays["alpha"].rstrip("\n") + f"\nimages:\n  - name: {REPOSITORY}\n    newTag: {written}\n")
+    result = fleet.run("upgrade", "--image", tag, "--tenants", "alpha")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = fleet.overlay("alpha").read_text()
+    assert text.count("newTag:") == 1 and f'newTag: "{tag}"\n' in text
+    assert fleet.rendered_images("alpha") == {f"{REPOSITORY}:{tag}"}
+    assert set(fleet.applied("alpha").values()) == {f"{REPOSITORY}:{tag}"}
+
+
+def test_a_tenant_named_twice_is_upgraded_once(fleet):
+    result = fleet.run("upgrade", "--image", NEW, "--tenants", "beta,alpha,beta")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_steps(fleet, [*tenant_steps("alpha"), *tenant_steps("beta")])
+
 @pytest.mark.parametrize("failure", ["rollout_fails", "apply_fails", "ready"])
 def test_the_first_failing_tenant_stops_the_upgrade_and_the_rest_are_untouched(fleet, failure):
     not_ready = [503, {"error": {"code": "migrations_pending", "message": "Database migrations are pending."}}]
@@ -249,12 +377,15 @@ def test_the_first_failing_tenant_stops_the_upgrade_and_the_rest_are_untouched(f
     result = fleet.run("upgrade", "--image", NEW, **scenario)
     assert result.returncode == 1
     # beta's steps up to the one that failed: the apply, the API's rollout, or the smoke request after both rollouts.
-    reached = {"apply_fails": 1, "rollout_fails": 2, "ready": 4}[failure]
+    reached = {"apply_fails": 1, "rollout_fails": 2, "ready": 5}[failure]
     assert_steps(fleet, [*tenant_steps("alpha"), *tenant_steps("beta")[:reached]])
     assert set(fleet.applied("alpha").values()) == {f"{REPOSITORY}:{NEW}"}
     for name in ("delta", "gamma", "tenant1"):
         assert fleet.applied(name) is None
         assert fleet.overlay(name).read_text() == fleet.overlays[name]
+    # An apply that failed leaves beta's overlay as it was; one that succeeded keeps the new tag.
+    assert (fleet.overlay("beta").read_text() == fleet.overlays["beta"]) == (failure == "apply_fails")
+    assert fleet.hidden_folders() == []
     assert "beta failed" in result.stderr
     if failure == "ready":
         assert "/health/ready answers 503 migrations_pending" in result.stderr
@@ -304,7 +435,11 @@ def test_an_overlay_that_pins_the_app_image_otherwise_is_refused_and_left_as_it_
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--image", "0.2.0 beta"], "is not an image tag"),
+    # publish.yml's other tags, and what is no tag at all: /health/ready does not answer them as a version.
+    (["--image", "sha-0123abc"], "is not a release version tag"),
+    (["--image", "0.2"], "is not a release version tag"),
+    (["--image", "main"], "is not a release version tag"),
+    (["--image", "0.2.0 beta"], "is not a release version tag"),
     (["--image", NEW, "--canary", "tenant1"], "--canary tenant1 is not a tenant this upgrade reaches"),
     (["--image", NEW, "--canary", "zeta"], "--canary zeta is not a tenant this upgrade reaches"),
     (["--image", NEW, "--tenants", "alpha,nobody"], "--tenants: nobody cannot be upgraded here"),
@@ -482,16 +617,39 @@ def test_local_upgrade_dry_run_prints_the_order_and_restarts_nothing(local_fleet
     assert {name: dev.running(name) for name in local_fleet} == pids
 
 
-def test_local_upgrade_restarts_each_server_canary_first_and_checks_it(local_fleet, capsys):
+def watch_restarts(monkeypatch) -> dict[str, bool]:
+    """{tenant: whether `scripts/dev run` would keep serving} at the moment each stopped server is
+    started again: its loop stops every tenant as soon as one is neither running nor marked."""
+    import dev
+    import tenancy
+
+    seen: dict[str, bool] = {}
+    serve = dev.serve
+
+    def serve_watched(stack, tenant, port):
+        assert dev.running(tenant.name) is None
+        seen[tenant.name] = all(dev.running(t.name) or dev.restoring_marker(t.name).exists()
+                                for t in tenancy.discover_tenants())
+        return serve(stack, tenant, port)
+
+    monkeypatch.setattr(dev, "serve", serve_watched)
+    return seen
+
+
+def test_local_upgrade_restarts_each_server_canary_first_and_checks_it(local_fleet, capsys, monkeypatch):
     import dev
 
     before = {name: dev.running(name)[0] for name in local_fleet}
+    kept_serving = watch_restarts(monkeypatch)
     assert fleet_main("upgrade", "--local", "--wave", "1") == 0
     out = capsys.readouterr().out
     one, two = local_fleet
     assert out.index(f"{one}: restarted, ready") < out.index(f"{two}: restarted, ready")
     for name in local_fleet:
         assert dev.running(name) and dev.running(name)[0] != before[name]
+    # `make run` went on serving through each restart, and no marker is left to hide a server that dies later.
+    assert kept_serving == {one: True, two: True}
+    assert not any(dev.restoring_marker(name).exists() for name in local_fleet)
     assert fleet_main("status", "--local") == 0
 
 
@@ -514,6 +672,7 @@ def test_a_local_upgrade_stops_at_a_server_that_does_not_start(local_fleet, caps
     assert f"fleet upgrade: {two} failed" in captured.err and "JWT_TTL_SECONDS" in captured.err
     assert f"stopped: restarted {one}; not reached: none" in captured.err
     assert dev.running(one) and dev.running(two) is None
+    assert not dev.restoring_marker(two).exists()
 
 def test_e2e_upgrades_the_kind_fleet_to_a_second_tag_and_rolls_back():
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "e2e.yml").read_text())
