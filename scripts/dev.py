@@ -25,6 +25,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import localstack
@@ -70,8 +72,22 @@ def _dispatcher_pid_file(tenant: str) -> Path:
 
 
 def restoring_marker(tenant: str) -> Path:
-    """Present while scripts/restore-tenant --local restores the tenant: `run` leaves it alone."""
+    """Present while a script takes the tenant's server down on purpose (restore-tenant --local
+    restores it, fleet upgrade --local restarts it): `run` leaves it alone, `status` says why."""
     return STATE / "run" / f"{tenant}.restoring"
+
+
+@contextmanager
+def down_on_purpose(tenant: str, why: str) -> Iterator[None]:
+    """Mark the tenant's server as down on purpose (`why`, e.g. "scripts/fleet upgrade --local
+    restarts it") while the block runs; the mark is removed afterwards, whatever happens."""
+    marker = restoring_marker(tenant)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{why}\n")
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 def running(tenant: str) -> tuple[int, str] | None:
@@ -225,7 +241,7 @@ def _server_problem(name: str, tenants: set[str], servers: dict[str, tuple[int, 
     """What is wrong with a tenant's local server; None when it runs and answers as itself."""
     if name not in servers:
         if restoring_marker(name).exists():
-            return f"{name}: not running while scripts/restore-tenant --local restores it"
+            return f"{name}: not running while {restoring_marker(name).read_text().strip() or 'a script restarts it'}"
         return f"{name}: not running; `make up` starts it"
     pid, url = servers[name]
     if name not in tenants:

@@ -645,22 +645,6 @@ def stopped(tag: str, plan: list[list[str]], number: int, done: list[str], faile
     return 1
 
 
-@contextmanager
-def restarting(name: str) -> Iterator[None]:
-    """Mark the tenant as deliberately down while its server restarts: `scripts/dev run` stops
-    every tenant as soon as one server is down, unless that tenant has dev's restoring marker
-    (restore-tenant --local's, which this borrows). Removed afterwards, whatever happens."""
-    import dev
-
-    marker = dev.restoring_marker(name)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    try:
-        yield
-    finally:
-        marker.unlink(missing_ok=True)
-
-
 def upgrade_local(args) -> int:
     """Restart each running tenant's server on this checkout's code, canary first, then in waves,
     checking /health/ready after each; stop at the first that does not answer ready as itself."""
@@ -685,7 +669,8 @@ def upgrade_local(args) -> int:
                       f" ready, tenant {name}, version {version}")
                 continue
             try:
-                with restarting(name):
+                # `scripts/dev run` stops every tenant when one server is down, unless it is down on purpose.
+                with dev.down_on_purpose(name, "scripts/fleet upgrade --local restarts it"):
                     dev.stop_server(name)
                     dev.serve(dev.stack(name, ports[name]), tenants[name], ports[name])
                 smoke(lambda url=url: http_ready(url), name, version)

@@ -88,10 +88,7 @@ def _mtime(path: Path) -> datetime:
 def api_stopped(name: str) -> Iterator[bool]:
     """Stop the tenant's gunicorn for the duration (yields whether it was running) and start it
     again afterwards, whatever happened. `make run` leaves a tenant alone while it is restored."""
-    marker = dev.restoring_marker(name)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    try:
+    with dev.down_on_purpose(name, "scripts/restore-tenant --local restores it"):
         was_serving = dev.stop_server(name)
         try:
             yield was_serving
@@ -99,8 +96,6 @@ def api_stopped(name: str) -> Iterator[bool]:
             if was_serving:
                 tenant = next(t for t in tenancy.discover_tenants() if t.name == name)
                 dev.serve(tenant_stack(name), tenant, tenancy.local_ports()[name])
-    finally:
-        marker.unlink(missing_ok=True)
 
 
 def restore(name: str, to_time: datetime | None) -> str:

@@ -619,7 +619,8 @@ def test_local_upgrade_dry_run_prints_the_order_and_restarts_nothing(local_fleet
 
 def watch_restarts(monkeypatch) -> dict[str, bool]:
     """{tenant: whether `scripts/dev run` would keep serving} at the moment each stopped server is
-    started again: its loop stops every tenant as soon as one is neither running nor marked."""
+    started again: its loop stops every tenant as soon as one is neither running nor marked. And
+    `scripts/dev status` says why the tenant is down meanwhile."""
     import dev
     import tenancy
 
@@ -630,6 +631,8 @@ def watch_restarts(monkeypatch) -> dict[str, bool]:
         assert dev.running(tenant.name) is None
         seen[tenant.name] = all(dev.running(t.name) or dev.restoring_marker(t.name).exists()
                                 for t in tenancy.discover_tenants())
+        problem = dev._server_problem(tenant.name, {tenant.name}, {})
+        assert problem == f"{tenant.name}: not running while scripts/fleet upgrade --local restarts it"
         return serve(stack, tenant, port)
 
     monkeypatch.setattr(dev, "serve", serve_watched)
