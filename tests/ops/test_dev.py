@@ -4,7 +4,6 @@ scheduler runs beside its gunicorn, with its environment, and stops with it."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import localstack
 import pytest
 
 from tests.conftest import ROOT
+from tests.utils.private_dev import stop_and_remove, two_free_ports
 
 # What the scheduler's log says after each pass (`python -m service run-scheduled`).
 SCHEDULER_PASS_DONE = "scheduled run done"
@@ -78,13 +78,6 @@ def test_an_env_value_kustomize_would_read_otherwise_is_refused(tmp_path, line):
 # --- the scheduler of each tenant -------------------------------------------------------------------
 
 
-def _two_free_ports() -> int:
-    """A port p such that p and p + 1 are free (two tenants' consecutive ports)."""
-    while localstack.port_taken((port := localstack.free_port()) + 1):
-        pass
-    return port
-
-
 @pytest.fixture
 def private_dev(tmp_path) -> Iterator[Callable[[dict[str, str]], None]]:
     """scripts/dev.py on private tenants (a tenants/ folder and a state folder of their own, free
@@ -95,7 +88,7 @@ def private_dev(tmp_path) -> Iterator[Callable[[dict[str, str]], None]]:
     names: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
         def make(tenants: dict[str, str]) -> None:
-            app_port, pg_port = _two_free_ports(), _two_free_ports()
+            app_port, pg_port = two_free_ports(), two_free_ports()
             for offset, (name, tenant_env) in enumerate(sorted(tenants.items())):
                 (tmp_path / "tenants" / name).mkdir(parents=True)
                 (tmp_path / "tenants" / name / "tenant.env").write_text(tenant_env)
@@ -108,11 +101,7 @@ def private_dev(tmp_path) -> Iterator[Callable[[dict[str, str]], None]]:
         try:
             yield make
         finally:
-            dev.down()
-            for name in names:
-                stack = dev.stack(name, dev.FIRST_APP_PORT)
-                shutil.rmtree(stack.cluster.directory, ignore_errors=True)
-                shutil.rmtree(stack.cluster.archive.directory, ignore_errors=True)
+            stop_and_remove(names)
 
 
 def _environ(pid: int) -> dict[str, str]:

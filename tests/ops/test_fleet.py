@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import localstack
 import pytest
 import yaml
 
 from tests.conftest import ROOT
 from tests.utils.kustomize import kubectl
+from tests.utils.private_dev import stop_and_remove, two_free_ports
 
 OLD, NEW = "0.1.0", "0.2.0"
 REPOSITORY = "ghcr.io/finance-platform/finance-service"
@@ -535,12 +535,6 @@ def test_status_of_a_healthy_fleet_exits_0_and_names_a_namespace_without_a_folde
 # --- locally ------------------------------------------------------------------------------------
 
 
-def _two_free_ports() -> int:
-    while localstack.port_taken((port := localstack.free_port()) + 1):
-        pass
-    return port
-
-
 @pytest.fixture(scope="module")
 def local_fleet(tmp_path_factory) -> Iterator[list[str]]:
     """Two private tenants served by scripts/dev (its own tenants/ and state folders, free ports)."""
@@ -549,7 +543,7 @@ def local_fleet(tmp_path_factory) -> Iterator[list[str]]:
 
     directory = tmp_path_factory.mktemp("local-fleet")
     names = ["fleet-one", "fleet-two"]
-    app_port, pg_port = _two_free_ports(), _two_free_ports()
+    app_port, pg_port = two_free_ports(), two_free_ports()
     for offset, name in enumerate(names):
         (directory / "tenants" / name).mkdir(parents=True)
         (directory / "tenants" / name / "tenant.env").write_text("TENANT_CURRENCY=USD\nTENANT_TIMEZONE=UTC\n")
@@ -562,11 +556,7 @@ def local_fleet(tmp_path_factory) -> Iterator[list[str]]:
             dev.up()
             yield names
         finally:
-            dev.down()
-            for name in names:
-                stack = dev.stack(name, dev.FIRST_APP_PORT)
-                shutil.rmtree(stack.cluster.directory, ignore_errors=True)
-                shutil.rmtree(stack.cluster.archive.directory, ignore_errors=True)
+            stop_and_remove(names)
 
 
 def fleet_main(*args: str) -> int:

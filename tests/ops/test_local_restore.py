@@ -20,6 +20,7 @@ import tenancy
 
 from tests.conftest import ROOT
 from tests.utils import check_totals, login, register
+from tests.utils.private_dev import stop_and_remove
 
 TENANT = "practice"
 USER = "practising-user"
@@ -49,10 +50,7 @@ def local(tmp_path_factory) -> Iterator[str]:
                 register(client, USER)
             yield TENANT
         finally:
-            dev.down()
-            stack = dev.stack(TENANT, app_port)
-            shutil.rmtree(stack.cluster.directory, ignore_errors=True)
-            shutil.rmtree(stack.cluster.archive.directory, ignore_errors=True)
+            stop_and_remove([TENANT])
 
 
 def url() -> str:
