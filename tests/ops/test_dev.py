@@ -159,16 +159,11 @@ def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_
 
     # Its log, beside gunicorn's, shows a finished pass and no secret.
     for tenant in schedulers:
-        log = dev.STATE / tenant / "logs" / f"{tenant}-scheduler.log"
-        deadline = time.monotonic() + 30
-        while SCHEDULER_PASS_DONE not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        text = log.read_text()
-        assert SCHEDULER_PASS_DONE in text, text[-2000:]
+        text = _log_once_it_says(dev.STATE / tenant / "logs" / f"{tenant}-scheduler.log", SCHEDULER_PASS_DONE)
         for secret in localstack.read_env_file(dev.STATE / tenant / "secrets" / f"{tenant}.env").values():
             assert secret not in text
-        dispatcher_log = (dev.STATE / tenant / "logs" / f"{tenant}-dispatcher.log").read_text()
-        assert '"webhook dispatcher started"' in dispatcher_log, dispatcher_log[-2000:]
+        # The dispatcher starts beside it and may log its first line a little later.
+        _log_once_it_says(dev.STATE / tenant / "logs" / f"{tenant}-dispatcher.log", '"webhook dispatcher started"')
 
     started = time.monotonic()
     dev.down()
@@ -180,6 +175,15 @@ def test_up_runs_a_scheduler_per_tenant_with_its_gunicorns_environment_and_down_
                 os.kill(process, 0)
         assert not _schedulers(tenant) and dev.scheduler_running(tenant) is None
         assert not _dispatchers(tenant) and dev.dispatcher_running(tenant) is None
+
+
+def _log_once_it_says(log: Path, line: str, seconds: float = 30) -> str:
+    """The log's text once it contains `line`, failing with its tail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while line not in (text := log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert line in text, f"{log.name}: {text[-2000:]}"
+    return text
 
 
 def test_a_tenant_whose_server_does_not_start_leaves_no_scheduler_behind(private_dev):

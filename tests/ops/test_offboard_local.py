@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pty
 import shutil
 import socket
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.utils import login, new_username, register
+from tests.utils.terminal import answering
 
 
 def _consecutive_free_ports(count: int) -> int:
@@ -364,16 +364,10 @@ def repo(tmp_path) -> Path:
 def test_local_offboarding_on_a_terminal_asks_for_the_tenants_name(repo, answer, code):
     (repo / "tenants" / "acme").mkdir()
     (repo / "tenants" / "acme" / "tenant.env").write_text("TENANT_CURRENCY=USD\n")
-    controller, terminal = pty.openpty()
-    try:
-        os.write(controller, answer.encode())
-        result = subprocess.run(
-            [str(repo / "scripts" / "offboard-tenant"), "acme", "--local"],
-            stdin=terminal, capture_output=True, text=True, timeout=120,
-        )
-    finally:
-        os.close(controller)
-        os.close(terminal)
+    result = answering(answer, lambda terminal: subprocess.run(
+        [str(repo / "scripts" / "offboard-tenant"), "acme", "--local"],
+        stdin=terminal, capture_output=True, text=True, timeout=120,
+    ))
     assert result.returncode == code, result.stderr
     assert "This will stop acme's local server and PostgreSQL and keep its local data" in result.stderr
     assert (repo / "tenants" / "acme").exists() == (code != 0)

@@ -8,8 +8,6 @@ against the Kubernetes schemas; only the calls that would reach a cluster go to 
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import shutil
 import subprocess
@@ -20,6 +18,8 @@ import kubernetes_validate
 import pytest
 import tenancy
 import yaml
+
+from tests.utils.terminal import answering
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_KUBECTL = shutil.which("kubectl")
@@ -991,13 +991,7 @@ def test_offboarding_refuses_a_statefulset_that_would_take_its_volumes_along(rep
 def test_offboarding_on_a_terminal_names_the_context_and_asks_for_the_tenants_name(
     repo_with_acme, acme, fake_kubectl, answer, code
 ):
-    controller, terminal = pty.openpty()
-    try:
-        os.write(controller, answer.encode())
-        result = run(repo_with_acme, "offboard-tenant", "acme", stdin=terminal)
-    finally:
-        os.close(controller)
-        os.close(terminal)
+    result = answering(answer, lambda terminal: run(repo_with_acme, "offboard-tenant", "acme", stdin=terminal))
     assert result.returncode == code, result.stderr
     assert "delete the workloads in finance-acme (context kind-finance;" in result.stderr
     assert "Type the tenant's name" in result.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pty
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.utils.pg_roles import drop, new_tenant, run_init_script, script_env
+from tests.utils.terminal import answering
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEYS = (
@@ -284,13 +284,7 @@ def test_a_failed_restart_says_how_to_finish(repo, kubectl_env):
 
 @pytest.mark.parametrize(("answer", "code"), [("acme\n", 0), ("acm\n", 1), ("\n", 1)])
 def test_on_a_terminal_it_names_the_context_and_wants_the_tenants_name(repo, kubectl_env, answer, code):
-    controller, terminal = pty.openpty()
-    try:
-        os.write(controller, answer.encode())
-        result = rotate(repo, kubectl_env, "acme", stdin=terminal)
-    finally:
-        os.close(controller)
-        os.close(terminal)
+    result = answering(answer, lambda terminal: rotate(repo, kubectl_env, "acme", stdin=terminal))
     assert result.returncode == code, result.stderr
     assert "role finance of finance-acme (context kind-finance)" in result.stderr
     assert "Type the tenant's name (acme)" in result.stdout
