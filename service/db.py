@@ -78,7 +78,7 @@ class RequestConnection(psycopg.Connection[dict[str, Any]]):
         first, self.precondition = self.precondition, None
         if first is not None:
             with _refusing(first):
-                super().execute(first.query, first.params)
+                super().execute(first.query, first.params, prepare=False)
 
 
 @contextmanager
