@@ -4,20 +4,14 @@ A request takes at most one connection from the pool, on first use, and gives it
 ends. Connections are in autocommit mode: every statement is its own transaction, committed
 before its result comes back, which saves the BEGIN and COMMIT round trips of a one-statement
 request. Statements that must apply together go in `with conn.transaction():`.
-
-A request may have a precondition (`check_first`: the authentication check), a statement that
-raises when the request may not go on. It is not sent on its own: it goes ahead of the request's
-first statement in one round trip (psycopg's pipeline mode), in the same transaction, so when it
-raises that statement is never run, and a write applies only if the check passed.
 """
 
 from __future__ import annotations
 
 import atexit
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 from weakref import WeakKeyDictionary
 
@@ -34,61 +28,6 @@ CONTENTION = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected, 
 
 # Every pooled connection returns rows as dicts.
 Connection: TypeAlias = psycopg.Connection[dict[str, Any]]
-
-# The SQLSTATE a precondition raises to refuse the request (a class of codes PostgreSQL never uses).
-REFUSED = "FT401"
-
-
-@dataclass(frozen=True)
-class Precondition:
-    """A statement the request's first statement may only follow: it raises SQLSTATE REFUSED, with
-    a message that `refused` turns into the exception to raise, when the request may not go on."""
-
-    query: str
-    params: Mapping[str, Any]
-    refused: Callable[[str], Exception]
-
-
-class RequestConnection(psycopg.Connection[dict[str, Any]]):
-    """A pooled connection that sends the request's precondition along with its first statement."""
-
-    precondition: Precondition | None = None
-
-    def execute(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool = False
-    ) -> psycopg.Cursor[dict[str, Any]]:
-        first, self.precondition = self.precondition, None
-        if first is None:
-            return super().execute(query, params, prepare=prepare, binary=binary)
-        with _refusing(first), self.pipeline():
-            super().execute(first.query, first.params, prepare=False)
-            # Sent with the precondition, after it, and in its transaction (the pipeline's Sync
-            # ends both): if the precondition raises, PostgreSQL skips this statement. Neither is
-            # made a prepared statement here: psycopg (3.3) would count a skipped statement as
-            # prepared and fail every later use of it on this connection.
-            return super().execute(query, params, prepare=False, binary=binary)
-
-    def cursor(self, *args: Any, **kwargs: Any) -> Any:
-        # A cursor of the caller's own (a COPY, a named cursor): the precondition goes first, alone.
-        self.settle()
-        return super().cursor(*args, **kwargs)
-
-    def settle(self) -> None:
-        """Run the precondition now if no statement has taken it along yet."""
-        first, self.precondition = self.precondition, None
-        if first is not None:
-            with _refusing(first):
-                super().execute(first.query, first.params, prepare=False)
-
-
-@contextmanager
-def _refusing(precondition: Precondition) -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        if exc.sqlstate == REFUSED:
-            raise precondition.refused(exc.diag.message_primary or "") from None
-        raise
 
 
 # A connection idle longer than this is probed before it is lent (the database may have restarted
@@ -109,7 +48,7 @@ def _probe_if_idle(conn: Connection) -> None:
 UNREACHABLE_WAIT_SECONDS = 0.25
 
 
-class Pool(ConnectionPool[RequestConnection]):
+class Pool(ConnectionPool[Connection]):
     """The worker's pool, and whether the database seems unreachable (see connection())."""
 
     # Set when a lent connection comes back broken or the pool gives up reconnecting; cleared
@@ -136,7 +75,6 @@ def create_pool(settings: Settings) -> Pool:
         # waiting out an exponential backoff.
         reconnect_timeout=2.0,
         reconnect_failed=_reconnect_failed,
-        connection_class=RequestConnection,
         kwargs={
             "autocommit": True,
             "row_factory": dict_row,
@@ -174,9 +112,8 @@ def streaming_connection() -> Iterator[Connection]:
 
 @contextmanager
 def snapshot(conn: Connection) -> Iterator[None]:
-    """A REPEATABLE READ transaction: every statement in it sees the same committed rows.
-
-    The level goes with BEGIN (no SET TRANSACTION, which would have to come before a precondition)."""
+    """A REPEATABLE READ transaction: every statement in it sees the same committed rows. The level
+    goes with BEGIN, saving the round trip of a SET TRANSACTION."""
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():
@@ -199,10 +136,10 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.teardown_request
     def give_back(_exc: BaseException | None) -> None:
-        _give_back()
+        release()
 
 
-def connection(timeout: float | None = None) -> RequestConnection:
+def connection(timeout: float | None = None) -> Connection:
     """The request's connection (autocommit), taken from the pool on first use.
 
     Waits at most `timeout` seconds (default DB_POOL_TIMEOUT_MS; UNREACHABLE_WAIT_SECONDS while
@@ -219,31 +156,10 @@ def connection(timeout: float | None = None) -> RequestConnection:
     return conn
 
 
-def check_first(precondition: Precondition) -> None:
-    """Make `precondition` the request's first statement, sent with the next one (see the module's
-    doc). Whoever sets it calls `settle()` once the request's work is done, in case no statement
-    took it along."""
-    connection().precondition = precondition
-
-
-def settle() -> None:
-    """Run the request's precondition now if it is still pending (raising its refusal)."""
-    conn = g.get("db_connection")
-    if conn is not None and conn.precondition is not None:
-        conn.settle()
-
-
 def release() -> None:
-    """Give the request's connection back before the request ends (before slow work without it),
-    once its precondition has run."""
-    settle()
-    _give_back()
-
-
-def _give_back() -> None:
+    """Give the request's connection back before the request ends (before slow work without it)."""
     conn = g.pop("db_connection", None)
     if conn is not None:
-        conn.precondition = None
         pool: Pool = current_app.extensions["db_pool"]
         if conn.broken:
             # Lost mid-request (the database went away or restarted): the pool discards it and

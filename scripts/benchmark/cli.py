@@ -1,7 +1,7 @@
 """Benchmark one tenant's real stack (gunicorn with the production config + PostgreSQL) with wrk.
 
     scripts/bench [--duration 10] [--warmup 2] [--scale-duration 5] [--connections 8] [--threads 2]
-                  [--profile] [--keep] [--archive]
+                  [--profile] [--keep] [--archive] [--postgres-setting NAME=VALUE ...]
     scripts/bench compare OLD.json NEW.json
 
 A run starts a private PostgreSQL cluster under .local/bench/, creates the tenant `bench` (UTC,
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 from datetime import UTC, datetime
@@ -52,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--archive", action="store_true",
                         help="archive with pgBackRest and report backup, archive lag, WAL per write and restore time")
     parser.add_argument("--keep", action="store_true", help="keep the (stopped) PostgreSQL cluster's data afterwards")
+    parser.add_argument("--postgres-setting", action="append", default=[], metavar="NAME=VALUE",
+                        type=_postgres_setting,
+                        help="set a PostgreSQL parameter (ALTER SYSTEM) on the bench's cluster before the seed,"
+                        " e.g. commit_delay=100; repeatable")
     sub = parser.add_subparsers(dest="command")
     comparison = sub.add_parser("compare", help="set two results-*.json files side by side")
     comparison.add_argument("old", type=Path)
@@ -63,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.threads > args.connections:
             parser.error("--threads must not exceed --connections")
     return args
+
+
+def _postgres_setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not re.fullmatch(r"[a-z_]+", name):
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE with a parameter's name: {text!r}")
+    return name, value
 
 
 def _terminated(*_) -> None:

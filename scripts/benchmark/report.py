@@ -106,6 +106,7 @@ def describe_machine(results: dict) -> str:
         f" Python {machine['python']}, PostgreSQL {machine['postgresql']}, {machine['wrk']};"
         f" gunicorn {server['worker_class']} {server['workers']} workers x {server['threads']} threads;"
         f" commit {(machine['git_commit'] or '?')[:12]}{' (with uncommitted changes)' if machine['git_dirty'] else ''}"
+        + "".join(f"; {name}={value}" for name, value in results["options"].get("postgres_settings", {}).items())
     )
 
 

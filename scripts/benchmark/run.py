@@ -22,6 +22,7 @@ from itertools import chain, islice
 from typing import NamedTuple
 
 import localstack
+from psycopg import sql
 
 from benchmark import STATE, procfs, scenarios, seed
 from benchmark.api import http, login
@@ -100,7 +101,7 @@ class Bench:
             "options": {
                 "duration_s": args.duration, "warmup_s": args.warmup, "scale_duration_s": args.scale_duration,
                 "connections": args.connections, "threads": args.threads, "profile": args.profile,
-                "archive": args.archive,
+                "archive": args.archive, "postgres_settings": dict(args.postgres_setting),
             },
         }
         env = self.start_database()
@@ -165,6 +166,12 @@ class Bench:
         if cluster.archive:
             shutil.rmtree(cluster.archive.directory, ignore_errors=True)
         cluster.start()
+        if self.args.postgres_setting:
+            with cluster.connect() as conn:
+                conn.autocommit = True
+                for name, value in self.args.postgres_setting:
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                conn.execute("SELECT pg_reload_conf()")
         if cluster.archive:
             cluster.archive.run("stanza-create")
         return self.stack.prepare(TENANT)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..db import Connection, Precondition
+    from ..db import Connection
 
 
 class Connections(Protocol):
@@ -18,13 +18,8 @@ class Connections(Protocol):
 
     Domain functions that may refuse a request before touching the database, or that hash a
     password, take this rather than a connection, so that no connection is taken (or held) for
-    nothing. A check the request's work depends on (the token's admission) goes with its first
-    statement (`check_first`), and `settle` runs it if no statement took it along."""
+    nothing."""
 
     def connection(self, timeout: float | None = None) -> Connection: ...
 
     def release(self) -> None: ...
-
-    def check_first(self, precondition: Precondition) -> None: ...
-
-    def settle(self) -> None: ...

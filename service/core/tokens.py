@@ -23,12 +23,9 @@ def authenticate(db: Connections, settings: Settings, token: str) -> dict:
     an int), `scope`, and `pat`, the id of a personal access token (None for a login token).
 
     A personal access token (`fin_pat_...`) is admitted by one statement on its hash
-    (`_personal_token`), before the request's work: that work needs the user's id it finds. For a
-    login token, the signature and claims are checked in the process first (a forged or expired
-    token is refused without a connection, even while the database is down); then revocation is an
-    indexed check in PostgreSQL that rides with the request's first statement (db.check_first), so
-    it costs no round trip of its own, and the refusal is raised when that statement is sent (or by
-    `db.settle()` once the work is done, when it sent none). Either way the database decides on
+    (`_personal_token`). For a login token, the signature and claims are checked in the process
+    first (a forged or expired token is refused without a connection, even while the database is
+    down); then revocation costs one indexed query in PostgreSQL. Either way the database decides on
     every request, so every worker of every replica refuses a revoked or deleted token on the very
     next one.
     """
@@ -39,16 +36,14 @@ def authenticate(db: Connections, settings: Settings, token: str) -> dict:
     except jwt.InvalidTokenError as exc:
         raise TokenRefused("invalid_token", "The token is invalid or expired.") from exc
     claims["sub"] = int(claims["sub"])
-    db.check_first(
-        revoked_tokens.admission(
-            user_id=claims["sub"], token_version=claims["ver"], jti=claims["jti"], refused=_login_token_refused
-        )
+    status = revoked_tokens.token_status(
+        db.connection(), user_id=claims["sub"], token_version=claims["ver"], jti=claims["jti"]
     )
+    if status == "no_user":
+        raise user_gone()
+    if status == "revoked":
+        raise token_revoked()
     return {**claims, "scope": READ_WRITE, "pat": None}
-
-
-def _login_token_refused(reason: str) -> TokenRefused:
-    return user_gone() if reason == "no_user" else token_revoked()
 
 
 def _personal_token(db: Connections, token: str) -> dict:

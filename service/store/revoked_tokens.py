@@ -1,4 +1,4 @@
-"""The revoked_tokens table (and users' token versions): the one statement that admits a token, and logout.
+"""The revoked_tokens table (and users' token versions): the one query that admits a token, and logout.
 
 A token is refused when its user is gone, when the user's token version moved past the token's
 (a password change), or when its id is in revoked_tokens (a logout). All of it lives in
@@ -7,10 +7,12 @@ PostgreSQL, so every worker of every replica sees a revocation on the very next 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
+from typing import Literal
 
-from ..db import Connection, Precondition
+from ..db import Connection
+
+TokenStatus = Literal["valid", "revoked", "no_user"]
 
 # A revocation is kept this long past the token's expiry (which already includes the leeway),
 # so an app server whose clock runs behind the database's still finds it.
@@ -20,15 +22,17 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=5)
 PURGE_BATCH = 100
 
 
-def admission(*, user_id: int, token_version: int, jti: str, refused: Callable[[str], Exception]) -> Precondition:
-    """The statement that admits a verified login token: by primary keys only, it raises when the
-    user is gone (`refused("no_user")`) or the token is revoked (`refused("revoked")`); sent ahead of
-    the request's first statement (db.check_first, migration 0015)."""
-    return Precondition(
-        "SELECT admit_login_token(%(user_id)s, %(version)s, %(jti)s)",
+def token_status(conn: Connection, *, user_id: int, token_version: int, jti: str) -> TokenStatus:
+    """Whether a verified token may be used: one indexed query, by primary keys only."""
+    row = conn.execute(
+        "SELECT u.token_version = %(version)s AS current,"
+        " EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = %(jti)s) AS revoked"
+        " FROM users u WHERE u.id = %(user_id)s",
         {"user_id": user_id, "version": token_version, "jti": jti},
-        refused,
-    )
+    ).fetchone()
+    if row is None:
+        return "no_user"
+    return "valid" if row["current"] and not row["revoked"] else "revoked"
 
 
 def revoke(conn: Connection, *, jti: str, valid_until: float) -> None:

@@ -1,8 +1,9 @@
-"""One round trip per request: a login token's revocation check rides with the request's first
-statement (service.db.check_first), and a refused token's statement is never applied.
+"""The round trips of a request: the login token's check, then the request's own statements, each
+one round trip (autocommit: no BEGIN or COMMIT); a refused token sends nothing else.
 
 tenant1's app runs in this process against its real database with a pool of one connection, whose
 libpq trace shows every message the request sent: each Sync or simple Query is one round trip.
+docs/performance.md says why the check is not pipelined with the first statement (measured slower).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import jwt
 import pytest
 from psycopg import pq
 
@@ -24,6 +26,8 @@ EXPENSE = {"type": "expense", "amount": "12.50", "category": "groceries"}
 # The frontend messages that wait for the server: the end of a pipeline (or of one extended-protocol
 # statement) and a simple query (BEGIN, COMMIT).
 ROUND_TRIP = re.compile(r"^F\t\d+\t(Sync|Query)\b", re.MULTILINE)
+PREPARED_USE = re.compile(r'^F\t\d+\tBind\t "" "_pg3_\d+"', re.MULTILINE)
+PREPARED_ALONE = re.compile(r'F\t\d+\tParse\t "_pg3_\d+" [^\n]*\nF\t4\tSync')
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +62,11 @@ def traced(app, tmp_path: Path) -> Iterator[list[str]]:
     text = "\n".join(line for line in trace.read_text().splitlines() if line.startswith("F\t"))
     start = 0
     for match in ROUND_TRIP.finditer(text):
-        round_trips.append(text[start : match.end()])
+        sent = text[start : match.end()]
         start = match.end() + 1
+        # Once per connection and statement, on its sixth use, psycopg prepares it alone: not the request's.
+        if not PREPARED_ALONE.fullmatch(sent):
+            round_trips.append(sent)
 
 
 def _warm(app, token: str) -> None:
@@ -76,7 +83,7 @@ def _warm(app, token: str) -> None:
         ("get", "/accounts", None, 200, "FROM accounts"),
     ],
 )
-def test_an_authenticated_request_makes_one_round_trip_with_its_check_first(
+def test_an_authenticated_request_makes_two_round_trips_its_token_check_then_its_statement(
     app, user, tmp_path, method, path, body, status, statement
 ):
     _, token = user
@@ -84,13 +91,15 @@ def test_an_authenticated_request_makes_one_round_trip_with_its_check_first(
     with traced(app, tmp_path) as round_trips:
         response = getattr(app.test_client(), method)(path, json=body, headers=bearer(token))
     assert response.status_code == status, response.text
-    assert len(round_trips) == 1, "\n---\n".join(round_trips)
-    (sent,) = round_trips
-    check, work = sent.index("admit_login_token"), sent.index(statement)
-    assert check < work, sent
+    assert len(round_trips) == 2, "\n---\n".join(round_trips)
+    check, work = round_trips
+    # The check carries the token's id; the work its statement (by name once psycopg has prepared it).
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    assert jti in check and jti not in work, round_trips
+    assert statement in work or PREPARED_USE.search(work), work
 
 
-def test_a_revoked_tokens_write_is_sent_with_the_check_and_never_applied(app, client, user, db, tmp_path):
+def test_a_revoked_token_sends_its_check_and_nothing_else(app, client, user, db, tmp_path):
     user_id, token = user
     _warm(app, token)
     assert client.post("/logout", headers=bearer(token)).status_code == 204
@@ -98,30 +107,11 @@ def test_a_revoked_tokens_write_is_sent_with_the_check_and_never_applied(app, cl
         response = app.test_client().post("/transactions", json=EXPENSE, headers=bearer(token))
     assert response.status_code == 401 and response.json["error"]["code"] == "invalid_token", response.text
     assert "revoked" in response.json["error"]["message"]
-    # The insert went out in the check's round trip, and PostgreSQL skipped it.
-    assert len(round_trips) == 1 and "INSERT INTO transactions" in round_trips[0]
+    assert len(round_trips) == 1 and "INSERT" not in round_trips[0]
     assert count_transactions(db, user_id) == 0
 
 
-def test_refusals_and_admissions_alternate_on_one_connection_past_psycopgs_prepare_threshold(app, client, db):
-    """psycopg prepares a statement on its fifth use; a pipeline whose check refused must not leave
-    the connection believing a skipped statement was prepared (every later use would fail)."""
-    kept, gone = register(client), register(client)
-    kept_token = login(client, kept["username"])
-    gone_token = login(client, gone["username"])
-    db.execute("UPDATE users SET token_version = token_version + 1 WHERE id = %s", (gone["id"],))
-    test_client = app.test_client()
-    for _ in range(8):
-        refused = test_client.post("/transactions", json=EXPENSE, headers=bearer(gone_token))
-        assert refused.status_code == 401, refused.text
-        created = test_client.post("/transactions", json=EXPENSE, headers=bearer(kept_token))
-        assert created.status_code == 201, created.text
-        listed = test_client.get("/transactions", headers=bearer(kept_token))
-        assert listed.status_code == 200, listed.text
-    assert count_transactions(db, kept["id"]) == 8 and count_transactions(db, gone["id"]) == 0
-
-
-def test_a_deleted_users_token_is_refused_as_gone_in_the_same_round_trip(app, client, user, db, tmp_path):
+def test_a_deleted_users_token_is_refused_as_gone_in_one_round_trip(app, user, db, tmp_path):
     user_id, token = user
     _warm(app, token)
     db.execute("DELETE FROM users WHERE id = %s", (user_id,))
@@ -132,27 +122,24 @@ def test_a_deleted_users_token_is_refused_as_gone_in_the_same_round_trip(app, cl
     assert len(round_trips) == 1
 
 
-def test_a_request_that_sends_no_statement_still_has_its_token_checked_after_its_work(app, client, user, tmp_path):
-    """A bad body is refused before any statement; the check then runs alone, and a revoked token
-    is told so rather than what was wrong with its body (as when the check came first)."""
+def test_a_revoked_token_is_told_so_before_what_is_wrong_with_its_body(app, client, user):
     _, token = user
-    _warm(app, token)
-    with traced(app, tmp_path) as round_trips:
-        response = app.test_client().post("/transactions", json={"type": "nonsense"}, headers=bearer(token))
-    assert response.status_code == 400, response.text
-    assert len(round_trips) == 1 and "admit_login_token" in round_trips[0], round_trips
-
+    assert app.test_client().post("/transactions", json={"type": "nonsense"}, headers=bearer(token)).status_code == 400
     assert client.post("/logout", headers=bearer(token)).status_code == 204
     response = app.test_client().post("/transactions", json={"type": "nonsense"}, headers=bearer(token))
     assert response.status_code == 401 and response.json["error"]["code"] == "invalid_token", response.text
 
 
-def test_the_export_checks_the_token_before_its_snapshot_and_streams_nothing_to_a_revoked_one(app, client, user):
+def test_the_export_opens_its_snapshot_with_begin_alone(app, client, user, tmp_path):
+    """REPEATABLE READ goes with BEGIN (service.db.snapshot), not in a SET TRANSACTION of its own."""
     _, token = user
     _warm(app, token)
-    exported = app.test_client().get("/transactions/export", headers=bearer(token))
-    assert exported.status_code == 200 and exported.mimetype == "text/csv", exported.text
-    exported.close()  # the end of the stream gives its connection back
+    with traced(app, tmp_path) as round_trips:
+        exported = app.test_client().get("/transactions/export", headers=bearer(token))
+        assert exported.status_code == 200 and exported.mimetype == "text/csv", exported.text
+        exported.close()  # the end of the stream gives its connection back
+    sent = "\n".join(round_trips)
+    assert "BEGIN ISOLATION LEVEL REPEATABLE READ" in sent and "SET TRANSACTION" not in sent, sent
     assert client.post("/logout", headers=bearer(token)).status_code == 204
     response = app.test_client().get("/transactions/export", headers=bearer(token))
     assert response.status_code == 401 and response.mimetype == "application/json", response.text

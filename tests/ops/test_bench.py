@@ -367,3 +367,20 @@ def test_a_webhook_subscriber_has_its_targets_beside_the_plain_create():
 
     assert verdicts(24.0, 0.55) == [(True, "24.0 ms"), (True, "0.55 / 0.60 = 0.92x")]
     assert verdicts(26.0, 0.5) == [(False, "26.0 ms"), (False, "0.50 / 0.60 = 0.83x")]
+
+
+def test_postgres_settings_are_taken_as_name_value_pairs_and_shown_with_the_machine():
+    from benchmark import cli
+
+    args = cli.parse_args(["--postgres-setting", "commit_delay=100", "--postgres-setting", "commit_siblings=2"])
+    assert args.postgres_setting == [("commit_delay", "100"), ("commit_siblings", "2")]
+    for bad in ("commit_delay", "commit delay=1", "=1", "Commit_Delay=1; DROP"):
+        with pytest.raises(SystemExit):
+            cli.parse_args(["--postgres-setting", bad])
+    machine = {"nproc": 2, "cpu_model": "x", "memory_gib": 1, "kernel": "k", "python": "p", "postgresql": "15",
+               "wrk": "wrk", "git_commit": "abc", "git_dirty": False}
+    server = {"worker_class": "sync", "workers": 4, "threads": 1}
+    shown = report.describe_machine({"machine": machine, "server": server,
+                                     "options": {"postgres_settings": dict(args.postgres_setting)}})
+    assert shown.endswith("commit abc; commit_delay=100; commit_siblings=2")
+    assert report.describe_machine({"machine": machine, "server": server, "options": {}}).endswith("commit abc")
