@@ -12,8 +12,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from psycopg import sql
-
 
 @dataclass(frozen=True)
 class Record:
@@ -30,10 +28,6 @@ class Record:
     # name of the transaction's account (account_id): csvio and the store's export and import
     # translate it.
     csv_columns: tuple[str, ...]
-
-    @property
-    def select_list(self) -> sql.Composable:
-        return sql.SQL(", ").join(map(sql.Identifier, self.columns))
 
     @property
     def sorts(self) -> tuple[str, ...]:

@@ -323,6 +323,7 @@ class Bench:
             start_profiler(self.profiles, self.server.process.pid, scenario.key, seconds) if self.args.profile else None
         )
         before = procfs.cpu_snapshot(self.own_pids())
+        servers_before = self.servers_cpu_ticks()
         # Keep-alive connections stay with the worker that accepted them: how they were spread
         # over the workers is part of the result (all 8 on one worker leaves a core to the others).
         workers = procfs.child_pids(self.server.process.pid)
@@ -335,11 +336,16 @@ class Bench:
         # py-spy's CPU counts as this run's once it is reaped (before that it would look like other work).
         profile = finish_profiler(self.profiles, profiler, scenario.key) if profiler else None
         figures["other_cpu"] = procfs.other_cpu(before, procfs.cpu_snapshot(self.own_pids()))
+        figures["cpu_ms_per_request"] = procfs.per_request_ms(
+            servers_before, self.servers_cpu_ticks(), figures["requests"]
+        )
         print(
             f"  {scenario.label}{'' if connections == self.args.connections else f' ({connections} connection)'}:"
             f" {figures['requests_per_s']:,.0f} req/s, p50 {figures['latency_ms']['p50']:.2f} ms,"
             f" p99 {figures['latency_ms']['p99']:.2f} ms, non-2xx {figures['non_2xx']},"
-            f" connections per worker {spread_text(figures['connections_per_worker'])}",
+            f" connections per worker {spread_text(figures['connections_per_worker'])},"
+            f" CPU per request: gunicorn {figures['cpu_ms_per_request']['gunicorn']:.2f} ms,"
+            f" PostgreSQL {figures['cpu_ms_per_request']['postgres']:.2f} ms",
             flush=True,
         )
         if not 200 <= status < 300:
@@ -355,6 +361,11 @@ class Bench:
             "probe_status": status, **figures, "wrk_output": output,
             **({"profile": profile} if profile else {}),
         }
+
+    def servers_cpu_ticks(self) -> dict[str, int]:
+        """CPU used so far by gunicorn (master and workers) and by PostgreSQL (every backend)."""
+        gunicorn, *postgres = self.own_pids()
+        return {"gunicorn": procfs.tree_cpu_ticks(gunicorn), "postgres": sum(map(procfs.tree_cpu_ticks, postgres))}
 
     def own_pids(self) -> list[int]:
         """The roots of this run's process trees besides wrk: gunicorn's master and PostgreSQL's."""

@@ -10,7 +10,7 @@ from ..db import Connection, fetch_one
 from ..records import ACCOUNT
 from . import assignments, names, placeholders
 
-COLUMNS = ACCOUNT.select_list
+COLUMNS = names(ACCOUNT.columns)
 
 
 class NameTaken(Exception):

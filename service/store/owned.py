@@ -40,7 +40,7 @@ def insert(conn: Connection, record: Record, *, user_id: int, data: dict) -> dic
         table=sql.Identifier(record.table),
         names=names(fields),
         values=placeholders(len(fields)),
-        columns=record.select_list,
+        columns=names(record.columns),
     )
     try:
         return fetch_one(conn.execute(query, [user_id, *(data[name] for name in fields)]))
@@ -51,7 +51,7 @@ def insert(conn: Connection, record: Record, *, user_id: int, data: dict) -> dic
 def get(conn: Connection, record: Record, *, user_id: int, id: int, lock: bool = False) -> dict | None:
     """The user's record, locked until the caller's transaction ends when `lock`."""
     query = sql.SQL("SELECT {columns} FROM {table} WHERE id = %s AND user_id = %s{lock}").format(
-        columns=record.select_list,
+        columns=names(record.columns),
         table=sql.Identifier(record.table),
         lock=sql.SQL(" FOR NO KEY UPDATE" if lock else ""),
     )
@@ -63,7 +63,7 @@ def update(conn: Connection, record: Record, *, user_id: int, id: int, changes: 
     fields = [name for name in changes if name in record.columns]
     query = sql.SQL(
         "UPDATE {table} SET {assignments}, updated_at = now() WHERE id = %s AND user_id = %s RETURNING {columns}"
-    ).format(table=sql.Identifier(record.table), assignments=assignments(fields), columns=record.select_list)
+    ).format(table=sql.Identifier(record.table), assignments=assignments(fields), columns=names(record.columns))
     try:
         return conn.execute(query, [*(changes[name] for name in fields), id, user_id]).fetchone()
     except errors.UniqueViolation as exc:
@@ -78,6 +78,6 @@ def delete(conn: Connection, record: Record, *, user_id: int, id: int) -> bool:
 def list_all(conn: Connection, record: Record, *, user_id: int) -> list[dict]:
     """The user's records, oldest first."""
     query = sql.SQL("SELECT {columns} FROM {table} WHERE user_id = %s ORDER BY id").format(
-        columns=record.select_list, table=sql.Identifier(record.table)
+        columns=names(record.columns), table=sql.Identifier(record.table)
     )
     return conn.execute(query, (user_id,)).fetchall()

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from ..db import Connection, fetch_one
 from ..records import PERSONAL_ACCESS_TOKEN
+from . import names
 
 # last_used_at is written at most this often per token: a token used by every request of a busy
 # script costs one row write a minute, not one per request.
@@ -24,7 +25,7 @@ def insert(conn: Connection, *, user_id: int, name: str, scope: str, token_hash:
     query = sql.SQL(
         "INSERT INTO personal_access_tokens (user_id, name, scope, token_hash, expires_at)"
         " VALUES (%s, %s, %s, %s, now() + make_interval(days => %s)) RETURNING {columns}"
-    ).format(columns=PERSONAL_ACCESS_TOKEN.select_list)
+    ).format(columns=names(PERSONAL_ACCESS_TOKEN.columns))
     return fetch_one(conn.execute(query, (user_id, name, scope, token_hash, days)))
 
 

@@ -9,8 +9,9 @@ from psycopg import sql
 
 from ..db import Connection, fetch_one
 from ..records import RECURRING
+from . import names
 
-COLUMNS = RECURRING.select_list
+COLUMNS = names(RECURRING.columns)
 
 
 def lock_next_due(conn: Connection, *, today: date, skip: list[int]) -> dict | None:

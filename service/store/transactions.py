@@ -11,7 +11,7 @@ from ..db import Connection, fetch_one
 from ..records import TRANSACTION, Position
 from . import names, placeholders
 
-COLUMNS = TRANSACTION.select_list
+COLUMNS = names(TRANSACTION.columns)
 WRITABLE = TRANSACTION.writable
 # The columns an import copies, in the order of import_transactions' rows.
 _IMPORTED = ("user_id", "account_id", *TRANSACTION.import_columns)

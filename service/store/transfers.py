@@ -8,7 +8,7 @@ from ..db import Connection
 from ..records import TRANSFER, Position
 from . import names, placeholders
 
-COLUMNS = TRANSFER.select_list
+COLUMNS = names(TRANSFER.columns)
 
 
 def create_transfer(conn: Connection, *, user_id: int, data: dict) -> dict | None:

@@ -23,7 +23,7 @@ def create_webhook(conn: Connection, *, user_id: int, data: dict, secret: str) -
     fields = [name for name in WEBHOOK.writable if name in data]
     query = sql.SQL(
         "INSERT INTO webhooks (user_id, secret, {names}) VALUES (%s, %s, {values}) RETURNING {columns}, secret"
-    ).format(names=names(fields), values=placeholders(len(fields)), columns=WEBHOOK.select_list)
+    ).format(names=names(fields), values=placeholders(len(fields)), columns=names(WEBHOOK.columns))
     return fetch_one(conn.execute(query, [user_id, secret, *(data[name] for name in fields)]))
 
 

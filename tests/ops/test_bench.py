@@ -384,3 +384,11 @@ def test_postgres_settings_are_taken_as_name_value_pairs_and_shown_with_the_mach
                                      "options": {"postgres_settings": dict(args.postgres_setting)}})
     assert shown.endswith("commit abc; commit_delay=100; commit_siblings=2")
     assert report.describe_machine({"machine": machine, "server": server, "options": {}}).endswith("commit abc")
+
+
+def test_cpu_per_request_is_each_servers_ticks_over_the_requests():
+    ticks = procfs.CLOCK_TICKS  # per second
+    before, after = {"gunicorn": 0, "postgres": 10}, {"gunicorn": 2 * ticks, "postgres": 10 + ticks}
+    assert procfs.per_request_ms(before, after, 1000) == {"gunicorn": 2.0, "postgres": 1.0}
+    # No request completed: the whole time is charged to one, not divided by zero.
+    assert procfs.per_request_ms({"gunicorn": 0}, {"gunicorn": ticks}, 0) == {"gunicorn": 1000.0}
