@@ -119,7 +119,8 @@ def snapshot(conn: Connection) -> Iterator[None]:
         with conn.transaction():
             yield
     finally:
-        conn.isolation_level = None
+        if not conn.closed:  # a broken connection is discarded; its error is the one to raise
+            conn.isolation_level = None
 
 
 def fetch_one(cursor: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:

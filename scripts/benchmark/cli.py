@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _postgres_setting(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
-    if not equals or not re.fullmatch(r"[a-z_]+", name):
+    if not equals or not value or not re.fullmatch(r"[a-z_]+", name):
         raise argparse.ArgumentTypeError(f"not NAME=VALUE with a parameter's name: {text!r}")
     return name, value
 

@@ -84,6 +84,23 @@ def size_comparison(small: SizeRuns, large: SizeRuns) -> dict:
     }
 
 
+def apply_postgres_settings(cluster: localstack.Cluster, settings: list[tuple[str, str]]) -> None:
+    """Set each parameter with ALTER SYSTEM and restart the cluster (some take effect only then);
+    refused when the server's command line sets it (localstack's own options win)."""
+    with cluster.connect() as conn:
+        for name, value in settings:
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    cluster.stop()
+    cluster.start()
+    with cluster.connect() as conn:
+        rows = conn.execute(
+            "SELECT name, source FROM pg_settings WHERE name = ANY(%s)", ([name for name, _ in settings],)
+        ).fetchall()
+    overridden = [name for name, source in rows if source != "configuration file"]
+    if overridden:
+        raise RuntimeError(f"the bench's cluster sets {', '.join(overridden)} on its command line; not changed")
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, wrk: str) -> None:
         self.args = args
@@ -167,11 +184,7 @@ class Bench:
             shutil.rmtree(cluster.archive.directory, ignore_errors=True)
         cluster.start()
         if self.args.postgres_setting:
-            with cluster.connect() as conn:
-                conn.autocommit = True
-                for name, value in self.args.postgres_setting:
-                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-                conn.execute("SELECT pg_reload_conf()")
+            apply_postgres_settings(cluster, self.args.postgres_setting)
         if cluster.archive:
             cluster.archive.run("stanza-create")
         return self.stack.prepare(TENANT)
