@@ -14,7 +14,7 @@ from psycopg import sql
 # Each piece is rendered to SQL text once per distinct set of columns (the record descriptions and
 # the fields a request may send bound them): quoting the identifiers again for every statement cost
 # about 0.1 ms of a request's Python (docs/performance.md, issue 17).
-_RENDERED = 256
+_RENDERED = 1024
 
 
 def names(columns: Iterable[str]) -> sql.Composable:

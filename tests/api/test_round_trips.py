@@ -24,8 +24,8 @@ from tests.utils import bearer, count_transactions, login, register
 
 TENANT = "tenant1"
 EXPENSE = {"type": "expense", "amount": "12.50", "category": "groceries"}
-# The frontend messages that wait for the server: the end of a pipeline (or of one extended-protocol
-# statement) and a simple query (BEGIN, COMMIT).
+# The frontend messages that wait for the server: the end of an extended-protocol statement (Sync)
+# and a simple query (BEGIN, COMMIT).
 ROUND_TRIP = re.compile(r"^F\t\d+\t(Sync|Query)\b", re.MULTILINE)
 PREPARED_USE = re.compile(r'^F\t\d+\tBind\t "" "_pg3_\d+"', re.MULTILINE)
 PREPARED_ALONE = re.compile(r'F\t\d+\tParse\t "_pg3_\d+" [^\n]*\nF\t4\tSync')
