@@ -39,7 +39,7 @@ def test_a_connection_lost_inside_raises_its_own_error_not_one_of_the_reset(stac
     pid = conn.info.backend_pid
     with pytest.raises(psycopg.OperationalError) as raised, snapshot(conn):
         with stack.cluster.connect("tenant1") as other:
-            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            other.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # returns once it is gone
         conn.execute("SELECT 1")
     assert not isinstance(raised.value, psycopg.ProgrammingError)
     assert conn.closed
