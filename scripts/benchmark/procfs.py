@@ -125,13 +125,12 @@ def own_cpu_ticks() -> int:
     return round(seconds * CLOCK_TICKS)
 
 
-def cpu_snapshot(pids: Iterable[int]) -> tuple[float, int, int, int, int]:
+def cpu_snapshot(trees_ticks: int) -> tuple[float, int, int, int, int]:
     """(time, machine busy, iowait and steal ticks, ticks used by this process, its reaped
-    children and the process trees of `pids`)."""
+    children and the servers' process trees, which used `trees_ticks`)."""
     now = time.monotonic()
     busy, iowait, steal = machine_cpu_ticks()
-    ours = own_cpu_ticks() + sum(tree_cpu_ticks(pid) for pid in pids)
-    return now, busy, iowait, steal, ours
+    return now, busy, iowait, steal, own_cpu_ticks() + trees_ticks
 
 
 def other_cpu(before: tuple[float, int, int, int, int], after: tuple[float, int, int, int, int]) -> dict:

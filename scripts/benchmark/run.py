@@ -335,8 +335,8 @@ class Bench:
         profiler = (
             start_profiler(self.profiles, self.server.process.pid, scenario.key, seconds) if self.args.profile else None
         )
-        before = procfs.cpu_snapshot(self.own_pids())
         servers_before = self.servers_cpu_ticks()
+        before = procfs.cpu_snapshot(sum(servers_before.values()))
         # Keep-alive connections stay with the worker that accepted them: how they were spread
         # over the workers is part of the result (all 8 on one worker leaves a core to the others).
         workers = procfs.child_pids(self.server.process.pid)
@@ -348,10 +348,9 @@ class Bench:
         figures["connections_per_worker"] = spread
         # py-spy's CPU counts as this run's once it is reaped (before that it would look like other work).
         profile = finish_profiler(self.profiles, profiler, scenario.key) if profiler else None
-        figures["other_cpu"] = procfs.other_cpu(before, procfs.cpu_snapshot(self.own_pids()))
-        figures["cpu_ms_per_request"] = procfs.per_request_ms(
-            servers_before, self.servers_cpu_ticks(), figures["requests"]
-        )
+        servers_after = self.servers_cpu_ticks()
+        figures["other_cpu"] = procfs.other_cpu(before, procfs.cpu_snapshot(sum(servers_after.values())))
+        figures["cpu_ms_per_request"] = procfs.per_request_ms(servers_before, servers_after, figures["requests"])
         print(
             f"  {scenario.label}{'' if connections == self.args.connections else f' ({connections} connection)'}:"
             f" {figures['requests_per_s']:,.0f} req/s, p50 {figures['latency_ms']['p50']:.2f} ms,"
@@ -376,17 +375,15 @@ class Bench:
         }
 
     def servers_cpu_ticks(self) -> dict[str, int]:
-        """CPU used so far by gunicorn (master and workers) and by PostgreSQL (every backend)."""
-        gunicorn, *postgres = self.own_pids()
-        return {"gunicorn": procfs.tree_cpu_ticks(gunicorn), "postgres": sum(map(procfs.tree_cpu_ticks, postgres))}
-
-    def own_pids(self) -> list[int]:
-        """The roots of this run's process trees besides wrk: gunicorn's master and PostgreSQL's."""
-        pids = [self.server.process.pid]
+        """CPU used so far by gunicorn (master and workers) and by PostgreSQL (every process of the
+        cluster: backends, checkpointer, WAL writer, autovacuum); with wrk and this process, all the
+        run's own CPU."""
         postmaster = self.stack.cluster.data_dir / "postmaster.pid"
-        if postmaster.exists():
-            pids.append(int(postmaster.read_text().split()[0]))
-        return pids
+        postgres = int(postmaster.read_text().split()[0]) if postmaster.exists() else None
+        return {
+            "gunicorn": procfs.tree_cpu_ticks(self.server.process.pid),
+            "postgres": procfs.tree_cpu_ticks(postgres) if postgres else 0,
+        }
 
     def stop(self) -> None:
         if self.server is not None:
