@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the (stopped) PostgreSQL cluster's data afterwards")
     parser.add_argument("--postgres-setting", action="append", default=[], metavar="NAME=VALUE",
                         type=_postgres_setting,
-                        help="set a PostgreSQL parameter (ALTER SYSTEM) on the bench's cluster before the seed,"
-                        " e.g. commit_delay=100; repeatable")
+                        help="set a PostgreSQL parameter on the bench's cluster before the seed (ALTER SYSTEM and"
+                        " a restart; refused for what its command line sets), e.g. commit_delay=100; repeatable")
     sub = parser.add_subparsers(dest="command")
     comparison = sub.add_parser("compare", help="set two results-*.json files side by side")
     comparison.add_argument("old", type=Path)
